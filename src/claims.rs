@@ -1,0 +1,93 @@
+//! Typed access to JWT claims. A claim of the wrong JSON type is an error naming the claim, never a
+//! crash (spec §4: "Claims of the wrong JSON type … fail the rule that reads them").
+
+use serde_json::{Map, Value};
+
+pub type Claims = Map<String, Value>;
+
+/// A string claim: `Ok(None)` when absent, `Err` naming the claim when present but not a string.
+pub fn opt_str<'a>(claims: &'a Claims, name: &str) -> Result<Option<&'a str>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => Err(format!(
+            "claim `{name}` must be a string, not {}",
+            type_name(other)
+        )),
+    }
+}
+
+/// A required, non-blank string claim.
+pub fn req_str<'a>(claims: &'a Claims, name: &str) -> Result<&'a str, String> {
+    match opt_str(claims, name)? {
+        None => Err(format!("claim `{name}` not found")),
+        Some(s) if s.trim().is_empty() => Err(format!("claim `{name}` cannot be empty")),
+        Some(s) => Ok(s),
+    }
+}
+
+/// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional), as whole seconds (floor).
+pub fn opt_date(claims: &Claims, name: &str) -> Result<Option<i64>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Some(i));
+            }
+            match n.as_f64() {
+                Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f.floor() as i64)),
+                _ => Err(format!("claim `{name}` is not a valid NumericDate")),
+            }
+        }
+        Some(other) => Err(format!(
+            "claim `{name}` must be a NumericDate (a number), not {}",
+            type_name(other)
+        )),
+    }
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn c(v: Value) -> Claims {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn strings() {
+        let m = c(json!({"a": "x", "b": 1, "c": null, "d": " ", "e": ["x"]}));
+        assert_eq!(opt_str(&m, "a"), Ok(Some("x")));
+        assert_eq!(opt_str(&m, "z"), Ok(None));
+        assert!(opt_str(&m, "b")
+            .unwrap_err()
+            .contains("`b` must be a string, not a number"));
+        assert!(opt_str(&m, "c").unwrap_err().contains("null"));
+        assert!(req_str(&m, "d").unwrap_err().contains("cannot be empty"));
+        assert!(req_str(&m, "z").unwrap_err().contains("not found"));
+        assert!(req_str(&m, "e").unwrap_err().contains("an array"));
+    }
+
+    #[test]
+    fn dates() {
+        let m = c(json!({"a": 10, "b": 10.9, "c": "10", "d": 1e300, "e": -5}));
+        assert_eq!(opt_date(&m, "a"), Ok(Some(10)));
+        assert_eq!(opt_date(&m, "b"), Ok(Some(10)));
+        assert!(opt_date(&m, "c").is_err());
+        assert!(opt_date(&m, "d").is_err());
+        assert_eq!(opt_date(&m, "e"), Ok(Some(-5)));
+        assert_eq!(opt_date(&m, "z"), Ok(None));
+    }
+}

@@ -1,0 +1,543 @@
+//! The stream state machine against a fake host: what is paused, fetched, resumed and answered.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
+use crate::testkit::keys::{now, TestKey};
+
+#[derive(Default)]
+struct Fake {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    /// url → (status, body); a missing url makes dispatch fail.
+    keystore: HashMap<String, (Option<u16>, Vec<u8>)>,
+    dispatched: Vec<(u32, JwksSource)>,
+    current: Option<(Option<u16>, Vec<u8>)>,
+    resumed: usize,
+    responses: Vec<(u16, Vec<(String, String)>, Value)>,
+    logs: std::cell::RefCell<Vec<String>>,
+    next_token: u32,
+}
+
+impl Host for Fake {
+    fn now(&self) -> i64 {
+        now() as i64
+    }
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).cloned()
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.body.iter().take(size).copied().collect())
+    }
+    fn dispatch_get(&mut self, src: &JwksSource, _timeout_ms: u64) -> Result<u32, String> {
+        if !self.keystore.contains_key(&src.url) {
+            return Err("BadArgument".into());
+        }
+        self.next_token += 1;
+        self.dispatched.push((self.next_token, src.clone()));
+        Ok(self.next_token)
+    }
+    fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
+        let (s, b) = self.current.clone().unwrap();
+        assert_eq!(b.len(), body_size);
+        (s, if body_size > max { vec![] } else { b })
+    }
+    fn resume(&mut self) {
+        self.resumed += 1;
+    }
+    fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        self.responses.push((
+            status,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            serde_json::from_slice(body).unwrap(),
+        ));
+    }
+    fn log(&self, _level: Level, message: &str) {
+        self.logs.borrow_mut().push(message.to_string());
+    }
+}
+
+struct World {
+    tpp: Tpp,
+    host: Fake,
+    stream: Stream,
+}
+
+fn world_with(cfg_edit: impl FnOnce(&mut Value)) -> World {
+    let tpp = Tpp::new(TestKey::ec("dir-1"), TestKey::ec("tpp-1"));
+    let mut v = tpp.filter_config("directory", "software");
+    v["request_algorithms"] = json!(["PS256", "ES256"]);
+    cfg_edit(&mut v);
+    let cfg = Rc::new(Config::from_json(v.to_string().as_bytes()).unwrap());
+    let mut host = Fake::default();
+    host.keystore.insert(
+        DIRECTORY_JWKS_URL.to_string(),
+        (Some(200), tpp.directory_jwks().to_string().into_bytes()),
+    );
+    host.keystore.insert(
+        tpp.jwks_url(),
+        (Some(200), tpp.software_jwks().to_string().into_bytes()),
+    );
+    let stream = Stream::new(Some(Rc::clone(&cfg)));
+    World { tpp, host, stream }
+}
+
+fn world() -> World {
+    world_with(|_| {})
+}
+
+impl World {
+    fn request(&mut self, method: &str, path: &str, content_type: &str, body: &str) {
+        self.host.headers.insert(":method".into(), method.into());
+        self.host.headers.insert(":path".into(), path.into());
+        self.host
+            .headers
+            .insert("content-type".into(), content_type.into());
+        self.host
+            .headers
+            .insert("content-length".into(), body.len().to_string());
+        self.host.body = body.as_bytes().to_vec();
+    }
+
+    /// Send headers and the whole body; return the flows of both callbacks.
+    fn post(&mut self, body: &str) -> (Flow, Flow) {
+        self.request("POST", "/register", "application/jwt", body);
+        let h = self.stream.on_request_headers(&mut self.host, false);
+        if !self.host.responses.is_empty() {
+            return (h, Flow::Pause);
+        }
+        let len = self.host.body.len();
+        let b = self.stream.on_request_body(&mut self.host, len, true);
+        (h, b)
+    }
+
+    /// Answer every outstanding callout from the fake keystore, in dispatch order.
+    fn answer_callouts(&mut self) {
+        let mut answered = 0;
+        while answered < self.host.dispatched.len() {
+            let (token, src) = self.host.dispatched[answered].clone();
+            answered += 1;
+            let reply = self.host.keystore[&src.url].clone();
+            let size = reply.1.len();
+            self.host.current = Some(reply);
+            self.stream.on_call_response(&mut self.host, token, size);
+        }
+    }
+
+    fn rejected(&self) -> Option<(u16, String)> {
+        self.host
+            .responses
+            .first()
+            .map(|(s, _, b)| (*s, b["error"].as_str().unwrap().to_string()))
+    }
+}
+
+#[test]
+fn non_dcr_paths_are_untouched() {
+    let mut w = world();
+    w.request("GET", "/accounts", "", "");
+    assert_eq!(
+        w.stream.on_request_headers(&mut w.host, true),
+        Flow::Continue
+    );
+    assert_eq!(
+        w.stream.on_request_body(&mut w.host, 0, true),
+        Flow::Continue
+    );
+    assert!(w.host.responses.is_empty() && w.host.dispatched.is_empty());
+}
+
+#[test]
+fn valid_create_is_held_fetched_once_each_and_resumed() {
+    let mut w = world();
+    let body = w.tpp.request();
+    let (h, b) = w.post(&body);
+    assert_eq!((h, b), (Flow::Pause, Flow::Pause));
+    // First the directory only: nothing from the SSA is fetched before it verifies.
+    assert_eq!(w.host.dispatched.len(), 1);
+    assert_eq!(w.host.dispatched[0].1.url, DIRECTORY_JWKS_URL);
+    assert_eq!(w.host.dispatched[0].1.upstream, "directory");
+    w.answer_callouts();
+    assert_eq!(w.host.dispatched.len(), 2);
+    assert_eq!(w.host.dispatched[1].1.url, w.tpp.jwks_url());
+    assert_eq!(w.host.dispatched[1].1.upstream, "software");
+    assert_eq!(w.host.dispatched[1].1.authority, "keystore.tpp.test");
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+    // Later callbacks pass.
+    assert_eq!(
+        w.stream.on_request_body(&mut w.host, body.len(), true),
+        Flow::Continue
+    );
+}
+
+#[test]
+fn without_held_headers_headers_continue_and_body_is_held() {
+    let mut w = world_with(|v| v["hold_headers"] = json!(false));
+    let body = w.tpp.request();
+    let (h, b) = w.post(&body);
+    assert_eq!((h, b), (Flow::Continue, Flow::Pause));
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1);
+}
+
+#[test]
+fn chunked_body_is_buffered_until_end_of_stream() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.request(
+        "POST",
+        "/register",
+        "application/jose; charset=utf-8",
+        &body,
+    );
+    w.host.headers.remove("content-length");
+    assert_eq!(w.stream.on_request_headers(&mut w.host, false), Flow::Pause);
+    assert_eq!(
+        w.stream.on_request_body(&mut w.host, 10, false),
+        Flow::Pause
+    );
+    assert!(w.host.dispatched.is_empty());
+    assert_eq!(
+        w.stream.on_request_body(&mut w.host, body.len(), true),
+        Flow::Pause
+    );
+    assert_eq!(w.host.dispatched.len(), 1);
+}
+
+#[test]
+fn same_document_for_directory_and_software_is_fetched_once() {
+    let mut w = world_with(|v| {
+        v["software_jwks_hosts"] =
+            json!([{"host": "keystore.directory.test", "upstream": "directory"}]);
+    });
+    // One document holding both keys, at the URL the SSA names.
+    w.tpp.jwks_host = "keystore.directory.test".into();
+    let both = crate::testkit::keys::jwks(&[&w.tpp.directory, &w.tpp.key])
+        .to_string()
+        .into_bytes();
+    w.host
+        .keystore
+        .insert(DIRECTORY_JWKS_URL.into(), (Some(200), both));
+    let ssa = w
+        .tpp
+        .ssa_with(|c| c["software_jwks_endpoint"] = json!(DIRECTORY_JWKS_URL));
+    let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.dispatched.len(), 1);
+    assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
+}
+
+#[test]
+fn two_directory_urls_are_fetched_together_and_either_may_hold_the_key() {
+    let mut w = world_with(|v| {
+        v["directories"][0]["jwks"] = json!([
+            {"url": "https://a.directory.test/jwks", "upstream": "a"},
+            {"url": DIRECTORY_JWKS_URL, "upstream": "b"}
+        ]);
+    });
+    w.host.keystore.insert(
+        "https://a.directory.test/jwks".into(),
+        (Some(200), br#"{"keys":[]}"#.to_vec()),
+    );
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(w.host.dispatched.len(), 2);
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
+}
+
+#[test]
+fn keystore_faults() {
+    let cases: Vec<(&str, Option<(Option<u16>, &[u8])>, u16, &str)> = vec![
+        ("dispatch fails", None, 503, "temporarily_unavailable"),
+        (
+            "no status",
+            Some((None, b"")),
+            503,
+            "temporarily_unavailable",
+        ),
+        (
+            "503",
+            Some((Some(503), b"down")),
+            503,
+            "temporarily_unavailable",
+        ),
+        (
+            "504 timeout",
+            Some((Some(504), b"upstream request timeout")),
+            503,
+            "temporarily_unavailable",
+        ),
+        (
+            "404",
+            Some((Some(404), b"nope")),
+            400,
+            "invalid_software_statement",
+        ),
+        (
+            "html",
+            Some((Some(200), b"<html>hi</html>")),
+            400,
+            "invalid_software_statement",
+        ),
+        (
+            "no keys",
+            Some((Some(200), br#"{"keys":[]}"#)),
+            400,
+            "invalid_software_statement",
+        ),
+        (
+            "redirect",
+            Some((Some(302), b"")),
+            400,
+            "invalid_software_statement",
+        ),
+    ];
+    for (name, reply, status, code) in cases {
+        let mut w = world();
+        match reply {
+            None => {
+                w.host.keystore.remove(DIRECTORY_JWKS_URL);
+            }
+            Some((s, b)) => {
+                w.host
+                    .keystore
+                    .insert(DIRECTORY_JWKS_URL.into(), (s, b.to_vec()));
+            }
+        }
+        let body = w.tpp.request();
+        w.post(&body);
+        w.answer_callouts();
+        assert_eq!(w.rejected(), Some((status, code.to_string())), "{name}");
+        assert_eq!(w.host.resumed, 0, "{name}");
+        let headers = &w.host.responses[0].1;
+        let has_retry = headers.iter().any(|(k, _)| k == "retry-after");
+        assert_eq!(has_retry, status == 503, "{name}");
+    }
+}
+
+#[test]
+fn oversized_keystore_document_is_a_client_fault() {
+    let mut w = world_with(|v| v["limits"] = json!({"jwks_bytes": 1024}));
+    let big = json!({"keys": [], "pad": "x".repeat(2000)})
+        .to_string()
+        .into_bytes();
+    w.host
+        .keystore
+        .insert(DIRECTORY_JWKS_URL.into(), (Some(200), big));
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(
+        w.rejected(),
+        Some((400, "invalid_software_statement".into()))
+    );
+}
+
+#[test]
+fn software_keystore_faults_use_the_request_rule() {
+    let mut w = world();
+    let url = w.tpp.jwks_url();
+    w.host.keystore.insert(url.clone(), (Some(500), vec![]));
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((503, "temporarily_unavailable".into())));
+
+    let mut w = world();
+    w.host.keystore.insert(url, (Some(403), vec![]));
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+}
+
+#[test]
+fn envelope_rejections() {
+    let cases: Vec<(&str, &str, &str, &str, bool, u16)> = vec![
+        (
+            "GET collection",
+            "GET",
+            "/register",
+            "application/jwt",
+            true,
+            405,
+        ),
+        ("PATCH", "PATCH", "/register", "application/jwt", true, 405),
+        (
+            "GET client (management not served)",
+            "GET",
+            "/register/abc",
+            "",
+            true,
+            405,
+        ),
+        (
+            "bad segment",
+            "POST",
+            "/register/a%2Fb",
+            "application/jwt",
+            true,
+            400,
+        ),
+        (
+            "json body",
+            "POST",
+            "/register",
+            "application/json",
+            false,
+            400,
+        ),
+        ("no content type", "POST", "/register", "", false, 400),
+        ("no body", "POST", "/register", "application/jwt", true, 400),
+    ];
+    for (name, method, path, ct, eos, status) in cases {
+        let mut w = world();
+        w.request(method, path, ct, "x");
+        assert_eq!(
+            w.stream.on_request_headers(&mut w.host, eos),
+            Flow::Pause,
+            "{name}"
+        );
+        assert_eq!(w.host.responses.len(), 1, "{name}");
+        assert_eq!(w.host.responses[0].0, status, "{name}");
+        if status == 405 {
+            assert!(
+                w.host.responses[0].1.iter().any(|(k, _)| k == "allow"),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn size_limits() {
+    let mut w = world();
+    w.request("POST", "/register", "application/jwt", "x");
+    w.host
+        .headers
+        .insert("content-length".into(), "65537".into());
+    w.stream.on_request_headers(&mut w.host, false);
+    assert_eq!(w.rejected(), Some((413, "invalid_request".into())));
+
+    // No content-length (chunked): the buffered size decides.
+    let mut w = world();
+    w.request("POST", "/register", "application/jwt", "x");
+    w.host.headers.remove("content-length");
+    assert_eq!(w.stream.on_request_headers(&mut w.host, false), Flow::Pause);
+    assert_eq!(
+        w.stream.on_request_body(&mut w.host, 70_000, false),
+        Flow::Pause
+    );
+    assert_eq!(w.rejected(), Some((413, "invalid_request".into())));
+    // Nothing more happens on this stream.
+    assert_eq!(
+        w.stream.on_request_body(&mut w.host, 80_000, true),
+        Flow::Pause
+    );
+    assert_eq!(w.host.responses.len(), 1);
+}
+
+#[test]
+fn garbage_and_refused_algorithms_fetch_nothing() {
+    let tpp = Tpp::new(TestKey::ec("d"), TestKey::ec("t"));
+    let ssa = tpp.ssa();
+    let claims = tpp.request_claims(&ssa);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("garbage", "not a jwt".into(), "invalid_request"),
+        (
+            "none",
+            crate::testkit::keys::unsigned_none(&claims),
+            "invalid_client_metadata",
+        ),
+        (
+            "hs256",
+            crate::testkit::keys::hs256(b"secret", &claims),
+            "invalid_client_metadata",
+        ),
+        (
+            "unknown issuer",
+            tpp.key.sign_default(
+                &tpp.request_claims(&tpp.ssa_with(|c| c["iss"] = json!("Evil Directory"))),
+            ),
+            "unapproved_software_statement",
+        ),
+        (
+            "no ssa",
+            tpp.key.sign_default(&json!({"iss": "x"})),
+            "invalid_software_statement",
+        ),
+        (
+            "ssa not a string",
+            tpp.key.sign_default(&json!({"software_statement": 5})),
+            "invalid_software_statement",
+        ),
+        (
+            "ssa garbage",
+            tpp.key.sign_default(&json!({"software_statement": "a.b"})),
+            "invalid_software_statement",
+        ),
+    ];
+    for (name, body, code) in cases {
+        let mut w = world();
+        w.post(&body);
+        assert_eq!(w.rejected().map(|r| r.1), Some(code.to_string()), "{name}");
+        assert!(w.host.dispatched.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn a_late_callout_after_rejection_is_ignored() {
+    let mut w = world();
+    w.host
+        .keystore
+        .insert(DIRECTORY_JWKS_URL.into(), (Some(404), vec![]));
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.responses.len(), 1);
+    w.host.current = Some((Some(200), vec![]));
+    w.stream.on_call_response(&mut w.host, 99, 0);
+    assert_eq!(w.host.responses.len(), 1);
+    assert_eq!(w.host.resumed, 0);
+}
+
+#[test]
+fn unconfigured_filter_fails_closed_on_dcr_paths_only() {
+    let mut host = Fake::default();
+    let mut s = Stream::new(None);
+    host.headers.insert(":path".into(), "/register".into());
+    host.headers.insert(":method".into(), "POST".into());
+    assert_eq!(s.on_request_headers(&mut host, false), Flow::Pause);
+    assert_eq!(host.responses[0].0, 503);
+}
+
+#[test]
+fn rejections_are_logged_once_without_tokens() {
+    let mut w = world();
+    let body = w.tpp.request_with(|c| c["exp"] = json!(1));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    let logs = w.host.logs.borrow();
+    let lines: Vec<&String> = logs.iter().filter(|l| l.contains("rejected")).collect();
+    assert_eq!(lines.len(), 1, "{logs:?}");
+    let line = lines[0];
+    assert!(line.contains("rule=issuance_time"), "{line}");
+    assert!(line.contains("error=invalid_client_metadata"), "{line}");
+    assert!(
+        line.contains(&format!("software_id={}", w.tpp.software_id)),
+        "{line}"
+    );
+    assert!(line.contains("jti="), "{line}");
+    assert!(!line.contains(&body[..20]), "token echoed: {line}");
+}

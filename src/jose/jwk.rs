@@ -1,0 +1,216 @@
+//! JWK / JWKS parsing (RFC 7517, RFC 7518 §6, RFC 8037) restricted to the
+//! public signature-verification keys this crate can use.
+
+use serde_json::{Map, Value};
+
+use super::{b64, Alg, JoseError};
+
+/// Public key material, normalised so that equal keys compare equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyMaterial {
+    /// Big-endian modulus and exponent, leading zero bytes stripped.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// Uncompressed SEC1 point: `0x04 || x(32) || y(32)`.
+    EcP256 { point: Vec<u8> },
+    /// 32-byte Ed25519 public key.
+    Ed25519 { x: Vec<u8> },
+}
+
+/// A usable public signature-verification key from a JWKS.
+#[derive(Clone, Debug)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    pub use_: Option<String>,
+    pub alg: Option<String>,
+    pub material: KeyMaterial,
+    /// The `x5t#S256` member as given.
+    pub x5t_s256: Option<String>,
+    /// DER of the first `x5c` entry (standard base64) if present and decodable.
+    pub x5c_first: Option<Vec<u8>>,
+}
+
+impl Jwk {
+    /// Whether this key may verify a JWS with `alg`: matching key type,
+    /// `alg` (if the key states one) equal to the JWS alg, and `use` absent
+    /// or `sig`.
+    pub fn fits(&self, alg: Alg) -> bool {
+        let type_ok = matches!(
+            (alg, &self.material),
+            (Alg::Rs256 | Alg::Ps256, KeyMaterial::Rsa { .. })
+                | (Alg::Es256, KeyMaterial::EcP256 { .. })
+                | (Alg::EdDsa, KeyMaterial::Ed25519 { .. })
+        );
+        let alg_ok = self.alg.as_deref().map_or(true, |a| a == alg.name());
+        let use_ok = self.use_.as_deref().map_or(true, |u| u == "sig");
+        type_ok && alg_ok && use_ok
+    }
+
+    /// Size of the RSA modulus in bits; `None` for non-RSA keys.
+    pub fn rsa_bits(&self) -> Option<usize> {
+        match &self.material {
+            KeyMaterial::Rsa { n, .. } => {
+                // Tolerates leading zero bytes even though parsing strips them.
+                let mut significant = n.iter().skip_while(|b| **b == 0);
+                Some(match significant.next() {
+                    None => 0,
+                    Some(top) => {
+                        let rest = significant.count().saturating_mul(8);
+                        rest.saturating_add(8 - top.leading_zeros() as usize)
+                    }
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The usable keys of a JWKS document.
+#[derive(Clone, Debug, Default)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+    /// Number of entries that were ignored as unusable.
+    pub skipped: usize,
+}
+
+/// Members whose presence marks a private (or symmetric) key. A key that
+/// has been published together with its private part is compromised and is
+/// never used.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// JWS signature algorithm names (RFC 7518 §3.1, RFC 8037, RFC 8812) that a
+/// public key may carry in its `alg` member. Anything else (encryption and
+/// key-management algs such as RSA-OAEP-256, or unknown names) marks a key
+/// we must not use for signature verification.
+const SIG_ALGS: [&str; 13] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "ES256K",
+    "EdDSA", "Ed25519", "Ed448",
+];
+
+impl JwkSet {
+    /// Parse a JWKS document. The document as a whole must be a JSON object
+    /// with a `keys` array of at most `max_keys` entries; individual entries
+    /// that cannot or must not be used are skipped and counted.
+    pub fn parse(doc: &[u8], max_keys: usize) -> Result<JwkSet, JoseError> {
+        let value: Value =
+            serde_json::from_slice(doc).map_err(|_| JoseError::BadJwks("not valid JSON".into()))?;
+        let Value::Object(obj) = value else {
+            return Err(JoseError::BadJwks("not a JSON object".into()));
+        };
+        let Some(Value::Array(entries)) = obj.get("keys") else {
+            return Err(JoseError::BadJwks("no \"keys\" array".into()));
+        };
+        if entries.len() > max_keys {
+            return Err(JoseError::BadJwks("too many keys".into()));
+        }
+        let mut set = JwkSet::default();
+        for entry in entries {
+            match parse_jwk(entry) {
+                Some(k) => set.keys.push(k),
+                None => set.skipped += 1,
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Parse one JWKS entry; `None` means "skip it".
+fn parse_jwk(entry: &Value) -> Option<Jwk> {
+    let Value::Object(obj) = entry else {
+        return None;
+    };
+    if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
+        return None;
+    }
+    let kid = opt_str(obj, "kid")?;
+    let use_ = opt_str(obj, "use")?;
+    if use_.as_deref().is_some_and(|u| u != "sig") {
+        return None;
+    }
+    let verify_allowed = match obj.get("key_ops") {
+        None => true,
+        Some(Value::Array(ops)) => ops.iter().any(|op| op.as_str() == Some("verify")),
+        Some(_) => false,
+    };
+    if !verify_allowed {
+        return None;
+    }
+    let alg = opt_str(obj, "alg")?;
+    if alg.as_deref().is_some_and(|a| !SIG_ALGS.contains(&a)) {
+        return None;
+    }
+    let x5t_s256 = opt_str(obj, "x5t#S256")?;
+    let x5c_first = match obj.get("x5c") {
+        Some(Value::Array(certs)) => certs
+            .first()
+            .and_then(Value::as_str)
+            .and_then(b64::decode_standard)
+            .filter(|der| !der.is_empty()),
+        _ => None,
+    };
+
+    let material = match obj.get("kty").and_then(Value::as_str)? {
+        "RSA" => {
+            let n = strip_leading_zeros(b64_member(obj, "n")?);
+            let e = strip_leading_zeros(b64_member(obj, "e")?);
+            if n.is_empty() || e.is_empty() {
+                return None;
+            }
+            KeyMaterial::Rsa { n, e }
+        }
+        "EC" => {
+            if obj.get("crv").and_then(Value::as_str)? != "P-256" {
+                return None;
+            }
+            let x = b64_member(obj, "x")?;
+            let y = b64_member(obj, "y")?;
+            if x.len() != 32 || y.len() != 32 {
+                return None;
+            }
+            let mut point = Vec::with_capacity(65);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            KeyMaterial::EcP256 { point }
+        }
+        "OKP" => {
+            if obj.get("crv").and_then(Value::as_str)? != "Ed25519" {
+                return None;
+            }
+            let x = b64_member(obj, "x")?;
+            if x.len() != 32 {
+                return None;
+            }
+            KeyMaterial::Ed25519 { x }
+        }
+        _ => return None,
+    };
+
+    Some(Jwk {
+        kid,
+        use_,
+        alg,
+        material,
+        x5t_s256,
+        x5c_first,
+    })
+}
+
+/// `Some(None)` if absent, `Some(Some(s))` if a string, `None` (skip the
+/// key) if present with another type.
+fn opt_str(obj: &Map<String, Value>, name: &str) -> Option<Option<String>> {
+    match obj.get(name) {
+        None => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => None,
+    }
+}
+
+fn b64_member(obj: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
+    b64::decode(obj.get(name)?.as_str()?).ok()
+}
+
+fn strip_leading_zeros(mut v: Vec<u8>) -> Vec<u8> {
+    let zeros = v.iter().take_while(|b| **b == 0).count();
+    v.drain(..zeros);
+    v
+}

@@ -1,0 +1,158 @@
+//! Minimal, strict JOSE core: compact JWS parsing, JWKS parsing and
+//! signature verification for the algorithms an Open Banking DCR guard
+//! needs (RS256, PS256, ES256, EdDSA/Ed25519).
+//!
+//! Design rules:
+//! * nothing here panics on any input;
+//! * "none" and every HMAC alg are refused unconditionally (a verifier that
+//!   only holds public keys must never accept a MAC — key-confusion attack);
+//! * keys are selected only from the JWK sets the caller supplies; `jwk`,
+//!   `jku`, `x5u`, `x5c`, `x5t` in a JWS header are recorded, never used;
+//! * error values never carry key material or token contents; echoed names
+//!   (kid, alg, header member names) are clipped to 64 characters.
+
+pub mod b64;
+pub mod jwk;
+pub mod jws;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use jwk::{Jwk, JwkSet, KeyMaterial};
+pub use jws::{Jws, JwsHeader};
+pub use verify::{select_key, verify};
+
+/// Longest echoed string (in characters) kept inside a [`JoseError`].
+pub(crate) const MAX_ECHO_CHARS: usize = 64;
+
+/// Signature algorithms this crate can verify.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// RSASSA-PSS with SHA-256 and MGF1-SHA-256.
+    Ps256,
+    /// ECDSA on P-256 with SHA-256 (64-byte `r || s` signature).
+    Es256,
+    /// EdDSA with Ed25519 (RFC 8037).
+    EdDsa,
+}
+
+impl Alg {
+    /// Every supported algorithm.
+    pub const ALL: [Alg; 4] = [Alg::Rs256, Alg::Ps256, Alg::Es256, Alg::EdDsa];
+
+    /// Exact, case-sensitive JOSE name lookup.
+    pub fn parse(name: &str) -> Option<Alg> {
+        match name {
+            "RS256" => Some(Alg::Rs256),
+            "PS256" => Some(Alg::Ps256),
+            "ES256" => Some(Alg::Es256),
+            "EdDSA" => Some(Alg::EdDsa),
+            _ => None,
+        }
+    }
+
+    /// The JOSE name of the algorithm.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "RS256",
+            Alg::Ps256 => "PS256",
+            Alg::Es256 => "ES256",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl std::fmt::Display for Alg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `true` for algorithm names that are refused whatever the allow-list says:
+/// `none` (unsecured JWS) and any `HS*` (HMAC: a verifier holding a public
+/// key must never treat it as a MAC secret). Compared ASCII
+/// case-insensitively so that `NONE` or `hs256` get the precise error too.
+pub(crate) fn alg_is_forbidden(name: &str) -> bool {
+    name.eq_ignore_ascii_case("none") || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS"))
+}
+
+/// Errors from parsing and verifying JOSE objects.
+///
+/// Strings carried by a variant are short descriptions or names (kid, alg,
+/// header member name), clipped to 64 characters, never key material or
+/// token contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoseError {
+    /// Not a compact JWS / bad base64url / header or payload not a JSON
+    /// object, etc.
+    Malformed(String),
+    /// `crit` names an extension that is not understood (none are).
+    CritUnsupported(String),
+    /// `none` or an `HS*` alg: always refused.
+    AlgForbidden(String),
+    /// Unknown alg, or not in the caller's allow-list.
+    AlgNotAllowed(String),
+    /// The JWKS document is unusable as a whole.
+    BadJwks(String),
+    /// The header `kid` names no key in the given sets.
+    UnknownKid(String),
+    /// No `kid` and no key fits the alg.
+    NoKey,
+    /// More than one distinct key fits.
+    AmbiguousKey,
+    /// The key named by `kid` does not fit the alg.
+    KeyUnsuitable(String),
+    /// RSA modulus below 2048 bits (carries the bit count).
+    KeyTooSmall(usize),
+    /// The signature does not verify.
+    BadSignature,
+}
+
+impl JoseError {
+    pub(crate) fn malformed(msg: impl AsRef<str>) -> Self {
+        JoseError::Malformed(clip(msg.as_ref()))
+    }
+}
+
+/// Clip an echoed string to [`MAX_ECHO_CHARS`] characters and neutralise
+/// control characters so that it is safe to put into a log line.
+pub(crate) fn clip(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i >= MAX_ECHO_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
+}
+
+impl std::fmt::Display for JoseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoseError::Malformed(m) => write!(f, "malformed JOSE object: {}", clip(m)),
+            JoseError::CritUnsupported(n) => {
+                write!(f, "unsupported critical header parameter \"{}\"", clip(n))
+            }
+            JoseError::AlgForbidden(a) => write!(f, "forbidden algorithm \"{}\"", clip(a)),
+            JoseError::AlgNotAllowed(a) => write!(f, "algorithm \"{}\" not allowed", clip(a)),
+            JoseError::BadJwks(m) => write!(f, "unusable JWKS: {}", clip(m)),
+            JoseError::UnknownKid(k) => write!(f, "no key with kid \"{}\"", clip(k)),
+            JoseError::NoKey => f.write_str("no suitable key"),
+            JoseError::AmbiguousKey => f.write_str("more than one suitable key"),
+            JoseError::KeyUnsuitable(k) => {
+                write!(f, "key \"{}\" is not suitable for the algorithm", clip(k))
+            }
+            JoseError::KeyTooSmall(bits) => {
+                write!(f, "RSA key too small ({bits} bits, minimum 2048)")
+            }
+            JoseError::BadSignature => f.write_str("signature verification failed"),
+        }
+    }
+}
+
+impl std::error::Error for JoseError {}

@@ -1,0 +1,15 @@
+//! dcr-guard: in-line validation of Open Banking Dynamic Client Registration (DCR).
+//!
+//! The core (everything but [`filter`]'s wasm glue) is plain Rust: it takes time, keys and stored
+//! state as inputs and never calls a host, so it is tested natively.
+
+pub mod claims;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod jose;
+pub mod path;
+pub mod pipeline;
+pub mod rules;
+#[cfg(test)]
+mod testkit;

@@ -1,0 +1,398 @@
+//! The validation of a DCR create (spec §3 steps 2–7) as a host-agnostic state machine: it says
+//! which JWKS documents it needs, the host glue fetches them and hands them back, and it goes on.
+//! Within one request each document is fetched once.
+
+use crate::claims::{opt_str, Claims};
+use crate::config::{jwks_source, Config, JwksSource};
+use crate::error::{clip, DcrError, ErrorCode, RuleId};
+use crate::jose::{self, Alg, JoseError, JwkSet, Jws};
+use crate::rules::time;
+
+/// The outcome of fetching one JWKS document.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Keys(JwkSet),
+    /// Timed out, refused, reset, or answered 5xx: a dependency fault (503).
+    Unavailable(String),
+    /// Answered, but with 4xx, a non-JSON or oversized document: the client's fault (400).
+    Unusable(String),
+}
+
+impl Fetched {
+    /// Interpret a callout response. `status` is `None` when the host reports no response at all.
+    pub fn from_response(
+        status: Option<u16>,
+        body: &[u8],
+        body_size: usize,
+        max_bytes: usize,
+        max_keys: usize,
+    ) -> Fetched {
+        let status = match status {
+            None => return Fetched::Unavailable("no response".to_string()),
+            Some(s) => s,
+        };
+        if status >= 500 {
+            return Fetched::Unavailable(format!("answered HTTP {status}"));
+        }
+        if !(200..300).contains(&status) {
+            return Fetched::Unusable(format!("answered HTTP {status}"));
+        }
+        if body_size > max_bytes || body.len() > max_bytes {
+            return Fetched::Unusable(format!("document larger than {max_bytes} bytes"));
+        }
+        match JwkSet::parse(body, max_keys) {
+            Ok(set) => Fetched::Keys(set),
+            Err(e) => Fetched::Unusable(format!("unusable document: {e}")),
+        }
+    }
+}
+
+/// What the host should do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Fetch these documents and hand each back with [`Create::supply`], then call `step` again.
+    Fetch(Vec<JwksSource>),
+    Forward,
+    Reject(DcrError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Ssa,
+    Request,
+    Claims,
+    Done,
+}
+
+/// Facts about a request, for logs and metadata: known once the request parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub software_id: Option<String>,
+    pub jti: Option<String>,
+}
+
+/// A create (POST) being validated.
+#[derive(Debug)]
+pub struct Create {
+    request: Jws,
+    ssa: Jws,
+    stage: Stage,
+    docs: Vec<(String, Fetched)>,
+    software: Option<JwksSource>,
+    pub facts: Facts,
+}
+
+/// Algorithms `none` and HS* are refused whatever the allow-list; others must be on it.
+fn check_alg(name: &str, allowed: &[Alg]) -> Result<Alg, String> {
+    if name == "none" || name.starts_with("HS") {
+        return Err(format!("algorithm `{}` is never accepted", clip(name, 16)));
+    }
+    match Alg::parse(name) {
+        Some(a) if allowed.contains(&a) => Ok(a),
+        _ => Err(format!("algorithm `{}` is not allowed", clip(name, 16))),
+    }
+}
+
+fn jose_description(what: &str, e: &JoseError) -> String {
+    format!("{what}: {e}")
+}
+
+impl Create {
+    /// Steps 2–4: parse the request JWT and the SSA, check the SSA issuer, and refuse algorithms
+    /// before anything is fetched.
+    pub fn parse(cfg: &Config, body: &[u8]) -> Result<Create, DcrError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| DcrError::invalid_request("the body is not a compact JWS (not UTF-8)"))?
+            .trim_matches(|c: char| c.is_ascii_whitespace());
+        if text.is_empty() {
+            return Err(DcrError::invalid_request("a signed JWT body is required"));
+        }
+        let request = Jws::parse(text).map_err(|e| match e {
+            JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => DcrError::rule(
+                RuleId::RequestSignature,
+                jose_description("request JWT", &e),
+            ),
+            other => DcrError::invalid_request(jose_description(
+                "the body is not a compact JWS with a JSON object payload",
+                &other,
+            )),
+        })?;
+        let facts = Facts {
+            software_id: None,
+            jti: opt_str(&request.claims, "jti")
+                .ok()
+                .flatten()
+                .map(|s| clip(s, 64)),
+        };
+
+        let ssa_text = match request.claims.get("software_statement") {
+            None => {
+                return Err(DcrError::envelope(
+                    ErrorCode::InvalidSoftwareStatement,
+                    "claim `software_statement` not found",
+                ))
+            }
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(DcrError::envelope(
+                    ErrorCode::InvalidSoftwareStatement,
+                    format!(
+                        "claim `software_statement` must be a string, not {}",
+                        crate::claims::type_name(other)
+                    ),
+                ))
+            }
+        };
+        let ssa = Jws::parse(&ssa_text).map_err(|e| match e {
+            JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
+                DcrError::rule(RuleId::SsaSignature, jose_description("SSA", &e))
+            }
+            other => DcrError::envelope(
+                ErrorCode::InvalidSoftwareStatement,
+                jose_description("`software_statement` is not a compact JWS", &other),
+            ),
+        })?;
+
+        let mut create = Create {
+            request,
+            ssa,
+            stage: Stage::Ssa,
+            docs: Vec::new(),
+            software: None,
+            facts,
+        };
+        create.facts.software_id = opt_str(&create.ssa.claims, "software_id")
+            .ok()
+            .flatten()
+            .map(|s| clip(s, 64));
+
+        // Step 4: ssa_issuer.
+        let ssa_iss = opt_str(&create.ssa.claims, "iss")
+            .map_err(|m| DcrError::rule(RuleId::SsaIssuer, format!("SSA {m}")))?;
+        if cfg.rules.ssa_issuer {
+            match ssa_iss {
+                Some(iss) if cfg.directory(iss).is_some() => {}
+                Some(iss) => {
+                    return Err(DcrError::rule(
+                        RuleId::SsaIssuer,
+                        format!("SSA issuer `{}` is not trusted", clip(iss, 64)),
+                    ))
+                }
+                None => {
+                    return Err(DcrError::rule(
+                        RuleId::SsaIssuer,
+                        "SSA claim `iss` not found",
+                    ))
+                }
+            }
+        }
+        // Algorithm checks that need no key: refuse before fetching anything.
+        if cfg.rules.ssa_signature {
+            let dir = ssa_iss.and_then(|i| cfg.directory(i)).ok_or_else(|| {
+                DcrError::rule(
+                    RuleId::SsaSignature,
+                    "no trusted directory for the SSA issuer",
+                )
+            })?;
+            check_alg(&create.ssa.header.alg, &dir.algorithms)
+                .map_err(|m| DcrError::rule(RuleId::SsaSignature, format!("SSA {m}")))?;
+        }
+        if cfg.rules.request_signature {
+            check_alg(&create.request.header.alg, &cfg.request_algorithms).map_err(|m| {
+                DcrError::rule(RuleId::RequestSignature, format!("request JWT {m}"))
+            })?;
+        }
+        Ok(create)
+    }
+
+    pub fn request_claims(&self) -> &Claims {
+        &self.request.claims
+    }
+
+    pub fn ssa_claims(&self) -> &Claims {
+        &self.ssa.claims
+    }
+
+    /// Hand back a fetched document.
+    pub fn supply(&mut self, url: &str, fetched: Fetched) {
+        if !self.docs.iter().any(|(u, _)| u == url) {
+            self.docs.push((url.to_string(), fetched));
+        }
+    }
+
+    fn doc(&self, url: &str) -> Option<&Fetched> {
+        self.docs.iter().find(|(u, _)| u == url).map(|(_, f)| f)
+    }
+
+    /// Run as far as possible.
+    pub fn step(&mut self, cfg: &Config, now: i64) -> Step {
+        loop {
+            let progress = match self.stage {
+                Stage::Ssa => self.verify_ssa(cfg, now),
+                Stage::Request => self.verify_request(cfg),
+                Stage::Claims => self.claim_rules(cfg, now),
+                Stage::Done => return Step::Forward,
+            };
+            match progress {
+                Ok(Progress::Next(stage)) => self.stage = stage,
+                Ok(Progress::Need(sources)) => return Step::Fetch(sources),
+                Err(e) => {
+                    self.stage = Stage::Done;
+                    return Step::Reject(e);
+                }
+            }
+        }
+    }
+
+    /// The documents among `sources` not fetched yet, and the outcome of those that were.
+    fn gather<'a>(&'a self, sources: &[JwksSource]) -> Result<Gathered<'a>, Vec<JwksSource>> {
+        let mut missing = Vec::new();
+        let mut g = Gathered::default();
+        for src in sources {
+            match self.doc(&src.url) {
+                None => missing.push(src.clone()),
+                Some(Fetched::Keys(set)) => g.sets.push(set),
+                Some(Fetched::Unavailable(m)) => {
+                    g.unavailable.push(format!("{} {m}", src.authority))
+                }
+                Some(Fetched::Unusable(m)) => g.unusable.push(format!("{} {m}", src.authority)),
+            }
+        }
+        if missing.is_empty() {
+            Ok(g)
+        } else {
+            Err(missing)
+        }
+    }
+
+    /// Step 5: `ssa_signature` (signature against the issuer's directory JWKS, then SSA time).
+    fn verify_ssa(&mut self, cfg: &Config, now: i64) -> Result<Progress, DcrError> {
+        if !cfg.rules.ssa_signature {
+            return Ok(Progress::Next(Stage::Request));
+        }
+        let rule = RuleId::SsaSignature;
+        let dir = opt_str(&self.ssa.claims, "iss")
+            .ok()
+            .flatten()
+            .and_then(|i| cfg.directory(i))
+            .ok_or_else(|| DcrError::rule(rule, "no trusted directory for the SSA issuer"))?;
+        let g = match self.gather(&dir.jwks) {
+            Ok(g) => g,
+            Err(missing) => return Ok(Progress::Need(missing)),
+        };
+        if let Err(e) = jose::verify(&self.ssa, &g.sets, &dir.algorithms) {
+            return Err(key_error(rule, "SSA", &e, &g, "directory", cfg.retry_after));
+        }
+        time::check_ssa(
+            &self.ssa.claims,
+            now,
+            i64::try_from(cfg.leeway).unwrap_or(0),
+            dir.max_ssa_age,
+            dir.require_exp,
+        )
+        .map_err(|m| DcrError::rule(rule, m))?;
+        if cfg.rules.request_signature {
+            self.software = Some(self.software_source(cfg)?);
+        }
+        Ok(Progress::Next(Stage::Request))
+    }
+
+    /// The software JWKS named by the *verified* SSA, if its host is allowed. Never fetched otherwise.
+    fn software_source(&self, cfg: &Config) -> Result<JwksSource, DcrError> {
+        let rule = RuleId::RequestSignature;
+        let claim = cfg.ssa_software_jwks_claim.as_str();
+        let url = opt_str(&self.ssa.claims, claim)
+            .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?
+            .ok_or_else(|| DcrError::rule(rule, format!("SSA claim `{claim}` not found")))?;
+        let mut src = jwks_source(url, "")
+            .map_err(|m| DcrError::rule(rule, format!("software JWKS URL in the SSA {m}")))?;
+        match cfg.software_upstream(&src.host) {
+            Some(upstream) => {
+                src.upstream = upstream.to_string();
+                Ok(src)
+            }
+            None => Err(DcrError::rule(
+                rule,
+                format!(
+                    "software JWKS host `{}` is not allowed",
+                    clip(&src.host, 64)
+                ),
+            )),
+        }
+    }
+
+    /// Step 6: `request_signature` against the software JWKS.
+    fn verify_request(&mut self, cfg: &Config) -> Result<Progress, DcrError> {
+        let src = match (&self.software, cfg.rules.request_signature) {
+            (Some(src), true) => src.clone(),
+            _ => return Ok(Progress::Next(Stage::Claims)),
+        };
+        let g = match self.gather(std::slice::from_ref(&src)) {
+            Ok(g) => g,
+            Err(missing) => return Ok(Progress::Need(missing)),
+        };
+        if let Err(e) = jose::verify(&self.request, &g.sets, &cfg.request_algorithms) {
+            return Err(key_error(
+                RuleId::RequestSignature,
+                "request JWT",
+                &e,
+                &g,
+                "software",
+                cfg.retry_after,
+            ));
+        }
+        Ok(Progress::Next(Stage::Claims))
+    }
+
+    /// Steps 7–8: request time, then the claim rules.
+    fn claim_rules(&mut self, cfg: &Config, now: i64) -> Result<Progress, DcrError> {
+        if cfg.rules.issuance_time {
+            time::check_request(
+                &self.request.claims,
+                now,
+                i64::try_from(cfg.leeway).unwrap_or(0),
+                i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX),
+            )
+            .map_err(|m| DcrError::rule(RuleId::IssuanceTime, m))?;
+        }
+        Ok(Progress::Next(Stage::Done))
+    }
+}
+
+enum Progress {
+    Next(Stage),
+    Need(Vec<JwksSource>),
+}
+
+#[derive(Default)]
+struct Gathered<'a> {
+    sets: Vec<&'a JwkSet>,
+    unavailable: Vec<String>,
+    unusable: Vec<String>,
+}
+
+/// Map a verification failure. A key that could not be found while a keystore was down is a
+/// dependency fault (503); while a keystore answered with junk, the client's 400 names it.
+fn key_error(
+    rule: RuleId,
+    what: &str,
+    e: &JoseError,
+    g: &Gathered<'_>,
+    keystore: &str,
+    retry_after: u32,
+) -> DcrError {
+    let not_found = matches!(e, JoseError::UnknownKid(_) | JoseError::NoKey);
+    if not_found {
+        if let Some(m) = g.unavailable.first() {
+            return DcrError::unavailable(
+                rule,
+                format!("{keystore} keystore unavailable: {m}"),
+                retry_after,
+            );
+        }
+        if let Some(m) = g.unusable.first() {
+            return DcrError::rule(rule, format!("{keystore} keystore {m}"));
+        }
+    }
+    DcrError::rule(rule, format!("{what} signature: {e}"))
+}
