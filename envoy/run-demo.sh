@@ -26,7 +26,7 @@ trap 'exit 130' INT TERM
 "$DEMO" serve --state "$STATE" --keystore-port 18081 --as-port 18080 &
 pids+=($!)
 
-"$ENVOY" -c envoy/demo.yaml --disable-hot-restart --concurrency 2 \
+"$ENVOY" -c envoy/demo.yaml --disable-hot-restart --concurrency 2 --file-flush-interval-msec 500 \
   -l warn --component-log-level wasm:info --log-path "$STATE/envoy.log" &
 pids+=($!)
 

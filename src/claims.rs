@@ -46,6 +46,45 @@ pub fn opt_date(claims: &Claims, name: &str) -> Result<Option<i64>, String> {
     }
 }
 
+/// An array-of-strings claim: `Ok(None)` when absent; `Err` naming the claim when it is not an array
+/// or holds something other than strings.
+pub fn opt_str_array<'a>(claims: &'a Claims, name: &str) -> Result<Option<Vec<&'a str>>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.as_str()),
+                other => Err(format!(
+                    "claim `{name}` must hold only strings, not {}",
+                    type_name(other)
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(format!(
+            "claim `{name}` must be an array of strings, not {}",
+            type_name(other)
+        )),
+    }
+}
+
+/// A claim that may be a string or an array of strings (`aud`).
+pub fn opt_str_or_array<'a>(
+    claims: &'a Claims,
+    name: &str,
+) -> Result<Option<Vec<&'a str>>, String> {
+    match claims.get(name) {
+        Some(Value::String(s)) => Ok(Some(vec![s.as_str()])),
+        _ => opt_str_array(claims, name),
+    }
+}
+
+/// The space-separated tokens of a `scope` value.
+pub fn scope_tokens(scope: &str) -> Vec<&str> {
+    scope.split(' ').filter(|t| !t.is_empty()).collect()
+}
+
 pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",

@@ -1,12 +1,18 @@
 //! The filter configuration: one JSON document, read once in the host's configure step, validated
 //! into typed structures. Requests never re-parse configuration.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 use url::Url;
 
 use crate::jose::Alg;
+use crate::profile;
+use crate::rules::{
+    Audience, ClaimRules, GrantTypes, RedirectUris, RequiredAttributes, RolesMode,
+    SigningAlgorithms, SoftwareRoles, SoftwareStatus, StatusCheck, TokenEndpointAuth,
+};
 
 /// A refused configuration: the field (a JSON path such as `directories[0].jwks[1].url`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +63,7 @@ struct RawConfig {
     retry_after_seconds: Option<u32>,
     limits: Option<RawLimits>,
     rules: Option<RawRules>,
+    report_only: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +94,11 @@ struct RawHostRule {
 #[serde(deny_unknown_fields)]
 struct RawSsaClaims {
     software_jwks: Option<String>,
+    redirect_uris: Option<String>,
+    uris: Option<Vec<String>>,
+    roles: Option<String>,
+    scope: Option<String>,
+    environment: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -118,6 +130,91 @@ struct RawRules {
     ssa_signature: Option<RawToggle>,
     request_signature: Option<RawToggle>,
     issuance_time: Option<RawIssuanceTime>,
+    software_status: Option<RawSoftwareStatus>,
+    required_attributes: Option<RawRequiredAttributes>,
+    issuer: Option<RawToggle>,
+    audience: Option<RawAudience>,
+    redirect_uri_format: Option<RawRedirectFormat>,
+    redirect_uri_subset: Option<RawToggle>,
+    uri_hostname: Option<RawToggle>,
+    token_endpoint_auth: Option<RawTokenEndpointAuth>,
+    signing_algorithms: Option<RawSigningAlgorithms>,
+    grant_and_response_types: Option<RawGrantTypes>,
+    software_roles: Option<RawSoftwareRoles>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatusCheck {
+    claim: String,
+    equals: String,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSoftwareStatus {
+    enabled: Option<bool>,
+    checks: Option<Vec<RawStatusCheck>>,
+    environment: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRequiredAttributes {
+    enabled: Option<bool>,
+    claims: Option<Vec<String>>,
+    allowed_values: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudience {
+    enabled: Option<bool>,
+    audiences: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRedirectFormat {
+    enabled: Option<bool>,
+    max_length: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTokenEndpointAuth {
+    enabled: Option<bool>,
+    methods: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSigningAlgorithms {
+    enabled: Option<bool>,
+    algorithms: Option<Vec<String>>,
+    claims: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrantTypes {
+    enabled: Option<bool>,
+    grant_types: Option<Vec<String>>,
+    required_grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    application_types: Option<Vec<String>>,
+    ciba_delivery_modes: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSoftwareRoles {
+    enabled: Option<bool>,
+    mode: Option<String>,
+    scope_roles: Option<BTreeMap<String, Vec<String>>>,
+    free_scopes: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,12 +223,14 @@ struct RawRules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     UkObie,
+    AuCdr,
 }
 
 impl Profile {
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::UkObie => "uk-obie",
+            Profile::AuCdr => "au-cdr",
         }
     }
 }
@@ -182,8 +281,9 @@ pub struct Limits {
     pub callout_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Rules {
+    pub claims: crate::rules::ClaimRules,
     pub ssa_issuer: bool,
     pub ssa_signature: bool,
     pub request_signature: bool,
@@ -207,6 +307,8 @@ pub struct Config {
     pub retry_after: u32,
     pub limits: Limits,
     pub rules: Rules,
+    /// Evaluate, log and count, but forward everything (spec §9).
+    pub report_only: bool,
 }
 
 pub const DEFAULT_PATH: &str = "/register";
@@ -217,6 +319,7 @@ pub const DEFAULT_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_JWKS_BYTES: usize = 256 * 1024;
 pub const DEFAULT_JWKS_KEYS: usize = 100;
 pub const DEFAULT_CALLOUT_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_REDIRECT_URI_LENGTH: usize = 256;
 
 /// Hard ceilings: a configuration above these is refused (bounded everything).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -337,12 +440,17 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
 fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     let profile = match raw.profile.as_deref() {
         None | Some("uk-obie") => Profile::UkObie,
+        Some("au-cdr") => Profile::AuCdr,
         Some(other) => {
             return Err(ConfigError::new(
                 "profile",
-                format!("unknown profile `{other}` (supported: uk-obie)"),
+                format!("unknown profile `{other}` (supported: uk-obie, au-cdr)"),
             ))
         }
+    };
+    let defaults = match profile {
+        Profile::UkObie => &profile::UK_OBIE,
+        Profile::AuCdr => &profile::AU_CDR,
     };
     let default_algs = vec![Alg::Ps256, Alg::Es256];
 
@@ -407,7 +515,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             jwks,
             algorithms,
             max_ssa_age: d.max_ssa_age_seconds,
-            require_exp: d.require_exp.unwrap_or(false),
+            require_exp: d.require_exp.unwrap_or(defaults.require_ssa_exp),
         });
     }
 
@@ -441,13 +549,30 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let ssa_claims = raw.ssa_claims.unwrap_or_default();
-    let ssa_software_jwks_claim = non_empty_name(
-        "ssa_claims.software_jwks",
-        ssa_claims
-            .software_jwks
-            .as_deref()
-            .unwrap_or("software_jwks_endpoint"),
+    let claim_name = |field: &str, v: Option<String>, d: &str| {
+        non_empty_name(&format!("ssa_claims.{field}"), v.as_deref().unwrap_or(d))
+    };
+    let ssa_software_jwks_claim = claim_name(
+        "software_jwks",
+        ssa_claims.software_jwks,
+        defaults.ssa_software_jwks,
     )?;
+    let ssa_redirect_claim = claim_name(
+        "redirect_uris",
+        ssa_claims.redirect_uris,
+        defaults.ssa_redirect_uris,
+    )?;
+    let ssa_roles_claim = claim_name("roles", ssa_claims.roles, defaults.ssa_roles)?;
+    let ssa_scope_claim = claim_name("scope", ssa_claims.scope, defaults.ssa_scope)?;
+    let ssa_environment_claim = claim_name(
+        "environment",
+        ssa_claims.environment,
+        defaults.ssa_environment,
+    )?;
+    let ssa_uri_claims = match ssa_claims.uris {
+        Some(list) => names("ssa_claims.uris", list, true)?,
+        None => strings(defaults.ssa_uris),
+    };
 
     let request_algorithms = match raw.request_algorithms {
         Some(a) => parse_algs("request_algorithms", &a)?,
@@ -503,19 +628,34 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let rr = raw.rules.unwrap_or_default();
     let on = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled).unwrap_or(true);
-    let it = rr.issuance_time.unwrap_or_default();
-    let max_request_age = it.max_age_seconds.unwrap_or(DEFAULT_MAX_REQUEST_AGE);
+    let it = rr.issuance_time.as_ref();
+    let max_request_age = it
+        .and_then(|t| t.max_age_seconds)
+        .unwrap_or(DEFAULT_MAX_REQUEST_AGE);
     if max_request_age == 0 {
         return Err(ConfigError::new(
             "rules.issuance_time.max_age_seconds",
             "must be greater than 0",
         ));
     }
+    let claims = claim_rules(
+        profile,
+        defaults,
+        &rr,
+        ClaimNames {
+            redirect: ssa_redirect_claim,
+            uris: ssa_uri_claims,
+            roles: ssa_roles_claim,
+            scope: ssa_scope_claim,
+            environment: ssa_environment_claim,
+        },
+    )?;
     let rules = Rules {
+        claims,
         ssa_issuer: on(&rr.ssa_issuer),
         ssa_signature: on(&rr.ssa_signature),
         request_signature: on(&rr.request_signature),
-        issuance_time: it.enabled.unwrap_or(true),
+        issuance_time: it.and_then(|t| t.enabled).unwrap_or(true),
         max_request_age,
     };
     if rules.request_signature && !rules.ssa_signature {
@@ -537,6 +677,317 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         retry_after,
         limits,
         rules,
+        report_only: raw.report_only.unwrap_or(false),
+    })
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A list of names: each non-blank, no duplicates; empty allowed only with `allow_empty`.
+fn names(field: &str, list: Vec<String>, allow_empty: bool) -> Result<Vec<String>, ConfigError> {
+    if list.is_empty() && !allow_empty {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for (i, n) in list.into_iter().enumerate() {
+        if n.trim().is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                "must not be empty",
+            ));
+        }
+        if out.contains(&n) {
+            return Err(ConfigError::new(
+                format!("{field}[{i}]"),
+                format!("`{n}` is listed twice"),
+            ));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// Metadata algorithm names: `none` and HS* are never allowed.
+fn metadata_algs(field: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let list = names(field, list, false)?;
+    if let Some((i, a)) = list
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.as_str() == "none" || a.starts_with("HS"))
+    {
+        return Err(ConfigError::new(
+            format!("{field}[{i}]"),
+            format!("`{a}` is never allowed"),
+        ));
+    }
+    Ok(list)
+}
+
+struct ClaimNames {
+    redirect: String,
+    uris: Vec<String>,
+    roles: String,
+    scope: String,
+    environment: String,
+}
+
+fn claim_rules(
+    profile: Profile,
+    d: &profile::Defaults,
+    rr: &RawRules,
+    n: ClaimNames,
+) -> Result<ClaimRules, ConfigError> {
+    let on = |e: Option<bool>| e.unwrap_or(true);
+    let list = |field: &str, v: &Option<Vec<String>>, def: &[&str], allow_empty: bool| match v {
+        Some(l) => names(field, l.clone(), allow_empty),
+        None => Ok(strings(def)),
+    };
+
+    let ss = rr.software_status.as_ref();
+    let software_status = if on(ss.and_then(|r| r.enabled)) {
+        let checks = match ss.and_then(|r| r.checks.as_ref()) {
+            Some(c) => c
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let f = format!("rules.software_status.checks[{i}]");
+                    Ok(StatusCheck {
+                        claim: non_empty_name(&format!("{f}.claim"), &c.claim)?,
+                        equals: c.equals.clone(),
+                        required: c.required,
+                    })
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?,
+            None => d
+                .status_checks
+                .iter()
+                .map(|(c, v, r)| StatusCheck {
+                    claim: c.to_string(),
+                    equals: v.to_string(),
+                    required: *r,
+                })
+                .collect(),
+        };
+        let environment = match ss.and_then(|r| r.environment.clone()) {
+            Some(e) => Some(non_empty_name("rules.software_status.environment", &e)?),
+            None => None,
+        };
+        Some(SoftwareStatus {
+            checks,
+            environment_claim: n.environment,
+            environment,
+        })
+    } else {
+        None
+    };
+
+    let ra = rr.required_attributes.as_ref();
+    let required_attributes = if on(ra.and_then(|r| r.enabled)) {
+        let claims = list(
+            "rules.required_attributes.claims",
+            &ra.and_then(|r| r.claims.clone()),
+            d.required_claims,
+            true,
+        )?;
+        let mut allowed_values = Vec::new();
+        for (claim, values) in ra
+            .and_then(|r| r.allowed_values.clone())
+            .unwrap_or_default()
+        {
+            let f = format!("rules.required_attributes.allowed_values.{claim}");
+            allowed_values.push((claim, names(&f, values, false)?));
+        }
+        Some(RequiredAttributes {
+            claims,
+            allowed_values,
+        })
+    } else {
+        None
+    };
+
+    let au = rr.audience.as_ref();
+    let audience = if on(au.and_then(|r| r.enabled)) {
+        let audiences = match au.and_then(|r| r.audiences.clone()) {
+            Some(a) => names("rules.audience.audiences", a, false)?,
+            None => {
+                return Err(ConfigError::new(
+                    "rules.audience.audiences",
+                    format!(
+                        "is required in the {} profile: list the `aud` values that name this bank, so that a request minted for another bank is not accepted here",
+                        profile.as_str()
+                    ),
+                ))
+            }
+        };
+        Some(Audience { audiences })
+    } else {
+        None
+    };
+
+    let rf = rr.redirect_uri_format.as_ref();
+    let max_length = bounded(
+        "rules.redirect_uri_format.max_length",
+        rf.and_then(|r| r.max_length),
+        DEFAULT_REDIRECT_URI_LENGTH,
+        16,
+        4096,
+    )?;
+
+    let rs = rr.signing_algorithms.as_ref();
+    let metadata_algorithms = match rs.and_then(|r| r.algorithms.clone()) {
+        Some(a) => metadata_algs("rules.signing_algorithms.algorithms", a)?,
+        None => strings(d.metadata_algorithms),
+    };
+    let signing_algorithms = if on(rs.and_then(|r| r.enabled)) {
+        Some(SigningAlgorithms {
+            algorithms: metadata_algorithms.clone(),
+            claims: list(
+                "rules.signing_algorithms.claims",
+                &rs.and_then(|r| r.claims.clone()),
+                d.signing_claims,
+                false,
+            )?,
+        })
+    } else {
+        None
+    };
+
+    let ta = rr.token_endpoint_auth.as_ref();
+    let token_endpoint_auth = if on(ta.and_then(|r| r.enabled)) {
+        Some(TokenEndpointAuth {
+            methods: list(
+                "rules.token_endpoint_auth.methods",
+                &ta.and_then(|r| r.methods.clone()),
+                d.auth_methods,
+                false,
+            )?,
+            signing_algorithms: metadata_algorithms.clone(),
+        })
+    } else {
+        None
+    };
+
+    let gt = rr.grant_and_response_types.as_ref();
+    let grant_and_response_types = if on(gt.and_then(|r| r.enabled)) {
+        let f = "rules.grant_and_response_types";
+        let g = GrantTypes {
+            grant_types: list(
+                &format!("{f}.grant_types"),
+                &gt.and_then(|r| r.grant_types.clone()),
+                d.grant_types,
+                false,
+            )?,
+            required_grant_types: list(
+                &format!("{f}.required_grant_types"),
+                &gt.and_then(|r| r.required_grant_types.clone()),
+                d.required_grant_types,
+                true,
+            )?,
+            response_types: list(
+                &format!("{f}.response_types"),
+                &gt.and_then(|r| r.response_types.clone()),
+                d.response_types,
+                false,
+            )?,
+            application_types: list(
+                &format!("{f}.application_types"),
+                &gt.and_then(|r| r.application_types.clone()),
+                d.application_types,
+                false,
+            )?,
+            ciba_delivery_modes: list(
+                &format!("{f}.ciba_delivery_modes"),
+                &gt.and_then(|r| r.ciba_delivery_modes.clone()),
+                d.ciba_delivery_modes,
+                false,
+            )?,
+            ciba_signing_algorithms: metadata_algorithms.clone(),
+        };
+        if let Some(r) = g
+            .required_grant_types
+            .iter()
+            .find(|r| !g.grant_types.contains(r))
+        {
+            return Err(ConfigError::new(
+                format!("{f}.required_grant_types"),
+                format!("`{r}` is required but not in grant_types"),
+            ));
+        }
+        Some(g)
+    } else {
+        None
+    };
+
+    let sr = rr.software_roles.as_ref();
+    let software_roles = if on(sr.and_then(|r| r.enabled)) {
+        let mode = match sr.and_then(|r| r.mode.as_deref()) {
+            None => d.roles_mode,
+            Some("role_mapping") => RolesMode::RoleMapping,
+            Some("ssa_scope") => RolesMode::SsaScope,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "rules.software_roles.mode",
+                    format!("unknown mode `{other}` (role_mapping, ssa_scope)"),
+                ))
+            }
+        };
+        let scope_roles = match sr.and_then(|r| r.scope_roles.clone()) {
+            Some(m) => {
+                let mut out = Vec::new();
+                for (scope, roles) in m {
+                    let f = format!("rules.software_roles.scope_roles.{scope}");
+                    out.push((scope, names(&f, roles, false)?));
+                }
+                out
+            }
+            None => d
+                .scope_roles
+                .iter()
+                .map(|(s, r)| (s.to_string(), strings(r)))
+                .collect(),
+        };
+        if mode == RolesMode::RoleMapping && scope_roles.is_empty() {
+            return Err(ConfigError::new(
+                "rules.software_roles.scope_roles",
+                "role_mapping needs at least one scope → roles entry",
+            ));
+        }
+        Some(SoftwareRoles {
+            mode,
+            roles_claim: n.roles,
+            ssa_scope_claim: n.scope,
+            scope_roles,
+            free_scopes: list(
+                "rules.software_roles.free_scopes",
+                &sr.and_then(|r| r.free_scopes.clone()),
+                d.free_scopes,
+                true,
+            )?,
+        })
+    } else {
+        None
+    };
+
+    let toggle = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled).unwrap_or(true);
+    Ok(ClaimRules {
+        software_status,
+        required_attributes,
+        issuer: toggle(&rr.issuer),
+        audience,
+        redirect_uri_format: on(rf.and_then(|r| r.enabled)),
+        redirect_uri_subset: toggle(&rr.redirect_uri_subset),
+        uri_hostname: toggle(&rr.uri_hostname),
+        redirect_uris: RedirectUris {
+            max_length,
+            ssa_claim: n.redirect,
+            ssa_uri_claims: n.uris,
+        },
+        token_endpoint_auth,
+        signing_algorithms,
+        grant_and_response_types,
+        software_roles,
     })
 }
 
@@ -581,7 +1032,8 @@ mod tests {
                 "issuer": "OpenBanking Ltd",
                 "jwks": [{"url": "https://keystore.openbanking.org.uk/keystore/openbanking.jwks", "upstream": "ob_keystore"}]
             }],
-            "software_jwks_hosts": [{"host": "keystore.openbanking.org.uk", "upstream": "ob_keystore"}]
+            "software_jwks_hosts": [{"host": "keystore.openbanking.org.uk", "upstream": "ob_keystore"}],
+            "rules": {"audience": {"audiences": ["0015800001HQQrZAAX"]}}
         })
     }
 
@@ -627,7 +1079,7 @@ mod tests {
         assert!(e.to_string().contains("bogus"), "{e}");
 
         let mut v = minimal();
-        v["rules"] = json!({"not_a_rule": {"enabled": true}});
+        v["rules"]["not_a_rule"] = json!({"enabled": true});
         assert!(refused(v).to_string().contains("not_a_rule"));
     }
 
@@ -752,12 +1204,12 @@ mod tests {
             ),
             (
                 "max age",
-                Box::new(|v| v["rules"] = json!({"issuance_time": {"max_age_seconds": 0}})),
+                Box::new(|v| v["rules"]["issuance_time"] = json!({"max_age_seconds": 0})),
                 "rules.issuance_time.max_age_seconds",
             ),
             (
                 "ssa sig off",
-                Box::new(|v| v["rules"] = json!({"ssa_signature": {"enabled": false}})),
+                Box::new(|v| v["rules"]["ssa_signature"] = json!({"enabled": false})),
                 "rules.ssa_signature.enabled",
             ),
             (

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod jose;
 pub mod path;
 pub mod pipeline;
+pub mod profile;
 pub mod rules;
 #[cfg(test)]
 mod testkit;

@@ -6,7 +6,7 @@ use crate::claims::{opt_str, Claims};
 use crate::config::{jwks_source, Config, JwksSource};
 use crate::error::{clip, DcrError, ErrorCode, RuleId};
 use crate::jose::{self, Alg, JoseError, JwkSet, Jws};
-use crate::rules::time;
+use crate::rules::{time, Ctx};
 
 /// The outcome of fetching one JWKS document.
 #[derive(Debug, Clone)]
@@ -80,6 +80,11 @@ pub struct Create {
     docs: Vec<(String, Fetched)>,
     software: Option<JwksSource>,
     pub facts: Facts,
+    report_only: bool,
+    /// Report-only mode: every failure found (enforcing mode stops at the first).
+    failures: Vec<DcrError>,
+    /// Report-only mode: rules not run because one they depend on failed.
+    skipped: Vec<RuleId>,
 }
 
 /// Algorithms `none` and HS* are refused whatever the allow-list; others must be on it.
@@ -160,6 +165,9 @@ impl Create {
             docs: Vec::new(),
             software: None,
             facts,
+            report_only: cfg.report_only,
+            failures: Vec::new(),
+            skipped: Vec::new(),
         };
         create.facts.software_id = opt_str(&create.ssa.claims, "software_id")
             .ok()
@@ -168,41 +176,61 @@ impl Create {
 
         // Step 4: ssa_issuer.
         let ssa_iss = opt_str(&create.ssa.claims, "iss")
-            .map_err(|m| DcrError::rule(RuleId::SsaIssuer, format!("SSA {m}")))?;
-        if cfg.rules.ssa_issuer {
-            match ssa_iss {
-                Some(iss) if cfg.directory(iss).is_some() => {}
-                Some(iss) => {
-                    return Err(DcrError::rule(
-                        RuleId::SsaIssuer,
-                        format!("SSA issuer `{}` is not trusted", clip(iss, 64)),
-                    ))
-                }
-                None => {
-                    return Err(DcrError::rule(
-                        RuleId::SsaIssuer,
-                        "SSA claim `iss` not found",
-                    ))
-                }
-            }
+            .map_err(|m| format!("SSA {m}"))
+            .and_then(|i| i.ok_or_else(|| "SSA claim `iss` not found".to_string()));
+        let directory = ssa_iss.as_ref().ok().and_then(|i| cfg.directory(i));
+        if cfg.rules.ssa_issuer && directory.is_none() {
+            let why = match &ssa_iss {
+                Ok(iss) => format!("SSA issuer `{}` is not trusted", clip(iss, 64)),
+                Err(m) => m.clone(),
+            };
+            create.fail(DcrError::rule(RuleId::SsaIssuer, why))?;
         }
         // Algorithm checks that need no key: refuse before fetching anything.
         if cfg.rules.ssa_signature {
-            let dir = ssa_iss.and_then(|i| cfg.directory(i)).ok_or_else(|| {
-                DcrError::rule(
+            match directory {
+                None => create.fail(DcrError::rule(
                     RuleId::SsaSignature,
                     "no trusted directory for the SSA issuer",
-                )
-            })?;
-            check_alg(&create.ssa.header.alg, &dir.algorithms)
-                .map_err(|m| DcrError::rule(RuleId::SsaSignature, format!("SSA {m}")))?;
+                ))?,
+                Some(dir) => {
+                    if let Err(m) = check_alg(&create.ssa.header.alg, &dir.algorithms) {
+                        create.fail(DcrError::rule(RuleId::SsaSignature, format!("SSA {m}")))?;
+                    }
+                }
+            }
         }
         if cfg.rules.request_signature {
-            check_alg(&create.request.header.alg, &cfg.request_algorithms).map_err(|m| {
-                DcrError::rule(RuleId::RequestSignature, format!("request JWT {m}"))
-            })?;
+            if let Err(m) = check_alg(&create.request.header.alg, &cfg.request_algorithms) {
+                create.fail(DcrError::rule(
+                    RuleId::RequestSignature,
+                    format!("request JWT {m}"),
+                ))?;
+            }
         }
         Ok(create)
+    }
+
+    /// Record a failure: in enforcing mode it ends the validation (`Err`); in report-only mode it
+    /// is kept and the validation goes on.
+    fn fail(&mut self, e: DcrError) -> Result<(), DcrError> {
+        if self.report_only {
+            self.failures.push(e);
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+
+    fn failed(&self, rule: RuleId) -> bool {
+        self.failures
+            .iter()
+            .any(|f| f.source == crate::error::Source::Rule(rule))
+    }
+
+    /// Report-only mode: the failures found and the rules skipped because of them.
+    pub fn report(&self) -> (&[DcrError], &[RuleId]) {
+        (&self.failures, &self.skipped)
     }
 
     pub fn request_claims(&self) -> &Claims {
@@ -267,32 +295,50 @@ impl Create {
 
     /// Step 5: `ssa_signature` (signature against the issuer's directory JWKS, then SSA time).
     fn verify_ssa(&mut self, cfg: &Config, now: i64) -> Result<Progress, DcrError> {
-        if !cfg.rules.ssa_signature {
+        let rule = RuleId::SsaSignature;
+        if !cfg.rules.ssa_signature || self.failed(rule) {
             return Ok(Progress::Next(Stage::Request));
         }
-        let rule = RuleId::SsaSignature;
-        let dir = opt_str(&self.ssa.claims, "iss")
+        let dir = match opt_str(&self.ssa.claims, "iss")
             .ok()
             .flatten()
             .and_then(|i| cfg.directory(i))
-            .ok_or_else(|| DcrError::rule(rule, "no trusted directory for the SSA issuer"))?;
+        {
+            Some(d) => d,
+            None => {
+                // Only reachable in report-only mode with `ssa_issuer` failed or off.
+                self.fail(DcrError::rule(
+                    rule,
+                    "no trusted directory for the SSA issuer",
+                ))?;
+                return Ok(Progress::Next(Stage::Request));
+            }
+        };
         let g = match self.gather(&dir.jwks) {
             Ok(g) => g,
             Err(missing) => return Ok(Progress::Need(missing)),
         };
-        if let Err(e) = jose::verify(&self.ssa, &g.sets, &dir.algorithms) {
-            return Err(key_error(rule, "SSA", &e, &g, "directory", cfg.retry_after));
+        let verified = jose::verify(&self.ssa, &g.sets, &dir.algorithms)
+            .map_err(|e| key_error(rule, "SSA", &e, &g, "directory", cfg.retry_after))
+            .and_then(|_| {
+                time::check_ssa(
+                    &self.ssa.claims,
+                    now,
+                    i64::try_from(cfg.leeway).unwrap_or(0),
+                    dir.max_ssa_age,
+                    dir.require_exp,
+                )
+                .map_err(|m| DcrError::rule(rule, m))
+            });
+        if let Err(e) = verified {
+            self.fail(e)?;
+            return Ok(Progress::Next(Stage::Request));
         }
-        time::check_ssa(
-            &self.ssa.claims,
-            now,
-            i64::try_from(cfg.leeway).unwrap_or(0),
-            dir.max_ssa_age,
-            dir.require_exp,
-        )
-        .map_err(|m| DcrError::rule(rule, m))?;
-        if cfg.rules.request_signature {
-            self.software = Some(self.software_source(cfg)?);
+        if cfg.rules.request_signature && !self.failed(RuleId::RequestSignature) {
+            match self.software_source(cfg) {
+                Ok(src) => self.software = Some(src),
+                Err(e) => self.fail(e)?,
+            }
         }
         Ok(Progress::Next(Stage::Request))
     }
@@ -325,6 +371,14 @@ impl Create {
     fn verify_request(&mut self, cfg: &Config) -> Result<Progress, DcrError> {
         let src = match (&self.software, cfg.rules.request_signature) {
             (Some(src), true) => src.clone(),
+            (None, true) => {
+                // No verified SSA to take the software JWKS from: never fetched, reported skipped
+                // (only reachable in report-only mode).
+                if !self.failed(RuleId::RequestSignature) {
+                    self.skipped.push(RuleId::RequestSignature);
+                }
+                return Ok(Progress::Next(Stage::Claims));
+            }
             _ => return Ok(Progress::Next(Stage::Claims)),
         };
         let g = match self.gather(std::slice::from_ref(&src)) {
@@ -332,14 +386,15 @@ impl Create {
             Err(missing) => return Ok(Progress::Need(missing)),
         };
         if let Err(e) = jose::verify(&self.request, &g.sets, &cfg.request_algorithms) {
-            return Err(key_error(
+            let e = key_error(
                 RuleId::RequestSignature,
                 "request JWT",
                 &e,
                 &g,
                 "software",
                 cfg.retry_after,
-            ));
+            );
+            self.fail(e)?;
         }
         Ok(Progress::Next(Stage::Claims))
     }
@@ -347,13 +402,27 @@ impl Create {
     /// Steps 7–8: request time, then the claim rules.
     fn claim_rules(&mut self, cfg: &Config, now: i64) -> Result<Progress, DcrError> {
         if cfg.rules.issuance_time {
-            time::check_request(
+            if let Err(m) = time::check_request(
                 &self.request.claims,
                 now,
                 i64::try_from(cfg.leeway).unwrap_or(0),
                 i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX),
-            )
-            .map_err(|m| DcrError::rule(RuleId::IssuanceTime, m))?;
+            ) {
+                self.fail(DcrError::rule(RuleId::IssuanceTime, m))?;
+            }
+        }
+        let ctx = Ctx {
+            request: &self.request.claims,
+            ssa: &self.ssa.claims,
+        };
+        let mut found = Vec::new();
+        cfg.rules
+            .claims
+            .run(&ctx, !self.report_only, &mut |id, why| {
+                found.push(DcrError::rule(id, why))
+            });
+        for e in found {
+            self.fail(e)?;
         }
         Ok(Progress::Next(Stage::Done))
     }
@@ -396,3 +465,6 @@ fn key_error(
     }
     DcrError::rule(rule, format!("{what} signature: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

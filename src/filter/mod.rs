@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use crate::config::{Config, JwksSource};
-use crate::error::DcrError;
+use crate::error::{DcrError, RuleId};
 use crate::path::{classify, Route};
 use crate::pipeline::{Create, Facts, Fetched, Step};
 
@@ -45,6 +45,10 @@ pub trait Host {
     /// Answer locally (and, when headers already went upstream, reset the upstream stream).
     fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     fn log(&self, level: Level, message: &str);
+    /// Add one to the counter `name` (`dcr_guard.…`).
+    fn count(&mut self, name: &str);
+    /// Record a per-request fact for access logs (Envoy filter state `wasm.<key>`).
+    fn set_state(&mut self, key: &str, value: &str);
 }
 
 #[derive(Debug)]
@@ -81,7 +85,8 @@ impl Stream {
         let cfg = match &self.cfg {
             Some(c) => Rc::clone(c),
             None => {
-                // Configuration never succeeded: fail closed on anything that looks like DCR.
+                // Configuration never succeeded (hosts do not start on a refused one): without a
+                // configuration the registration path is unknown, so fail closed on everything.
                 return self.reject(
                     host,
                     DcrError::unavailable(
@@ -94,20 +99,31 @@ impl Stream {
             }
         };
         let route = classify(&cfg.path, &path);
+        if route == Route::NotDcr {
+            return Flow::Continue;
+        }
+        host.count("dcr_guard.requests");
         let method = host.request_header(":method").unwrap_or_default();
         match route {
             Route::NotDcr => Flow::Continue,
-            Route::Invalid(why) => {
-                self.reject(host, DcrError::invalid_request(why), &Facts::default())
-            }
+            Route::Invalid(why) => self.refuse(
+                host,
+                DcrError::invalid_request(why),
+                &Facts::default(),
+                false,
+            ),
             // Management (GET/PUT/DELETE) is not served yet: no method is allowed here.
-            Route::Client(_) => {
-                self.reject(host, DcrError::method_not_allowed(""), &Facts::default())
-            }
-            Route::Collection if method != "POST" => self.reject(
+            Route::Client(_) => self.refuse(
+                host,
+                DcrError::method_not_allowed(""),
+                &Facts::default(),
+                false,
+            ),
+            Route::Collection if method != "POST" => self.refuse(
                 host,
                 DcrError::method_not_allowed("POST"),
                 &Facts::default(),
+                false,
             ),
             Route::Collection => self.start_create(host, &cfg, end_of_stream),
         }
@@ -122,38 +138,42 @@ impl Stream {
             .trim()
             .to_ascii_lowercase();
         if media != "application/jwt" && media != "application/jose" {
-            return self.reject(
+            return self.refuse(
                 host,
                 DcrError::invalid_request(
                     "content type must be application/jwt or application/jose",
                 ),
                 &Facts::default(),
+                false,
             );
         }
         if let Some(len) = host.request_header("content-length") {
             match len.trim().parse::<u64>() {
                 Ok(n) if n > cfg.limits.body_bytes as u64 => {
-                    return self.reject(
+                    return self.refuse(
                         host,
                         DcrError::too_large(cfg.limits.body_bytes),
                         &Facts::default(),
+                        false,
                     )
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    return self.reject(
+                    return self.refuse(
                         host,
                         DcrError::invalid_request("invalid content-length"),
                         &Facts::default(),
+                        false,
                     )
                 }
             }
         }
         if end_of_stream {
-            return self.reject(
+            return self.refuse(
                 host,
                 DcrError::invalid_request("a signed JWT body is required"),
                 &Facts::default(),
+                false,
             );
         }
         self.phase = Phase::Buffering;
@@ -180,10 +200,11 @@ impl Stream {
             None => return Flow::Pause,
         };
         if body_size > cfg.limits.body_bytes {
-            return self.reject(
+            return self.refuse(
                 host,
                 DcrError::too_large(cfg.limits.body_bytes),
                 &Facts::default(),
+                false,
             );
         }
         if !end_of_stream {
@@ -191,7 +212,7 @@ impl Stream {
         }
         let body = host.request_body(body_size).unwrap_or_default();
         match Create::parse(&cfg, &body) {
-            Err(e) => self.reject(host, e, &Facts::default()),
+            Err(e) => self.refuse(host, e, &Facts::default(), false),
             Ok(create) => self.run(host, &cfg, Box::new(create), false),
         }
     }
@@ -228,6 +249,16 @@ impl Stream {
         loop {
             match create.step(cfg, now) {
                 Step::Forward => {
+                    let (failures, skipped) = create.report();
+                    if failures.is_empty() {
+                        host.count("dcr_guard.accepted");
+                        host.set_state("dcr_guard.verdict", "accepted");
+                        if let Some(id) = &create.facts.software_id {
+                            host.set_state("dcr_guard.software_id", id);
+                        }
+                    } else {
+                        self.report(host, failures, skipped, &create.facts);
+                    }
                     self.phase = Phase::Pass;
                     if in_callback {
                         host.resume();
@@ -236,14 +267,16 @@ impl Stream {
                 }
                 Step::Reject(e) => {
                     let facts = create.facts.clone();
-                    return self.reject(host, e, &facts);
+                    return self.refuse(host, e, &facts, in_callback);
                 }
                 Step::Fetch(sources) => {
                     let mut pending = Vec::new();
                     for src in sources {
+                        host.count("dcr_guard.jwks_fetches");
                         match host.dispatch_get(&src, cfg.limits.callout_timeout_ms) {
                             Ok(token) => pending.push((token, src.url.clone())),
                             Err(why) => {
+                                host.count("dcr_guard.jwks_fetch_failures");
                                 host.log(
                                     Level::Warn,
                                     &format!(
@@ -288,6 +321,7 @@ impl Stream {
             let fetched =
                 Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
             if let Fetched::Unavailable(why) | Fetched::Unusable(why) = &fetched {
+                host.count("dcr_guard.jwks_fetch_failures");
                 host.log(
                     Level::Info,
                     &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
@@ -302,25 +336,103 @@ impl Stream {
         self.run(host, &cfg, create, true);
     }
 
+    /// A failure that ends the request: rejected, or in report-only mode logged, counted and
+    /// forwarded. `in_callback`: called from a callout response (the request is held and must be
+    /// resumed to go on).
+    fn refuse(
+        &mut self,
+        host: &mut dyn Host,
+        e: DcrError,
+        facts: &Facts,
+        in_callback: bool,
+    ) -> Flow {
+        if self.cfg.as_ref().is_some_and(|c| c.report_only) {
+            self.report(host, std::slice::from_ref(&e), &[], facts);
+            self.phase = Phase::Pass;
+            if in_callback {
+                host.resume();
+            }
+            return Flow::Continue;
+        }
+        self.reject(host, e, facts)
+    }
+
+    /// Report-only mode: log and count each failure and skipped rule; the request goes on.
+    fn report(
+        &mut self,
+        host: &mut dyn Host,
+        failures: &[DcrError],
+        skipped: &[RuleId],
+        facts: &Facts,
+    ) {
+        host.count("dcr_guard.reported");
+        host.set_state("dcr_guard.verdict", "reported");
+        if let Some(first) = failures.first() {
+            host.set_state("dcr_guard.rule", first.source.as_str());
+        }
+        if let Some(id) = &facts.software_id {
+            host.set_state("dcr_guard.software_id", id);
+        }
+        for e in failures {
+            host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
+            if e.is_dependency_fault() {
+                host.count("dcr_guard.dependency_failures");
+            }
+            host.log(
+                Level::Info,
+                &log_line("report-only: would reject", e, facts),
+            );
+        }
+        for rule in skipped {
+            host.count(&format!("dcr_guard.skipped.{}", rule.as_str()));
+            host.log(
+                Level::Info,
+                &format!(
+                    "dcr-guard: report-only: skipped rule={} software_id={} (it depends on a check that failed)",
+                    rule.as_str(),
+                    facts.software_id.as_deref().unwrap_or("-"),
+                ),
+            );
+        }
+    }
+
     fn reject(&mut self, host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
         self.phase = Phase::Done;
-        host.log(
-            if e.is_dependency_fault() { Level::Warn } else { Level::Info },
-            &format!(
-                "dcr-guard: rejected status={} error={} rule={} software_id={} jti={} reason=\"{}\"",
-                e.status,
-                e.code.as_str(),
-                e.source.as_str(),
-                facts.software_id.as_deref().unwrap_or("-"),
-                facts.jti.as_deref().unwrap_or("-"),
-                crate::error::clip(&e.description, 200).replace('"', "'"),
-            ),
-        );
+        host.count("dcr_guard.rejected");
+        host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
+        if e.is_dependency_fault() {
+            host.count("dcr_guard.dependency_failures");
+        }
+        host.set_state("dcr_guard.verdict", "rejected");
+        host.set_state("dcr_guard.rule", e.source.as_str());
+        if let Some(id) = &facts.software_id {
+            host.set_state("dcr_guard.software_id", id);
+        }
+        let level = if e.is_dependency_fault() {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        host.log(level, &log_line("rejected", &e, facts));
         let headers = e.headers();
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         host.respond(e.status, &refs, e.body().as_bytes());
         Flow::Pause
     }
+}
+
+/// One log line for a failure: rule, code, the TPP's software_id and request jti when known;
+/// never a token, a key or a payload.
+fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
+    format!(
+        "dcr-guard: {what} status={} error={} rule={} software_id={} jti={} reason=\"{}\"",
+        e.status,
+        e.code.as_str(),
+        e.source.as_str(),
+        facts.software_id.as_deref().unwrap_or("-"),
+        facts.jti.as_deref().unwrap_or("-"),
+        crate::error::clip(&e.description, 200).replace('"', "'"),
+    )
 }
 
 #[cfg(test)]

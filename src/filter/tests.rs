@@ -20,6 +20,8 @@ struct Fake {
     resumed: usize,
     responses: Vec<(u16, Vec<(String, String)>, Value)>,
     logs: std::cell::RefCell<Vec<String>>,
+    counters: HashMap<String, u64>,
+    state: HashMap<String, String>,
     next_token: u32,
 }
 
@@ -61,6 +63,12 @@ impl Host for Fake {
     }
     fn log(&self, _level: Level, message: &str) {
         self.logs.borrow_mut().push(message.to_string());
+    }
+    fn count(&mut self, name: &str) {
+        *self.counters.entry(name.to_string()).or_default() += 1;
+    }
+    fn set_state(&mut self, key: &str, value: &str) {
+        self.state.insert(key.to_string(), value.to_string());
     }
 }
 
@@ -512,12 +520,18 @@ fn a_late_callout_after_rejection_is_ignored() {
 }
 
 #[test]
-fn unconfigured_filter_fails_closed_on_dcr_paths_only() {
+fn unconfigured_filter_fails_closed() {
     let mut host = Fake::default();
     let mut s = Stream::new(None);
     host.headers.insert(":path".into(), "/register".into());
     host.headers.insert(":method".into(), "POST".into());
     assert_eq!(s.on_request_headers(&mut host, false), Flow::Pause);
+    assert_eq!(host.responses[0].0, 503);
+    let mut host = Fake::default();
+    let mut s = Stream::new(None);
+    host.headers.insert(":path".into(), "/accounts".into());
+    host.headers.insert(":method".into(), "GET".into());
+    assert_eq!(s.on_request_headers(&mut host, true), Flow::Pause);
     assert_eq!(host.responses[0].0, 503);
 }
 

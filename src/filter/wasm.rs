@@ -2,12 +2,14 @@
 //! context drives a [`Stream`]. Host calls go through `proxy_wasm::hostcalls`, whose errors are
 //! handled here instead of the SDK's panicking `Context` helpers.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use super::{Flow, Host, Level, Stream};
 use crate::config::{Config, JwksSource};
@@ -162,6 +164,33 @@ impl Host for WasmHost {
     fn log(&self, level: Level, message: &str) {
         log(level, message);
     }
+
+    fn count(&mut self, name: &str) {
+        if let Some(id) = metric_id(name) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn set_state(&mut self, key: &str, value: &str) {
+        let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+    }
+}
+
+thread_local! {
+    /// Counter ids by name, defined on first use (one VM per worker thread).
+    static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn metric_id(name: &str) -> Option<u32> {
+    METRICS.with(|m| {
+        let mut m = m.try_borrow_mut().ok()?;
+        if let Some(id) = m.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+        m.insert(name.to_string(), id);
+        Some(id)
+    })
 }
 
 fn action(f: Flow) -> Action {

@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 use super::keys::{now, uuid_v4, TestKey};
 
 pub const UK_ISSUER: &str = "OpenBanking Ltd";
+pub const AU_ISSUER: &str = "cdr-register";
+/// The data holder's issuer: the `aud` of an Australian registration.
+pub const AU_AUDIENCE: &str = "https://data-holder.example/as";
 /// The bank's organisation id: the request's `aud`.
 pub const BANK_AUDIENCE: &str = "0015800001HQQrZAAX";
 /// The directory JWKS URL used in test configurations.
@@ -139,6 +142,76 @@ impl Tpp {
         super::keys::jwks(&[&self.key])
     }
 
+    /// SSA claims shaped like the CDR Register's (Australia).
+    pub fn au_ssa_claims(&self) -> Value {
+        let t = now();
+        json!({
+            "iss": AU_ISSUER,
+            "iat": t,
+            "exp": t + 600,
+            "jti": uuid_v4(),
+            "legal_entity_id": "3B0B0A7B-3E7B-4A2C-9497-E357A71D07C7",
+            "legal_entity_name": "Mock Finance Tools",
+            "org_id": self.org_id,
+            "org_name": "Mock Finance Tools",
+            "client_name": "Mock Finance Tools",
+            "client_description": "A product to help you manage your budget",
+            "client_uri": "https://tpp.example.com",
+            "redirect_uris": ["https://tpp.example.com/callback"],
+            "logo_uri": "https://tpp.example.com/logo.png",
+            "tos_uri": "https://tpp.example.com/tos",
+            "policy_uri": "https://tpp.example.com/policy",
+            "jwks_uri": self.jwks_url(),
+            "revocation_uri": "https://tpp.example.com/revoke",
+            "recipient_base_uri": "https://tpp.example.com",
+            "software_id": self.software_id,
+            "software_roles": "data-recipient-software-product",
+            "scope": "openid profile bank:accounts.basic:read bank:transactions:read common:customer.basic:read cdr:registration"
+        })
+    }
+
+    /// An Australian registration's request claims carrying `ssa`.
+    pub fn au_request_claims(&self, ssa: &str) -> Value {
+        let t = now();
+        json!({
+            "iss": self.software_id,
+            "iat": t,
+            "exp": t + 300,
+            "jti": uuid_v4(),
+            "aud": AU_AUDIENCE,
+            "redirect_uris": ["https://tpp.example.com/callback"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "PS256",
+            "grant_types": ["client_credentials", "authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "application_type": "web",
+            "id_token_signed_response_alg": "PS256",
+            "request_object_signing_alg": "PS256",
+            "authorization_signed_response_alg": "PS256",
+            "scope": "openid bank:accounts.basic:read cdr:registration",
+            "software_statement": ssa
+        })
+    }
+
+    /// A valid Australian registration.
+    pub fn au_request(&self) -> String {
+        let ssa = self.directory.sign_default(&self.au_ssa_claims());
+        self.key.sign_default(&self.au_request_claims(&ssa))
+    }
+
+    /// An Australian filter configuration for this TPP.
+    pub fn au_filter_config(&self, directory_upstream: &str, software_upstream: &str) -> Value {
+        json!({
+            "profile": "au-cdr",
+            "directories": [{
+                "issuer": AU_ISSUER,
+                "jwks": [{"url": DIRECTORY_JWKS_URL, "upstream": directory_upstream}]
+            }],
+            "software_jwks_hosts": [{"host": self.jwks_host, "upstream": software_upstream}],
+            "rules": {"audience": {"audiences": [AU_AUDIENCE]}}
+        })
+    }
+
     /// A filter configuration for this TPP: one directory, the software host allowed; `directory`
     /// and `software` are the upstream (cluster) names serving each.
     pub fn filter_config(&self, directory_upstream: &str, software_upstream: &str) -> Value {
@@ -147,7 +220,8 @@ impl Tpp {
                 "issuer": UK_ISSUER,
                 "jwks": [{"url": DIRECTORY_JWKS_URL, "upstream": directory_upstream}]
             }],
-            "software_jwks_hosts": [{"host": self.jwks_host, "upstream": software_upstream}]
+            "software_jwks_hosts": [{"host": self.jwks_host, "upstream": software_upstream}],
+            "rules": {"audience": {"audiences": [BANK_AUDIENCE]}}
         })
     }
 }

@@ -564,6 +564,9 @@ fn launch(cfg: &EnvoyConfig, timeout: Duration) -> Result<Envoy, StartFailure> {
         .arg(&cfg.log_level)
         .arg("--admin-address-path")
         .arg(&admin_file)
+        // Access logs are written by a flush thread (default every 10 s): flush often.
+        .arg("--file-flush-interval-msec")
+        .arg("100")
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);

@@ -1,0 +1,495 @@
+//! The create pipeline end to end (without a host): profiles, order, report-only, robustness.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::error::{ErrorCode, Source};
+use crate::testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
+use crate::testkit::keys::{now, TestKey};
+
+struct Run {
+    result: Result<(), DcrError>,
+    fetched: Vec<String>,
+    report: (Vec<DcrError>, Vec<RuleId>),
+}
+
+/// Validate `body` with documents served from `docs` (url → JWKS); a URL not in `docs` is down.
+fn run(cfg: &Config, body: &str, docs: &[(String, Value)]) -> Run {
+    let mut fetched = Vec::new();
+    let mut create = match Create::parse(cfg, body.as_bytes()) {
+        Ok(c) => c,
+        Err(e) => {
+            return Run {
+                result: Err(e),
+                fetched,
+                report: (vec![], vec![]),
+            }
+        }
+    };
+    for _ in 0..10 {
+        match create.step(cfg, now() as i64) {
+            Step::Forward => {
+                let (f, s) = create.report();
+                return Run {
+                    result: Ok(()),
+                    fetched,
+                    report: (f.to_vec(), s.to_vec()),
+                };
+            }
+            Step::Reject(e) => {
+                return Run {
+                    result: Err(e),
+                    fetched,
+                    report: (vec![], vec![]),
+                }
+            }
+            Step::Fetch(srcs) => {
+                for src in srcs {
+                    fetched.push(src.url.clone());
+                    let f = match docs.iter().find(|(u, _)| *u == src.url) {
+                        Some((_, doc)) => {
+                            let bytes = doc.to_string().into_bytes();
+                            Fetched::from_response(Some(200), &bytes, bytes.len(), 1 << 20, 100)
+                        }
+                        None => Fetched::Unavailable("down".into()),
+                    };
+                    create.supply(&src.url, f);
+                }
+            }
+        }
+    }
+    panic!("validation did not finish");
+}
+
+fn uk() -> (Tpp, Config, Vec<(String, Value)>) {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let mut v = tpp.filter_config("d", "s");
+    v["rules"]["software_status"] = json!({"environment": "sandbox"});
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let docs = vec![
+        (DIRECTORY_JWKS_URL.to_string(), tpp.directory_jwks()),
+        (tpp.jwks_url(), tpp.software_jwks()),
+    ];
+    (tpp, cfg, docs)
+}
+
+fn au() -> (Tpp, Config, Vec<(String, Value)>) {
+    let tpp = Tpp::new(TestKey::ec("register"), TestKey::ec("adr"));
+    let cfg = Config::from_json(tpp.au_filter_config("d", "s").to_string().as_bytes()).unwrap();
+    let docs = vec![
+        (DIRECTORY_JWKS_URL.to_string(), tpp.directory_jwks()),
+        (tpp.jwks_url(), tpp.software_jwks()),
+    ];
+    (tpp, cfg, docs)
+}
+
+fn failure(r: &Run) -> (Source, ErrorCode, String) {
+    let e = r
+        .result
+        .as_ref()
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    (e.source, e.code, e.description.clone())
+}
+
+#[test]
+fn uk_realistic_request_passes() {
+    let (tpp, cfg, docs) = uk();
+    let r = run(&cfg, &tpp.request(), &docs);
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    assert_eq!(
+        r.fetched,
+        vec![DIRECTORY_JWKS_URL.to_string(), tpp.jwks_url()]
+    );
+}
+
+#[test]
+fn au_realistic_request_passes() {
+    let (tpp, cfg, docs) = au();
+    let r = run(&cfg, &tpp.au_request(), &docs);
+    assert!(r.result.is_ok(), "{:?}", r.result);
+}
+
+fn uk_case(edit_ssa: impl FnOnce(&mut Value), edit_req: impl FnOnce(&mut Value)) -> Run {
+    let (tpp, cfg, docs) = uk();
+    let ssa = tpp.ssa_with(edit_ssa);
+    let mut c = tpp.request_claims(&ssa);
+    edit_req(&mut c);
+    run(&cfg, &tpp.key.sign_default(&c), &docs)
+}
+
+fn au_case(edit_ssa: impl FnOnce(&mut Value), edit_req: impl FnOnce(&mut Value)) -> Run {
+    let (tpp, cfg, docs) = au();
+    let mut s = tpp.au_ssa_claims();
+    edit_ssa(&mut s);
+    let ssa = tpp.directory.sign_default(&s);
+    let mut c = tpp.au_request_claims(&ssa);
+    edit_req(&mut c);
+    run(&cfg, &tpp.key.sign_default(&c), &docs)
+}
+
+#[test]
+fn regime_specific_violations() {
+    use RuleId::*;
+    let cases: Vec<(&str, Run, RuleId, ErrorCode, &str)> = vec![
+        (
+            "UK RS256 metadata algorithm",
+            uk_case(
+                |_| {},
+                |c| c["id_token_signed_response_alg"] = json!("RS256"),
+            ),
+            SigningAlgorithms,
+            ErrorCode::InvalidClientMetadata,
+            "RS256",
+        ),
+        (
+            "UK payments scope without PISP",
+            uk_case(|s| s["software_roles"] = json!(["AISP"]), |_| {}),
+            SoftwareRoles,
+            ErrorCode::InvalidClientMetadata,
+            "PISP",
+        ),
+        (
+            "UK org not active",
+            uk_case(|s| s["org_status"] = json!("Revoked"), |_| {}),
+            SoftwareStatus,
+            ErrorCode::UnapprovedSoftwareStatement,
+            "Revoked",
+        ),
+        (
+            "UK production SSA in sandbox",
+            uk_case(|s| s["software_environment"] = json!("production"), |_| {}),
+            SoftwareStatus,
+            ErrorCode::UnapprovedSoftwareStatement,
+            "environment",
+        ),
+        (
+            "UK redirect not in SSA",
+            uk_case(
+                |_| {},
+                |c| c["redirect_uris"] = json!(["https://tpp.example.com/other"]),
+            ),
+            RedirectUriSubset,
+            ErrorCode::InvalidRedirectUri,
+            "not registered",
+        ),
+        (
+            "UK localhost redirect",
+            uk_case(
+                |s| s["software_redirect_uris"] = json!(["https://localhost/cb"]),
+                |c| c["redirect_uris"] = json!(["https://localhost/cb"]),
+            ),
+            RedirectUriFormat,
+            ErrorCode::InvalidRedirectUri,
+            "localhost",
+        ),
+        (
+            "UK iss not software_id",
+            uk_case(|_| {}, |c| c["iss"] = json!("someone-else")),
+            Issuer,
+            ErrorCode::InvalidClientMetadata,
+            "software_id",
+        ),
+        (
+            "UK aud of another bank",
+            uk_case(|_| {}, |c| c["aud"] = json!("another-bank")),
+            Audience,
+            ErrorCode::InvalidClientMetadata,
+            "aud",
+        ),
+        (
+            "UK missing scope",
+            uk_case(
+                |_| {},
+                |c| {
+                    c.as_object_mut().unwrap().remove("scope");
+                },
+            ),
+            RequiredAttributes,
+            ErrorCode::InvalidClientMetadata,
+            "scope not found",
+        ),
+        (
+            "UK response_types id_token token",
+            uk_case(
+                |_| {},
+                |c| c["response_types"] = json!(["id_token", "token"]),
+            ),
+            GrantAndResponseTypes,
+            ErrorCode::InvalidClientMetadata,
+            "id_token",
+        ),
+        (
+            "UK client_secret_basic",
+            uk_case(
+                |_| {},
+                |c| c["token_endpoint_auth_method"] = json!("client_secret_basic"),
+            ),
+            TokenEndpointAuth,
+            ErrorCode::InvalidClientMetadata,
+            "client_secret_basic",
+        ),
+        (
+            "UK logo on another host",
+            uk_case(
+                |s| s["software_logo_uri"] = json!("https://cdn.example.net/logo.png"),
+                |_| {},
+            ),
+            UriHostname,
+            ErrorCode::InvalidClientMetadata,
+            "software_logo_uri",
+        ),
+        (
+            "UK exp an hour ago",
+            uk_case(
+                |_| {},
+                |c| {
+                    c["exp"] = json!(now() - 3600);
+                },
+            ),
+            IssuanceTime,
+            ErrorCode::InvalidClientMetadata,
+            "expired",
+        ),
+        (
+            "AU aud mismatch",
+            au_case(|_| {}, |c| c["aud"] = json!("https://other-holder.example")),
+            Audience,
+            ErrorCode::InvalidClientMetadata,
+            "aud",
+        ),
+        (
+            "AU missing SSA exp",
+            au_case(
+                |s| {
+                    s.as_object_mut().unwrap().remove("exp");
+                },
+                |_| {},
+            ),
+            SsaSignature,
+            ErrorCode::InvalidSoftwareStatement,
+            "`exp` not found",
+        ),
+        (
+            "AU tls_client_auth",
+            au_case(
+                |_| {},
+                |c| {
+                    c["token_endpoint_auth_method"] = json!("tls_client_auth");
+                    c["tls_client_auth_subject_dn"] = json!("CN=x");
+                },
+            ),
+            TokenEndpointAuth,
+            ErrorCode::InvalidClientMetadata,
+            "tls_client_auth",
+        ),
+        (
+            "AU no authorization_code",
+            au_case(|_| {}, |c| c["grant_types"] = json!(["client_credentials"])),
+            GrantAndResponseTypes,
+            ErrorCode::InvalidClientMetadata,
+            "authorization_code",
+        ),
+        (
+            "AU scope beyond SSA",
+            au_case(|_| {}, |c| c["scope"] = json!("openid bank:payees:read")),
+            SoftwareRoles,
+            ErrorCode::InvalidClientMetadata,
+            "bank:payees:read",
+        ),
+        (
+            "AU missing signing alg",
+            au_case(
+                |_| {},
+                |c| {
+                    c.as_object_mut()
+                        .unwrap()
+                        .remove("token_endpoint_auth_signing_alg");
+                },
+            ),
+            RequiredAttributes,
+            ErrorCode::InvalidClientMetadata,
+            "token_endpoint_auth_signing_alg not found",
+        ),
+    ];
+    for (name, r, rule, code, why) in cases {
+        let (source, c, desc) = failure(&r);
+        assert_eq!(source, Source::Rule(rule), "{name}: {desc}");
+        assert_eq!(c, code, "{name}");
+        assert!(desc.contains(why), "{name}: {desc:?} lacks {why:?}");
+    }
+}
+
+#[test]
+fn first_failure_in_the_documented_order_wins() {
+    // Violates software_roles, signing_algorithms, redirect_uri_subset and audience at once.
+    let r = uk_case(
+        |s| s["software_roles"] = json!(["AISP"]),
+        |c| {
+            c["id_token_signed_response_alg"] = json!("RS256");
+            c["redirect_uris"] = json!(["https://tpp.example.com/other"]);
+            c["aud"] = json!("another-bank");
+        },
+    );
+    assert_eq!(failure(&r).0, Source::Rule(RuleId::Audience));
+    for _ in 0..5 {
+        let again = uk_case(
+            |s| s["software_roles"] = json!(["AISP"]),
+            |c| {
+                c["id_token_signed_response_alg"] = json!("RS256");
+                c["redirect_uris"] = json!(["https://tpp.example.com/other"]);
+                c["aud"] = json!("another-bank");
+            },
+        );
+        assert_eq!(failure(&again).2, failure(&r).2, "deterministic");
+    }
+}
+
+#[test]
+fn report_only_collects_everything_and_never_fetches_from_an_unverified_ssa() {
+    let (tpp, _, docs) = uk();
+    let mut v = tpp.filter_config("d", "s");
+    v["report_only"] = json!(true);
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    // SSA signed by a rogue key; wrong aud; RS256 metadata.
+    let ssa = TestKey::ec("dir").sign_default(&tpp.ssa_claims());
+    let mut c = tpp.request_claims(&ssa);
+    c["aud"] = json!("another-bank");
+    c["id_token_signed_response_alg"] = json!("RS256");
+    let r = run(&cfg, &tpp.key.sign_default(&c), &docs);
+    assert!(r.result.is_ok(), "report-only forwards: {:?}", r.result);
+    let rules: Vec<Source> = r.report.0.iter().map(|e| e.source).collect();
+    assert_eq!(
+        rules,
+        vec![
+            Source::Rule(RuleId::SsaSignature),
+            Source::Rule(RuleId::Audience),
+            Source::Rule(RuleId::SigningAlgorithms)
+        ]
+    );
+    assert_eq!(r.report.1, vec![RuleId::RequestSignature]);
+    assert_eq!(
+        r.fetched,
+        vec![DIRECTORY_JWKS_URL.to_string()],
+        "software JWKS fetched from an unverified SSA"
+    );
+
+    // Unknown issuer: no directory, nothing fetched at all.
+    let ssa = tpp.ssa_with(|s| s["iss"] = json!("Elsewhere"));
+    let r = run(
+        &cfg,
+        &tpp.key.sign_default(&tpp.request_claims(&ssa)),
+        &docs,
+    );
+    assert!(r.result.is_ok());
+    assert!(r.fetched.is_empty());
+    assert_eq!(r.report.0[0].source, Source::Rule(RuleId::SsaIssuer));
+    assert_eq!(r.report.1, vec![RuleId::RequestSignature]);
+
+    // A clean request in report-only mode reports nothing.
+    let r = run(&cfg, &tpp.request(), &docs);
+    assert!(r.result.is_ok() && r.report.0.is_empty() && r.report.1.is_empty());
+}
+
+#[test]
+fn switched_off_rules_do_not_run() {
+    let (tpp, _, docs) = uk();
+    let mut v = tpp.filter_config("d", "s");
+    v["rules"]["audience"] = json!({"enabled": false});
+    v["rules"]["signing_algorithms"] = json!({"enabled": false});
+    let cfg = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let mut c = tpp.request_claims(&tpp.ssa());
+    c["aud"] = json!("another-bank");
+    c["id_token_signed_response_alg"] = json!("RS256");
+    let r = run(&cfg, &tpp.key.sign_default(&c), &docs);
+    assert!(r.result.is_ok(), "{:?}", r.result);
+}
+
+/// xorshift: deterministic, no dependencies.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn random_value(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 2 { 8 } else { 10 }) {
+        0 => Value::Null,
+        1 => json!(rng.below(2) == 0),
+        2 => json!(rng.next() as i64),
+        3 => json!(-1.5e300),
+        4 => json!(""),
+        5 => json!("https://localhost/x#y"),
+        6 => json!("é\u{0}\u{202e}".repeat(rng.below(200))),
+        7 => json!(["a", 1, null, "https://tpp.example.com/callback"]),
+        8 => json!({"k": random_value(rng, depth + 1)}),
+        _ => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let (tpp, cfg, docs) = uk();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let ssa_keys: Vec<String> = tpp
+        .ssa_claims()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let req_keys: Vec<String> = tpp
+        .request_claims("x")
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for _ in 0..400 {
+        let mut s = tpp.ssa_claims();
+        let mut c = tpp.request_claims("");
+        for _ in 0..1 + rng.below(3) {
+            let (obj, keys) = if rng.below(2) == 0 {
+                (&mut s, &ssa_keys)
+            } else {
+                (&mut c, &req_keys)
+            };
+            let k = &keys[rng.below(keys.len())];
+            if rng.below(4) == 0 {
+                obj.as_object_mut().unwrap().remove(k);
+            } else {
+                obj[k.as_str()] = random_value(&mut rng, 0);
+            }
+        }
+        if c.get("software_statement").is_some() {
+            c["software_statement"] = json!(tpp.directory.sign_default(&s));
+        }
+        let r = run(&cfg, &tpp.key.sign_default(&c), &docs);
+        if let Err(e) = &r.result {
+            assert!(!e.description.is_empty());
+            assert!(e.status == 400 || e.status == 503, "{e}");
+        }
+    }
+    // Byte-level mutations of a valid body.
+    let body = tpp.request();
+    for _ in 0..400 {
+        let mut b = body.clone().into_bytes();
+        for _ in 0..1 + rng.below(4) {
+            let i = rng.below(b.len());
+            b[i] = (rng.next() & 0xff) as u8;
+        }
+        let text = String::from_utf8_lossy(&b).into_owned();
+        let _ = run(&cfg, &text, &docs);
+    }
+}
