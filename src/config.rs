@@ -7,6 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 use url::Url;
 
+use crate::binding::{JwtBinding, TokenMode};
 use crate::jose::Alg;
 use crate::profile;
 use crate::rules::{
@@ -64,6 +65,51 @@ struct RawConfig {
     limits: Option<RawLimits>,
     rules: Option<RawRules>,
     report_only: Option<bool>,
+    forward: Option<String>,
+    fact_headers: Option<Vec<RawFactHeader>>,
+    replay: Option<RawReplay>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFactHeader {
+    claim: String,
+    header: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRequestJti {
+    enabled: Option<bool>,
+    format: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSsaJti {
+    enabled: Option<bool>,
+    window_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReplay {
+    buckets: Option<u32>,
+    entries_per_bucket: Option<u32>,
+    max_retention_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    enabled: Option<bool>,
+    mode: Option<String>,
+    jwks: Option<Vec<RawJwksSource>>,
+    algorithms: Option<Vec<String>>,
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    scope: Option<String>,
+    client_id_claims: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +172,9 @@ struct RawIssuanceTime {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRules {
+    token_client_binding: Option<RawBinding>,
+    request_jti: Option<RawRequestJti>,
+    ssa_jti: Option<RawSsaJti>,
     ssa_issuer: Option<RawToggle>,
     ssa_signature: Option<RawToggle>,
     request_signature: Option<RawToggle>,
@@ -309,6 +358,39 @@ pub struct Config {
     pub rules: Rules,
     /// Evaluate, log and count, but forward everything (spec §9).
     pub report_only: bool,
+    /// How a valid registration is forwarded (spec §6).
+    pub forward: Forward,
+    /// Verified SSA claims passed to the AS as request headers: (SSA claim, header name).
+    pub fact_headers: Vec<(String, String)>,
+    /// `token_client_binding`: `None` when switched off.
+    pub binding: Option<TokenMode>,
+    /// SSA claims that take precedence over request metadata in JSON forwarding: (SSA claim,
+    /// metadata name).
+    pub ssa_metadata: Vec<(String, String)>,
+    pub replay: Replay,
+}
+
+/// `request_jti`, `ssa_jti` and the replay store.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub request_jti: bool,
+    /// Require the request `jti` to be a UUIDv4.
+    pub uuid4: bool,
+    pub ssa_jti: bool,
+    /// How long an SSA `jti` without `exp` is remembered.
+    pub ssa_window: u64,
+    /// No entry is kept longer than this.
+    pub max_retention: u64,
+    pub store: crate::replay::ReplayConfig,
+}
+
+/// How a valid registration reaches the AS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// The body as it came.
+    Jwt,
+    /// The verified claims as an RFC 7591 JSON object.
+    Json,
 }
 
 pub const DEFAULT_PATH: &str = "/register";
@@ -665,10 +747,83 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let hold_headers = raw.hold_headers.unwrap_or(true);
+    let forward = match raw.forward.as_deref() {
+        None | Some("jwt") => Forward::Jwt,
+        Some("json") => Forward::Json,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "forward",
+                format!("unknown value `{other}` (jwt, json)"),
+            ))
+        }
+    };
+    if forward == Forward::Json && !hold_headers {
+        return Err(ConfigError::new(
+            "forward",
+            "`json` rewrites the body and its headers, which needs held headers (`hold_headers: true`)",
+        ));
+    }
+    let mut fact_headers: Vec<(String, String)> = Vec::new();
+    for (i, f) in raw.fact_headers.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("fact_headers[{i}]");
+        let claim = non_empty_name(&format!("{field}.claim"), &f.claim)?;
+        let header = f.header.trim().to_ascii_lowercase();
+        let valid = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !matches!(
+                header.as_str(),
+                "host"
+                    | "content-length"
+                    | "content-type"
+                    | "authorization"
+                    | "transfer-encoding"
+                    | "connection"
+            );
+        if !valid {
+            return Err(ConfigError::new(
+                format!("{field}.header"),
+                "must be a header name (letters, digits, `-`, `_`) other than a hop-by-hop, host, authorization or content header",
+            ));
+        }
+        if fact_headers.iter().any(|(_, h)| *h == header) {
+            return Err(ConfigError::new(
+                format!("{field}.header"),
+                "is listed twice",
+            ));
+        }
+        fact_headers.push((claim, header));
+    }
+    if !fact_headers.is_empty() && !hold_headers {
+        return Err(ConfigError::new(
+            "fact_headers",
+            "adding headers after the body was checked needs held headers (`hold_headers: true`)",
+        ));
+    }
+    let binding = resolve_binding(rr.token_client_binding.as_ref())?;
+    let replay = resolve_replay(
+        rr.request_jti.as_ref(),
+        rr.ssa_jti.as_ref(),
+        raw.replay.unwrap_or_default(),
+        max_request_age,
+        leeway,
+    )?;
+    let ssa_metadata = defaults
+        .ssa_metadata
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .chain(std::iter::once((
+            ssa_software_jwks_claim.clone(),
+            "jwks_uri".to_string(),
+        )))
+        .collect();
+
     Ok(Config {
         profile,
         path,
-        hold_headers: raw.hold_headers.unwrap_or(true),
+        hold_headers,
         directories,
         software_hosts,
         ssa_software_jwks_claim,
@@ -678,7 +833,123 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         limits,
         rules,
         report_only: raw.report_only.unwrap_or(false),
+        forward,
+        fact_headers,
+        binding,
+        ssa_metadata,
+        replay,
     })
+}
+
+fn resolve_replay(
+    rj: Option<&RawRequestJti>,
+    sj: Option<&RawSsaJti>,
+    raw: RawReplay,
+    max_request_age: u64,
+    leeway: u64,
+) -> Result<Replay, ConfigError> {
+    let uuid4 = match rj.and_then(|r| r.format.as_deref()) {
+        None | Some("any") => false,
+        Some("uuid4") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "rules.request_jti.format",
+                format!("unknown format `{other}` (any, uuid4)"),
+            ))
+        }
+    };
+    let floor = max_request_age.saturating_add(leeway);
+    let max_retention = raw.max_retention_seconds.unwrap_or(floor.max(86_400));
+    if max_retention < floor {
+        return Err(ConfigError::new(
+            "replay.max_retention_seconds",
+            format!("must be at least rules.issuance_time.max_age_seconds + leeway_seconds ({floor}): a shorter memory lets a replay through while the request is still accepted"),
+        ));
+    }
+    let defaults = crate::replay::ReplayConfig::default();
+    let store = crate::replay::ReplayConfig {
+        buckets: bounded("replay.buckets", raw.buckets, defaults.buckets, 1, 4096)?,
+        entries_per_bucket: bounded(
+            "replay.entries_per_bucket",
+            raw.entries_per_bucket,
+            defaults.entries_per_bucket,
+            1,
+            4096,
+        )?,
+        ..defaults
+    };
+    Ok(Replay {
+        request_jti: rj.and_then(|r| r.enabled).unwrap_or(true),
+        uuid4,
+        ssa_jti: sj.and_then(|r| r.enabled).unwrap_or(false),
+        ssa_window: sj.and_then(|r| r.window_seconds).unwrap_or(86_400),
+        max_retention,
+        store,
+    })
+}
+
+fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, ConfigError> {
+    let f = "rules.token_client_binding";
+    if !raw.and_then(|r| r.enabled).unwrap_or(true) {
+        return Ok(None);
+    }
+    let jwt_only = |r: &RawBinding| {
+        r.jwks.is_some()
+            || r.algorithms.is_some()
+            || r.issuer.is_some()
+            || r.audiences.is_some()
+            || r.scope.is_some()
+            || r.client_id_claims.is_some()
+    };
+    match raw.and_then(|r| r.mode.as_deref()) {
+        None | Some("delegate") => {
+            if raw.is_some_and(jwt_only) {
+                return Err(ConfigError::new(
+                    format!("{f}.mode"),
+                    "jwks, algorithms, issuer, audiences, scope and client_id_claims are for mode `jwt`",
+                ));
+            }
+            Ok(Some(TokenMode::Delegate))
+        }
+        Some("jwt") => {
+            let r = raw.ok_or_else(|| ConfigError::new(f, "missing"))?;
+            let sources = r.jwks.as_ref().filter(|j| !j.is_empty()).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{f}.jwks"),
+                    "mode `jwt` needs the authorization server's JWKS URL(s)",
+                )
+            })?;
+            let mut jwks = Vec::new();
+            for (i, s) in sources.iter().enumerate() {
+                let sf = format!("{f}.jwks[{i}]");
+                let upstream = non_empty_name(&format!("{sf}.upstream"), &s.upstream)?;
+                jwks.push(
+                    jwks_source(&s.url, &upstream)
+                        .map_err(|m| ConfigError::new(format!("{sf}.url"), m))?,
+                );
+            }
+            let algorithms = match &r.algorithms {
+                Some(a) => parse_algs(&format!("{f}.algorithms"), a)?,
+                None => vec![Alg::Ps256, Alg::Es256],
+            };
+            let client_id_claims = match &r.client_id_claims {
+                Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
+                None => vec!["client_id".to_string(), "azp".to_string()],
+            };
+            Ok(Some(TokenMode::Jwt(JwtBinding {
+                jwks,
+                algorithms,
+                issuer: r.issuer.clone(),
+                audiences: r.audiences.clone().unwrap_or_default(),
+                scope: r.scope.clone(),
+                client_id_claims,
+            })))
+        }
+        Some(other) => Err(ConfigError::new(
+            format!("{f}.mode"),
+            format!("unknown mode `{other}` (delegate, jwt)"),
+        )),
+    }
 }
 
 fn strings(list: &[&str]) -> Vec<String> {

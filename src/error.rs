@@ -32,6 +32,10 @@ impl ErrorCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Envelope,
+    /// The RFC 7592 body rules of an update (PUT).
+    Update,
+    /// Building the forwarded body (JSON forwarding).
+    Forwarding,
     Rule(RuleId),
 }
 
@@ -39,6 +43,8 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Envelope => "envelope",
+            Source::Update => "rfc7592",
+            Source::Forwarding => "forwarding",
             Source::Rule(r) => r.as_str(),
         }
     }
@@ -119,6 +125,17 @@ pub struct DcrError {
     pub retry_after: Option<u32>,
     /// Methods for `Allow` (405 only).
     pub allow: Option<&'static str>,
+    /// `WWW-Authenticate` (401 only).
+    pub challenge: Option<Challenge>,
+}
+
+/// The bearer challenge of a 401 (RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// No credentials were sent: `Bearer` with no error, and no body (RFC 6750 §3.1).
+    Bare,
+    /// `Bearer error="invalid_token"`.
+    InvalidToken,
 }
 
 impl DcrError {
@@ -130,6 +147,7 @@ impl DcrError {
             source,
             retry_after: None,
             allow: None,
+            challenge: None,
         }
     }
 
@@ -141,6 +159,11 @@ impl DcrError {
             Source::Envelope,
             description,
         )
+    }
+
+    /// A 400 `invalid_client_metadata` from the update rules or from forwarding.
+    pub fn metadata(source: Source, description: impl Into<String>) -> Self {
+        Self::make(400, ErrorCode::InvalidClientMetadata, source, description)
     }
 
     /// A 400 from the envelope with a specific code (e.g. a missing `software_statement`).
@@ -170,6 +193,30 @@ impl DcrError {
         e
     }
 
+    /// 401 without credentials: `WWW-Authenticate: Bearer`, no error, no body.
+    pub fn unauthenticated() -> Self {
+        let mut e = Self::make(
+            401,
+            ErrorCode::InvalidToken,
+            Source::Rule(RuleId::TokenClientBinding),
+            "no bearer token",
+        );
+        e.challenge = Some(Challenge::Bare);
+        e
+    }
+
+    /// 401 `invalid_token` with `WWW-Authenticate: Bearer error="invalid_token"`.
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        let mut e = Self::make(
+            401,
+            ErrorCode::InvalidToken,
+            Source::Rule(RuleId::TokenClientBinding),
+            description,
+        );
+        e.challenge = Some(Challenge::InvalidToken);
+        e
+    }
+
     /// A rule failure: HTTP 400 with the rule's error code.
     pub fn rule(rule: RuleId, description: impl Into<String>) -> Self {
         Self::make(400, rule.error_code(), Source::Rule(rule), description)
@@ -193,6 +240,9 @@ impl DcrError {
 
     /// The JSON body: `{"error": ..., "error_description": ...}`, description cut to 500 characters.
     pub fn body(&self) -> String {
+        if self.challenge == Some(Challenge::Bare) {
+            return String::new();
+        }
         let description: String = self.description.chars().take(MAX_DESCRIPTION).collect();
         serde_json::json!({
             "error": self.code.as_str(),
@@ -203,10 +253,18 @@ impl DcrError {
 
     /// Response headers besides the status.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![
-            ("content-type", "application/json".to_string()),
-            ("cache-control", "no-store".to_string()),
-        ];
+        let mut h = vec![("cache-control", "no-store".to_string())];
+        match self.challenge {
+            Some(Challenge::Bare) => h.push(("www-authenticate", "Bearer".to_string())),
+            Some(Challenge::InvalidToken) => {
+                h.push(("content-type", "application/json".to_string()));
+                h.push((
+                    "www-authenticate",
+                    "Bearer error=\"invalid_token\"".to_string(),
+                ));
+            }
+            None => h.push(("content-type", "application/json".to_string())),
+        }
         if let Some(s) = self.retry_after {
             h.push(("retry-after", s.to_string()));
         }

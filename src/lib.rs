@@ -3,14 +3,18 @@
 //! The core (everything but [`filter`]'s wasm glue) is plain Rust: it takes time, keys and stored
 //! state as inputs and never calls a host, so it is tested natively.
 
+pub mod binding;
 pub mod claims;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod forward;
 pub mod jose;
+pub mod jwks_cache;
 pub mod path;
 pub mod pipeline;
 pub mod profile;
+pub mod replay;
 pub mod rules;
 #[cfg(test)]
 mod testkit;

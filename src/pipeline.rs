@@ -466,5 +466,221 @@ fn key_error(
     DcrError::rule(rule, format!("{what} signature: {e}"))
 }
 
+#[allow(clippy::too_many_arguments)]
+fn record(
+    store: &mut dyn crate::replay::SharedData,
+    cfg: &Config,
+    rule: RuleId,
+    iss: &str,
+    jti: &str,
+    now: i64,
+    until: i64,
+    replayed: &str,
+) -> Result<(), DcrError> {
+    use crate::replay::{check_and_record, ReplayError, ReplayOutcome};
+    match check_and_record(store, &cfg.replay.store, iss, jti, now, until) {
+        Ok(ReplayOutcome::Fresh) => Ok(()),
+        Ok(ReplayOutcome::Replayed) => Err(DcrError::rule(rule, replayed)),
+        Err(e) => {
+            let why = match e {
+                ReplayError::Full => "the replay store is full".to_string(),
+                ReplayError::Contention => "the replay store is busy".to_string(),
+                ReplayError::Store(m) => format!("the replay store failed: {m}"),
+            };
+            Err(DcrError::unavailable(rule, why, cfg.retry_after))
+        }
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal with version 4 and the RFC 4122 variant.
+fn is_uuid4(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            14 => *c == b'4',
+            19 => matches!(c.to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b'),
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// One request's validation: the management binding (GET, PUT, DELETE), then for a create or an
+/// update the create pipeline, then for an update the RFC 7592 body rules.
+#[derive(Debug)]
+pub struct Work {
+    binding: Option<crate::binding::Binding>,
+    /// An update's body, parsed once the binding passed.
+    body: Option<Vec<u8>>,
+    create: Option<Create>,
+    /// The path's client id (management requests).
+    pub client_id: Option<String>,
+}
+
+impl Work {
+    /// A create (POST).
+    pub fn create(create: Create) -> Work {
+        Work {
+            binding: None,
+            body: None,
+            create: Some(create),
+            client_id: None,
+        }
+    }
+
+    /// A GET or DELETE: the binding only.
+    pub fn manage(binding: Option<crate::binding::Binding>, client_id: &str) -> Work {
+        Work {
+            binding,
+            body: None,
+            create: None,
+            client_id: Some(client_id.to_string()),
+        }
+    }
+
+    /// An update (PUT): the binding, then the body as a create, then RFC 7592.
+    pub fn update(
+        binding: Option<crate::binding::Binding>,
+        client_id: &str,
+        body: Vec<u8>,
+    ) -> Work {
+        Work {
+            binding,
+            body: Some(body),
+            create: None,
+            client_id: Some(client_id.to_string()),
+        }
+    }
+
+    pub fn created(&self) -> Option<&Create> {
+        self.create.as_ref()
+    }
+
+    pub fn facts(&self) -> Facts {
+        self.create
+            .as_ref()
+            .map(|c| c.facts.clone())
+            .unwrap_or_default()
+    }
+
+    /// `request_jti` then `ssa_jti` (spec §7): remember (issuer, jti) in the shared replay store
+    /// until `min(exp, iat + max_request_age) + leeway` (SSA: its `exp`, or the configured
+    /// window), never longer than `replay.max_retention_seconds`.
+    pub fn replay(
+        &self,
+        cfg: &Config,
+        store: &mut dyn crate::replay::SharedData,
+        now: i64,
+    ) -> Result<(), DcrError> {
+        let create = match &self.create {
+            Some(c) => c,
+            None => return Ok(()),
+        };
+        let leeway = i64::try_from(cfg.leeway).unwrap_or(0);
+        let cap = now.saturating_add(i64::try_from(cfg.replay.max_retention).unwrap_or(i64::MAX));
+        if cfg.replay.request_jti {
+            let rule = RuleId::RequestJti;
+            let c = create.request_claims();
+            let iss = crate::claims::req_str(c, "iss").map_err(|m| DcrError::rule(rule, m))?;
+            let jti = crate::claims::req_str(c, "jti").map_err(|m| DcrError::rule(rule, m))?;
+            if cfg.replay.uuid4 && !is_uuid4(jti) {
+                return Err(DcrError::rule(rule, "claim `jti` must be a UUIDv4"));
+            }
+            let exp = crate::claims::opt_date(c, "exp").ok().flatten();
+            let by_age = crate::claims::opt_date(c, "iat").ok().flatten().map(|i| {
+                i.saturating_add(i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX))
+            });
+            let until = match (exp, by_age) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => cap,
+            }
+            .saturating_add(leeway)
+            .min(cap);
+            record(
+                store,
+                cfg,
+                rule,
+                iss,
+                jti,
+                now,
+                until,
+                "the request `jti` has been used before",
+            )?;
+        }
+        if cfg.replay.ssa_jti {
+            let rule = RuleId::SsaJti;
+            let c = create.ssa_claims();
+            let iss = crate::claims::req_str(c, "iss")
+                .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?;
+            let jti = crate::claims::req_str(c, "jti")
+                .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?;
+            let window = i64::try_from(cfg.replay.ssa_window).unwrap_or(i64::MAX);
+            let until = match crate::claims::opt_date(c, "exp").ok().flatten() {
+                Some(exp) => exp,
+                None => crate::claims::opt_date(c, "iat")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(now)
+                    .saturating_add(window),
+            }
+            .saturating_add(leeway)
+            .min(cap);
+            record(
+                store,
+                cfg,
+                rule,
+                iss,
+                jti,
+                now,
+                until,
+                "the SSA `jti` has been used before",
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn supply(&mut self, url: &str, fetched: Fetched) {
+        match (&mut self.binding, &mut self.create) {
+            (Some(b), _) => b.supply(url, fetched),
+            (None, Some(c)) => c.supply(url, fetched),
+            (None, None) => {}
+        }
+    }
+
+    pub fn step(&mut self, cfg: &Config, now: i64) -> Step {
+        if let (Some(b), Some(mode)) = (&mut self.binding, &cfg.binding) {
+            match b.step(
+                mode,
+                now,
+                i64::try_from(cfg.leeway).unwrap_or(0),
+                cfg.retry_after,
+            ) {
+                Step::Forward => self.binding = None,
+                other => return other,
+            }
+        }
+        if let Some(body) = self.body.take() {
+            match Create::parse(cfg, &body) {
+                Ok(c) => self.create = Some(c),
+                Err(e) => return Step::Reject(e),
+            }
+        }
+        let create = match &mut self.create {
+            Some(c) => c,
+            None => return Step::Forward,
+        };
+        match create.step(cfg, now) {
+            Step::Forward => {}
+            other => return other,
+        }
+        if let Some(id) = &self.client_id {
+            if let Err(e) = crate::forward::update_rules(create.request_claims(), id) {
+                return Step::Reject(e);
+            }
+        }
+        Step::Forward
+    }
+}
+
 #[cfg(test)]
 mod tests;

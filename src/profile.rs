@@ -25,6 +25,8 @@ pub struct Defaults {
     pub roles_mode: RolesMode,
     pub scope_roles: &'static [(&'static str, &'static [&'static str])],
     pub free_scopes: &'static [&'static str],
+    /// SSA claims that win over request metadata in JSON forwarding: (SSA claim, metadata name).
+    pub ssa_metadata: &'static [(&'static str, &'static str)],
 }
 
 const SIGNING_CLAIMS: &[&str] = &[
@@ -89,6 +91,14 @@ pub const UK_OBIE: Defaults = Defaults {
         ("fundsconfirmations", &["CBPII"]),
     ],
     free_scopes: &["openid"],
+    ssa_metadata: &[
+        ("software_id", "software_id"),
+        ("software_client_name", "client_name"),
+        ("software_logo_uri", "logo_uri"),
+        ("software_tos_uri", "tos_uri"),
+        ("software_policy_uri", "policy_uri"),
+        ("software_client_uri", "client_uri"),
+    ],
 };
 
 pub const AU_CDR: Defaults = Defaults {
@@ -126,4 +136,12 @@ pub const AU_CDR: Defaults = Defaults {
     roles_mode: RolesMode::SsaScope,
     scope_roles: &[],
     free_scopes: &[],
+    ssa_metadata: &[
+        ("software_id", "software_id"),
+        ("client_name", "client_name"),
+        ("logo_uri", "logo_uri"),
+        ("tos_uri", "tos_uri"),
+        ("policy_uri", "policy_uri"),
+        ("client_uri", "client_uri"),
+    ],
 };

@@ -6,10 +6,12 @@
 
 use std::rc::Rc;
 
-use crate::config::{Config, JwksSource};
+use crate::binding::Binding;
+use crate::config::{Config, Forward, JwksSource};
 use crate::error::{DcrError, RuleId};
 use crate::path::{classify, Route};
-use crate::pipeline::{Create, Facts, Fetched, Step};
+use crate::pipeline::{Create, Facts, Fetched, Step, Work};
+use crate::replay::{SharedData, StoreError};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
@@ -49,17 +51,39 @@ pub trait Host {
     fn count(&mut self, name: &str);
     /// Record a per-request fact for access logs (Envoy filter state `wasm.<key>`).
     fn set_state(&mut self, key: &str, value: &str);
+    /// Set (or with `None` remove) a request header; only while the headers are held.
+    fn set_request_header(&mut self, name: &str, value: Option<&str>);
+    /// Replace the whole buffered request body.
+    fn replace_request_body(&mut self, body: &[u8]);
+    /// Host shared data (all workers): value and CAS token.
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// The host's shared data as the replay store sees it.
+pub struct HostStore<'a>(pub &'a mut dyn Host);
+
+impl SharedData for HostStore<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        self.0.shared_get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.0.shared_set(key, value, cas)
+    }
 }
 
 #[derive(Debug)]
 enum Phase {
     /// Not ours, or already forwarded.
     Pass,
-    /// A create whose body is being buffered.
-    Buffering,
+    /// A create (no client id) or an update (with its binding) whose body is being buffered.
+    Buffering {
+        client_id: Option<String>,
+        binding: Option<Box<Binding>>,
+    },
     /// Waiting for callouts.
     Validating {
-        create: Box<Create>,
+        work: Box<Work>,
         pending: Vec<(u32, String)>,
     },
     /// A local reply was sent.
@@ -71,6 +95,8 @@ pub struct Stream {
     cfg: Option<Rc<Config>>,
     phase: Phase,
 }
+
+const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
 
 impl Stream {
     pub fn new(cfg: Option<Rc<Config>>) -> Self {
@@ -89,11 +115,7 @@ impl Stream {
                 // configuration the registration path is unknown, so fail closed on everything.
                 return self.reject(
                     host,
-                    DcrError::unavailable(
-                        crate::error::RuleId::SsaSignature,
-                        "dcr-guard is not configured",
-                        30,
-                    ),
+                    DcrError::unavailable(RuleId::SsaSignature, "dcr-guard is not configured", 30),
                     &Facts::default(),
                 );
             }
@@ -103,33 +125,77 @@ impl Stream {
             return Flow::Continue;
         }
         host.count("dcr_guard.requests");
+        // Verified-facts headers come from dcr-guard only, never from the client.
+        for (_, header) in &cfg.fact_headers {
+            if host.request_header(header).is_some() {
+                host.set_request_header(header, None);
+            }
+        }
         let method = host.request_header(":method").unwrap_or_default();
+        let none = Facts::default();
         match route {
             Route::NotDcr => Flow::Continue,
-            Route::Invalid(why) => self.refuse(
-                host,
-                DcrError::invalid_request(why),
-                &Facts::default(),
-                false,
-            ),
-            // Management (GET/PUT/DELETE) is not served yet: no method is allowed here.
-            Route::Client(_) => self.refuse(
-                host,
-                DcrError::method_not_allowed(""),
-                &Facts::default(),
-                false,
-            ),
-            Route::Collection if method != "POST" => self.refuse(
-                host,
-                DcrError::method_not_allowed("POST"),
-                &Facts::default(),
-                false,
-            ),
-            Route::Collection => self.start_create(host, &cfg, end_of_stream),
+            Route::Invalid(why) => self.refuse(host, DcrError::invalid_request(why), &none, false),
+            Route::Collection if method != "POST" => {
+                self.refuse(host, DcrError::method_not_allowed("POST"), &none, false)
+            }
+            Route::Collection => self.start_body(host, &cfg, end_of_stream, None, None),
+            Route::Client(id) => match method.as_str() {
+                "GET" | "DELETE" | "PUT" => {
+                    self.start_management(host, &cfg, end_of_stream, &method, id)
+                }
+                _ => self.refuse(
+                    host,
+                    DcrError::method_not_allowed(MANAGEMENT_METHODS),
+                    &none,
+                    false,
+                ),
+            },
         }
     }
 
-    fn start_create(&mut self, host: &mut dyn Host, cfg: &Config, end_of_stream: bool) -> Flow {
+    /// GET, PUT, DELETE on `/register/{client_id}`: the binding first (spec §5).
+    fn start_management(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        end_of_stream: bool,
+        method: &str,
+        client_id: String,
+    ) -> Flow {
+        let binding = match &cfg.binding {
+            None => None,
+            Some(mode) => {
+                let auth = host.request_header("authorization");
+                match Binding::start(mode, auth.as_deref(), &client_id) {
+                    Ok(b) => Some(b),
+                    Err(e) => return self.refuse(host, e, &Facts::default(), false),
+                }
+            }
+        };
+        if method == "PUT" {
+            return self.start_body(host, cfg, end_of_stream, Some(client_id), binding);
+        }
+        match binding {
+            // Binding off: the AS alone decides.
+            None => Flow::Continue,
+            Some(b) => {
+                let work = Box::new(Work::manage(Some(b), &client_id));
+                self.run(host, cfg, work, false)
+            }
+        }
+    }
+
+    /// POST or PUT: the envelope checks on the headers, then buffer the body.
+    fn start_body(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        end_of_stream: bool,
+        client_id: Option<String>,
+        binding: Option<Binding>,
+    ) -> Flow {
+        let none = Facts::default();
         let ct = host.request_header("content-type").unwrap_or_default();
         let media = ct
             .split(';')
@@ -143,7 +209,7 @@ impl Stream {
                 DcrError::invalid_request(
                     "content type must be application/jwt or application/jose",
                 ),
-                &Facts::default(),
+                &none,
                 false,
             );
         }
@@ -153,7 +219,7 @@ impl Stream {
                     return self.refuse(
                         host,
                         DcrError::too_large(cfg.limits.body_bytes),
-                        &Facts::default(),
+                        &none,
                         false,
                     )
                 }
@@ -162,7 +228,7 @@ impl Stream {
                     return self.refuse(
                         host,
                         DcrError::invalid_request("invalid content-length"),
-                        &Facts::default(),
+                        &none,
                         false,
                     )
                 }
@@ -172,11 +238,14 @@ impl Stream {
             return self.refuse(
                 host,
                 DcrError::invalid_request("a signed JWT body is required"),
-                &Facts::default(),
+                &none,
                 false,
             );
         }
-        self.phase = Phase::Buffering;
+        self.phase = Phase::Buffering {
+            client_id,
+            binding: binding.map(Box::new),
+        };
         if cfg.hold_headers {
             Flow::Pause
         } else {
@@ -193,7 +262,7 @@ impl Stream {
         match self.phase {
             Phase::Pass => return Flow::Continue,
             Phase::Done | Phase::Validating { .. } => return Flow::Pause,
-            Phase::Buffering => {}
+            Phase::Buffering { .. } => {}
         }
         let cfg = match &self.cfg {
             Some(c) => Rc::clone(c),
@@ -211,17 +280,24 @@ impl Stream {
             return Flow::Pause;
         }
         let body = host.request_body(body_size).unwrap_or_default();
-        match Create::parse(&cfg, &body) {
-            Err(e) => self.refuse(host, e, &Facts::default(), false),
-            Ok(create) => self.run(host, &cfg, Box::new(create), false),
-        }
+        let (client_id, binding) = match std::mem::replace(&mut self.phase, Phase::Pass) {
+            Phase::Buffering { client_id, binding } => (client_id, binding),
+            _ => (None, None),
+        };
+        let work = match client_id {
+            Some(id) => Work::update(binding.map(|b| *b), &id, body),
+            None => match Create::parse(&cfg, &body) {
+                Err(e) => return self.refuse(host, e, &Facts::default(), false),
+                Ok(create) => Work::create(create),
+            },
+        };
+        self.run(host, &cfg, Box::new(work), false)
     }
 
     /// Trailers end the request too: treat them as the end of the body.
     pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Flow {
         match self.phase {
-            Phase::Buffering => {
-                // Body size is whatever was buffered; the host gives it back whole.
+            Phase::Buffering { .. } => {
                 let size = self
                     .cfg
                     .as_ref()
@@ -242,31 +318,28 @@ impl Stream {
         &mut self,
         host: &mut dyn Host,
         cfg: &Config,
-        mut create: Box<Create>,
+        mut work: Box<Work>,
         in_callback: bool,
     ) -> Flow {
         let now = host.now();
         loop {
-            match create.step(cfg, now) {
+            match work.step(cfg, now) {
                 Step::Forward => {
-                    let (failures, skipped) = create.report();
-                    if failures.is_empty() {
-                        host.count("dcr_guard.accepted");
-                        host.set_state("dcr_guard.verdict", "accepted");
-                        if let Some(id) = &create.facts.software_id {
-                            host.set_state("dcr_guard.software_id", id);
+                    // Replay last, so that a rejected request does not consume its jti; in
+                    // report-only mode only for a request that passed everything else.
+                    let clean = work.created().is_none_or(|c| c.report().0.is_empty());
+                    if clean {
+                        if let Err(e) = work.replay(cfg, &mut HostStore(host), now) {
+                            let facts = work.facts();
+                            return self.refuse(host, e, &facts, in_callback);
                         }
-                    } else {
-                        self.report(host, failures, skipped, &create.facts);
+                    } else if work.created().is_some() && cfg.replay.request_jti {
+                        host.count("dcr_guard.skipped.request_jti");
                     }
-                    self.phase = Phase::Pass;
-                    if in_callback {
-                        host.resume();
-                    }
-                    return Flow::Continue;
+                    return self.forward(host, cfg, &work, in_callback);
                 }
                 Step::Reject(e) => {
-                    let facts = create.facts.clone();
+                    let facts = work.facts();
                     return self.refuse(host, e, &facts, in_callback);
                 }
                 Step::Fetch(sources) => {
@@ -284,7 +357,7 @@ impl Stream {
                                         src.upstream
                                     ),
                                 );
-                                create.supply(
+                                work.supply(
                                     &src.url,
                                     Fetched::Unavailable(format!("could not be reached ({why})")),
                                 );
@@ -292,7 +365,7 @@ impl Stream {
                         }
                     }
                     if !pending.is_empty() {
-                        self.phase = Phase::Validating { create, pending };
+                        self.phase = Phase::Validating { work, pending };
                         return Flow::Pause;
                     }
                     // Every dispatch failed: the documents are recorded as unavailable; go on.
@@ -301,14 +374,69 @@ impl Stream {
         }
     }
 
+    /// The verdict is to forward: record it, rewrite the body for JSON forwarding, add the
+    /// verified facts, and let the request go on.
+    fn forward(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        work: &Work,
+        in_callback: bool,
+    ) -> Flow {
+        let facts = work.facts();
+        if let Some(create) = work.created() {
+            let (failures, skipped) = create.report();
+            if failures.is_empty() {
+                for (header, value) in crate::forward::fact_headers(cfg, create.ssa_claims()) {
+                    host.set_request_header(&header, Some(&value));
+                }
+            } else {
+                let (failures, skipped) = (failures.to_vec(), skipped.to_vec());
+                self.report(host, &failures, &skipped, &facts);
+            }
+            if cfg.forward == Forward::Json {
+                match crate::forward::json_body(
+                    cfg,
+                    create.request_claims(),
+                    create.ssa_claims(),
+                    work.client_id.as_deref(),
+                ) {
+                    Ok(body) => {
+                        host.replace_request_body(&body);
+                        host.set_request_header("content-type", Some("application/json"));
+                        host.set_request_header("content-length", Some(&body.len().to_string()));
+                    }
+                    Err(e) => return self.refuse(host, e, &facts, in_callback),
+                }
+            }
+            if !failures.is_empty() {
+                self.phase = Phase::Pass;
+                if in_callback {
+                    host.resume();
+                }
+                return Flow::Continue;
+            }
+        }
+        host.count("dcr_guard.accepted");
+        host.set_state("dcr_guard.verdict", "accepted");
+        if let Some(id) = &facts.software_id {
+            host.set_state("dcr_guard.software_id", id);
+        }
+        self.phase = Phase::Pass;
+        if in_callback {
+            host.resume();
+        }
+        Flow::Continue
+    }
+
     pub fn on_call_response(&mut self, host: &mut dyn Host, token: u32, body_size: usize) {
         let cfg = match &self.cfg {
             Some(c) => Rc::clone(c),
             None => return,
         };
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
-        let (mut create, mut pending) = match phase {
-            Phase::Validating { create, pending } => (create, pending),
+        let (mut work, mut pending) = match phase {
+            Phase::Validating { work, pending } => (work, pending),
             other => {
                 self.phase = other;
                 return;
@@ -327,13 +455,13 @@ impl Stream {
                     &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
                 );
             }
-            create.supply(&url, fetched);
+            work.supply(&url, fetched);
         }
         if !pending.is_empty() {
-            self.phase = Phase::Validating { create, pending };
+            self.phase = Phase::Validating { work, pending };
             return;
         }
-        self.run(host, &cfg, create, true);
+        self.run(host, &cfg, work, true);
     }
 
     /// A failure that ends the request: rejected, or in report-only mode logged, counted and

@@ -21,6 +21,8 @@ struct Fake {
     responses: Vec<(u16, Vec<(String, String)>, Value)>,
     logs: std::cell::RefCell<Vec<String>>,
     counters: HashMap<String, u64>,
+    /// Shared data, shared between fakes of several "workers" through the Rc.
+    shared: std::rc::Rc<std::cell::RefCell<HashMap<String, (Vec<u8>, u32)>>>,
     state: HashMap<String, String>,
     next_token: u32,
 }
@@ -58,7 +60,11 @@ impl Host for Fake {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            serde_json::from_slice(body).unwrap(),
+            if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(body).unwrap()
+            },
         ));
     }
     fn log(&self, _level: Level, message: &str) {
@@ -66,6 +72,45 @@ impl Host for Fake {
     }
     fn count(&mut self, name: &str) {
         *self.counters.entry(name.to_string()).or_default() += 1;
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                self.headers.insert(name.to_string(), v.to_string());
+            }
+            None => {
+                self.headers.remove(name);
+            }
+        }
+    }
+    fn replace_request_body(&mut self, body: &[u8]) {
+        self.body = body.to_vec();
+    }
+    fn shared_get(
+        &self,
+        key: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<u32>), crate::replay::StoreError> {
+        Ok(match self.shared.borrow().get(key) {
+            Some((v, c)) => (Some(v.clone()), Some(*c)),
+            None => (None, None),
+        })
+    }
+    fn shared_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), crate::replay::StoreError> {
+        let mut m = self.shared.borrow_mut();
+        let current = m.get(key).map(|(_, c)| *c);
+        if let (Some(want), Some(have)) = (cas, current) {
+            if want != have {
+                return Err(crate::replay::StoreError::CasMismatch);
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        m.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
     }
     fn set_state(&mut self, key: &str, value: &str) {
         self.state.insert(key.to_string(), value.to_string());
@@ -382,11 +427,20 @@ fn envelope_rejections() {
         ),
         ("PATCH", "PATCH", "/register", "application/jwt", true, 405),
         (
-            "GET client (management not served)",
+            "GET client without a token",
             "GET",
             "/register/abc",
             "",
             true,
+            401,
+        ),
+        ("PATCH client", "PATCH", "/register/abc", "", true, 405),
+        (
+            "POST client",
+            "POST",
+            "/register/abc",
+            "application/jwt",
+            false,
             405,
         ),
         (
@@ -554,4 +608,190 @@ fn rejections_are_logged_once_without_tokens() {
     );
     assert!(line.contains("jti="), "{line}");
     assert!(!line.contains(&body[..20]), "token echoed: {line}");
+}
+
+#[test]
+fn management_in_delegate_mode() {
+    // GET/DELETE with a well-formed token go on untouched (the AS binds its own token).
+    for method in ["GET", "DELETE"] {
+        let mut w = world();
+        w.request(method, "/register/client-1", "", "");
+        w.host
+            .headers
+            .insert("authorization".into(), "Bearer opaque.token-1".into());
+        assert_eq!(
+            w.stream.on_request_headers(&mut w.host, true),
+            Flow::Continue,
+            "{method}"
+        );
+        assert!(w.host.responses.is_empty());
+    }
+    // No token: 401 with a bare challenge and no body; an empty one: invalid_token.
+    let mut w = world();
+    w.request("GET", "/register/client-1", "", "");
+    w.stream.on_request_headers(&mut w.host, true);
+    let (status, headers, body) = &w.host.responses[0];
+    assert_eq!(*status, 401);
+    assert!(headers.contains(&("www-authenticate".into(), "Bearer".into())));
+    assert_eq!(*body, Value::Null);
+    let mut w = world();
+    w.request("DELETE", "/register/client-1", "", "");
+    w.host
+        .headers
+        .insert("authorization".into(), "Bearer ".into());
+    w.stream.on_request_headers(&mut w.host, true);
+    assert_eq!(w.rejected(), Some((401, "invalid_token".into())));
+}
+
+fn put(w: &mut World, path: &str, body: &str) {
+    w.request("PUT", path, "application/jwt", body);
+    w.host
+        .headers
+        .insert("authorization".into(), "Bearer rat-1".into());
+    let h = w.stream.on_request_headers(&mut w.host, false);
+    assert_eq!(h, Flow::Pause);
+    let len = w.host.body.len();
+    w.stream.on_request_body(&mut w.host, len, true);
+    w.answer_callouts();
+}
+
+#[test]
+fn update_is_validated_then_checked_against_rfc7592() {
+    let mut w = world();
+    let body = w.tpp.request();
+    put(&mut w, "/register/client-1", &body);
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+
+    let mut w = world();
+    let body = w
+        .tpp
+        .request_with(|c| c["registration_access_token"] = json!("x"));
+    put(&mut w, "/register/client-1", &body);
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+
+    let mut w = world();
+    let body = w.tpp.request_with(|c| c["client_id"] = json!("client-2"));
+    put(&mut w, "/register/client-1", &body);
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    assert!(!w.host.responses[0].2.to_string().contains("client-2"));
+
+    // The body is still fully validated.
+    let mut w = world();
+    let body = w.tpp.request_with(|c| c["aud"] = json!("another-bank"));
+    put(&mut w, "/register/client-1", &body);
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+
+    // Binding before the envelope: no token and a wrong content type is a 401.
+    let mut w = world();
+    w.request("PUT", "/register/client-1", "text/plain", "x");
+    w.stream.on_request_headers(&mut w.host, false);
+    assert_eq!(w.host.responses[0].0, 401);
+}
+
+#[test]
+fn json_forwarding_rewrites_the_body_and_adds_facts() {
+    let mut w = world_with(|v| {
+        v["forward"] = json!("json");
+        v["fact_headers"] = json!([{"claim": "software_id", "header": "x-tpp-software-id"}, {"claim": "org_id", "header": "x-tpp-org-id"}]);
+    });
+    let body = w.tpp.request();
+    w.request("POST", "/register", "application/jwt", &body);
+    w.host
+        .headers
+        .insert("x-tpp-software-id".into(), "forged".into());
+    w.stream.on_request_headers(&mut w.host, false);
+    assert!(
+        !w.host.headers.contains_key("x-tpp-software-id"),
+        "client's fact header kept"
+    );
+    let len = w.host.body.len();
+    w.stream.on_request_body(&mut w.host, len, true);
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
+    assert_eq!(w.host.headers["content-type"], "application/json");
+    assert_eq!(
+        w.host.headers["content-length"],
+        w.host.body.len().to_string()
+    );
+    assert_eq!(w.host.headers["x-tpp-software-id"], w.tpp.software_id);
+    assert_eq!(w.host.headers["x-tpp-org-id"], w.tpp.org_id);
+    let forwarded: Value = serde_json::from_slice(&w.host.body).unwrap();
+    assert_eq!(forwarded["jwks_uri"], w.tpp.jwks_url());
+    assert_eq!(forwarded["client_name"], "Demo TPP");
+    assert!(forwarded.get("iss").is_none() && forwarded.get("jti").is_none());
+
+    // PUT in JSON mode fills client_id from the path.
+    let mut w = world_with(|v| v["forward"] = json!("json"));
+    let body = w.tpp.request();
+    put(&mut w, "/register/client-1", &body);
+    let forwarded: Value = serde_json::from_slice(&w.host.body).unwrap();
+    assert_eq!(forwarded["client_id"], "client-1");
+}
+
+#[test]
+fn jwks_by_value_is_refused_in_json_forwarding() {
+    let mut w = world_with(|v| v["forward"] = json!("json"));
+    let body = w.tpp.request_with(|c| c["jwks"] = json!({"keys": []}));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+}
+
+#[test]
+fn replay_is_checked_last_and_shared_between_workers() {
+    let mut w = world();
+    let ssa = w.tpp.ssa();
+    let mut claims = w.tpp.request_claims(&ssa);
+    claims["aud"] = json!("another-bank");
+    let rejected = w.tpp.key.sign_default(&claims);
+    w.post(&rejected);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+
+    // Same jti, now valid: a rejected request did not burn it. A new stream on a host sharing
+    // the same shared data stands for another worker.
+    claims["aud"] = json!(crate::testkit::dcr::BANK_AUDIENCE);
+    let valid = w.tpp.key.sign_default(&claims);
+    for (round, want_ok) in [(1, true), (2, false)] {
+        w.stream = Stream::new(w.stream.cfg.clone());
+        w.host.responses.clear();
+        w.host.dispatched.clear();
+        w.host.resumed = 0;
+        w.post(&valid);
+        w.answer_callouts();
+        if want_ok {
+            assert!(
+                w.host.responses.is_empty(),
+                "round {round}: {:?}",
+                w.host.responses
+            );
+            assert_eq!(w.host.resumed, 1);
+        } else {
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_client_metadata".into())),
+                "round {round}"
+            );
+            let desc = w.host.responses[0].2["error_description"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(desc.contains("used before"), "{desc}");
+        }
+    }
+}
+
+#[test]
+fn jti_format_can_be_required() {
+    let mut w = world_with(|v| v["rules"]["request_jti"] = json!({"format": "uuid4"}));
+    let body = w.tpp.request_with(|c| c["jti"] = json!("not-a-uuid"));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    let mut w = world_with(|v| v["rules"]["request_jti"] = json!({"format": "uuid4"}));
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
 }

@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use super::{Flow, Host, Level, Stream};
 use crate::config::{Config, JwksSource};
+use crate::replay::StoreError;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -60,6 +61,12 @@ impl RootContext for Root {
                         cfg.hold_headers
                     ),
                 );
+                let mut store = super::HostStore(&mut WasmHost);
+                if let Err(e) = crate::replay::precreate(&mut store, &cfg.replay.store) {
+                    // Not fatal: check_and_record creates a missing bucket; a store that cannot
+                    // be written makes replay checks fail closed (503).
+                    log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
+                }
                 self.config = Some(Rc::new(cfg));
                 true
             }
@@ -151,12 +158,10 @@ impl Host for WasmHost {
     }
 
     fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
-        if let Err(s) =
-            hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body))
-        {
+        if let Err(s) = abi::send_local_response(u32::from(status), "dcr_guard", headers, body) {
             log(
                 Level::Warn,
-                &format!("dcr-guard: local reply failed ({s:?})"),
+                &format!("dcr-guard: local reply failed (status {s})"),
             );
         }
     }
@@ -168,6 +173,33 @@ impl Host for WasmHost {
     fn count(&mut self, name: &str) {
         if let Some(id) = metric_id(name) {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        abi::get_shared(key)
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        abi::set_shared(key, value, cas)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: cannot set header `{name}` ({s:?})"),
+            );
+        }
+    }
+
+    fn replace_request_body(&mut self, body: &[u8]) {
+        // Replace everything buffered: start 0, a size at least the buffered length.
+        if let Err(s) = abi::set_buffer(0, 0, usize::MAX, body) {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: cannot replace the body (status {s})"),
+            );
         }
     }
 
@@ -227,5 +259,160 @@ impl HttpContext for Http {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         action(self.stream.on_request_trailers(&mut WasmHost))
+    }
+}
+
+/// The two host calls whose SDK wrappers panic on an unexpected status (a panic traps the VM):
+/// called directly, every status handled.
+mod abi {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+        fn proxy_set_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            size: usize,
+            buffer_data: *const u8,
+            buffer_size: usize,
+        ) -> u32;
+    }
+
+    /// The proxy-wasm header map encoding: count, then (key size, value size) pairs, then each
+    /// key and value followed by a NUL.
+    fn serialize(headers: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+        for (k, v) in headers {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in headers {
+            out.extend_from_slice(k.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+        out
+    }
+
+    pub fn send_local_response(
+        status: u32,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), u32> {
+        let map = serialize(headers);
+        // SAFETY: every pointer/length pair describes a live slice for the duration of the call.
+        let rc = unsafe {
+            proxy_send_local_response(
+                status,
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                map.as_ptr(),
+                map.len(),
+                -1,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(rc)
+        }
+    }
+
+    const OK: u32 = 0;
+    const NOT_FOUND: u32 = 1;
+    const CAS_MISMATCH: u32 = 8;
+
+    use crate::replay::StoreError;
+
+    /// Shared data get: every status handled (the SDK wrapper panics on unexpected ones).
+    pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the host writes a pointer it allocated through this module's allocator
+        // (`proxy_on_memory_allocate`, exported by the SDK) and its size; ownership passes to us.
+        let rc = unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        match rc {
+            OK => {
+                let value = if data.is_null() {
+                    None
+                } else {
+                    // SAFETY: see above; `size` bytes were allocated as a Vec<u8> of that capacity.
+                    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+                };
+                Ok((value, (cas != 0).then_some(cas)))
+            }
+            NOT_FOUND => Ok((None, None)),
+            other => Err(StoreError::Other(format!(
+                "shared data read failed (status {other})"
+            ))),
+        }
+    }
+
+    /// Shared data set with compare-and-swap (`None` = 0).
+    pub fn set_shared(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        // SAFETY: both slices are live for the duration of the call.
+        let rc = unsafe {
+            proxy_set_shared_data(
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+                cas.unwrap_or(0),
+            )
+        };
+        match rc {
+            OK => Ok(()),
+            CAS_MISMATCH => Err(StoreError::CasMismatch),
+            other => Err(StoreError::Other(format!(
+                "shared data write failed (status {other})"
+            ))),
+        }
+    }
+
+    pub fn set_buffer(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        value: &[u8],
+    ) -> Result<(), u32> {
+        // SAFETY: `value` is a live slice for the duration of the call.
+        let rc = unsafe {
+            proxy_set_buffer_bytes(buffer_type, start, size, value.as_ptr(), value.len())
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(rc)
+        }
     }
 }

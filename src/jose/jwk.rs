@@ -40,8 +40,8 @@ impl Jwk {
                 | (Alg::Es256, KeyMaterial::EcP256 { .. })
                 | (Alg::EdDsa, KeyMaterial::Ed25519 { .. })
         );
-        let alg_ok = self.alg.as_deref().map_or(true, |a| a == alg.name());
-        let use_ok = self.use_.as_deref().map_or(true, |u| u == "sig");
+        let alg_ok = self.alg.as_deref().is_none_or(|a| a == alg.name());
+        let use_ok = self.use_.as_deref().is_none_or(|u| u == "sig");
         type_ok && alg_ok && use_ok
     }
 

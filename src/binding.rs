@@ -1,0 +1,210 @@
+//! `token_client_binding` (spec §5): the bearer token of a management request (GET, PUT, DELETE on
+//! `/register/{client_id}`) must belong to that client. How it is checked depends on the AS:
+//! `delegate` (the AS binds its own opaque registration access token; the filter checks that a
+//! well-formed bearer token is present) or `jwt` (a JWT access token signed by the AS).
+
+use crate::claims::{opt_date, opt_str, opt_str_or_array, scope_tokens};
+use crate::config::JwksSource;
+use crate::error::DcrError;
+use crate::jose::{self, Alg, JoseError, Jws};
+use crate::pipeline::{Fetched, Step};
+
+/// Longest bearer token accepted.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+#[derive(Debug, Clone)]
+pub enum TokenMode {
+    Delegate,
+    Jwt(JwtBinding),
+}
+
+impl TokenMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenMode::Delegate => "delegate",
+            TokenMode::Jwt(_) => "jwt",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtBinding {
+    pub jwks: Vec<JwksSource>,
+    pub algorithms: Vec<Alg>,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub scope: Option<String>,
+    pub client_id_claims: Vec<String>,
+}
+
+/// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1). No header, or another scheme,
+/// is a request without bearer credentials (401 with a bare challenge); an empty or malformed
+/// token is `invalid_token`.
+pub fn bearer(header: Option<&str>) -> Result<&str, DcrError> {
+    let h = match header {
+        None => return Err(DcrError::unauthenticated()),
+        Some(h) => h.trim(),
+    };
+    let (scheme, rest) = match h.split_once(' ') {
+        Some((s, r)) => (s, r.trim_start_matches(' ')),
+        None => (h, ""),
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(DcrError::unauthenticated());
+    }
+    if rest.is_empty() {
+        return Err(DcrError::invalid_token("empty bearer token"));
+    }
+    if rest.len() > MAX_TOKEN_LEN {
+        return Err(DcrError::invalid_token("bearer token too long"));
+    }
+    let body = rest.trim_end_matches('=');
+    let ok = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if !ok {
+        return Err(DcrError::invalid_token("malformed bearer token"));
+    }
+    Ok(rest)
+}
+
+/// A binding check in progress.
+#[derive(Debug)]
+pub struct Binding {
+    token: Option<Jws>,
+    client_id: String,
+    docs: Vec<(String, Fetched)>,
+}
+
+impl Binding {
+    /// Read the bearer token; in `jwt` mode parse it and refuse its algorithm before any fetch.
+    pub fn start(
+        mode: &TokenMode,
+        authorization: Option<&str>,
+        client_id: &str,
+    ) -> Result<Binding, DcrError> {
+        let token = bearer(authorization)?;
+        let parsed = match mode {
+            TokenMode::Delegate => None,
+            TokenMode::Jwt(j) => {
+                let jws = Jws::parse(token)
+                    .map_err(|_| DcrError::invalid_token("the access token is not a valid JWT"))?;
+                let alg = Alg::parse(&jws.header.alg).filter(|a| j.algorithms.contains(a));
+                if alg.is_none() {
+                    return Err(DcrError::invalid_token(
+                        "the access token's algorithm is not allowed",
+                    ));
+                }
+                Some(jws)
+            }
+        };
+        Ok(Binding {
+            token: parsed,
+            client_id: client_id.to_string(),
+            docs: Vec::new(),
+        })
+    }
+
+    pub fn supply(&mut self, url: &str, fetched: Fetched) {
+        if !self.docs.iter().any(|(u, _)| u == url) {
+            self.docs.push((url.to_string(), fetched));
+        }
+    }
+
+    /// Run as far as possible: `Forward` means the token is bound to the path's client.
+    pub fn step(&mut self, mode: &TokenMode, now: i64, leeway: i64, retry_after: u32) -> Step {
+        let (j, token) = match (mode, &self.token) {
+            (TokenMode::Jwt(j), Some(t)) => (j, t),
+            _ => return Step::Forward,
+        };
+        let missing: Vec<JwksSource> = j
+            .jwks
+            .iter()
+            .filter(|s| !self.docs.iter().any(|(u, _)| *u == s.url))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Step::Fetch(missing);
+        }
+        let mut sets = Vec::new();
+        let mut unavailable = false;
+        for (_, f) in &self.docs {
+            match f {
+                Fetched::Keys(k) => sets.push(k),
+                Fetched::Unavailable(_) => unavailable = true,
+                Fetched::Unusable(_) => {}
+            }
+        }
+        if let Err(e) = jose::verify(token, &sets, &j.algorithms) {
+            if unavailable && matches!(e, JoseError::UnknownKid(_) | JoseError::NoKey) {
+                return Step::Reject(DcrError::unavailable(
+                    crate::error::RuleId::TokenClientBinding,
+                    "the authorization server's keystore is unavailable",
+                    retry_after,
+                ));
+            }
+            return Step::Reject(DcrError::invalid_token(
+                "the access token's signature is not valid",
+            ));
+        }
+        match check_claims(j, &token.claims, &self.client_id, now, leeway) {
+            Ok(()) => Step::Forward,
+            Err(m) => Step::Reject(DcrError::invalid_token(m)),
+        }
+    }
+}
+
+fn check_claims(
+    j: &JwtBinding,
+    claims: &crate::claims::Claims,
+    client_id: &str,
+    now: i64,
+    leeway: i64,
+) -> Result<(), String> {
+    let exp = opt_date(claims, "exp")
+        .ok()
+        .flatten()
+        .ok_or("the access token has no valid `exp`")?;
+    if now >= exp.saturating_add(leeway) {
+        return Err("the access token has expired".to_string());
+    }
+    if let Ok(Some(nbf)) = opt_date(claims, "nbf") {
+        if nbf > now.saturating_add(leeway) {
+            return Err("the access token is not valid yet".to_string());
+        }
+    }
+    if let Some(iss) = &j.issuer {
+        if opt_str(claims, "iss").ok().flatten() != Some(iss.as_str()) {
+            return Err("the access token was not issued by this authorization server".to_string());
+        }
+    }
+    if !j.audiences.is_empty() {
+        let aud = opt_str_or_array(claims, "aud")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if !aud.iter().any(|a| j.audiences.iter().any(|x| x == a)) {
+            return Err("the access token is not meant for this endpoint".to_string());
+        }
+    }
+    if let Some(scope) = &j.scope {
+        let granted = opt_str(claims, "scope").ok().flatten().unwrap_or("");
+        if !scope_tokens(granted).contains(&scope.as_str()) {
+            return Err("the access token lacks the required scope".to_string());
+        }
+    }
+    let holder = j
+        .client_id_claims
+        .iter()
+        .find_map(|c| opt_str(claims, c).ok().flatten());
+    match holder {
+        Some(id) if id == client_id => Ok(()),
+        // Never say which client the token belongs to.
+        _ => Err("the access token does not belong to this client".to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+mod tests;

@@ -1,0 +1,201 @@
+use serde_json::json;
+
+use super::*;
+use crate::error::{Challenge, ErrorCode};
+use crate::jose::JwkSet;
+use crate::testkit::keys::{jwks, now, TestKey};
+
+#[test]
+fn bearer_table() {
+    let cases: Vec<(Option<&str>, Result<&str, Option<Challenge>>)> = vec![
+        (None, Err(Some(Challenge::Bare))),
+        (Some("Basic dXNlcjpwYXNz"), Err(Some(Challenge::Bare))),
+        (Some("Bearer"), Err(Some(Challenge::InvalidToken))),
+        (Some("Bearer "), Err(Some(Challenge::InvalidToken))),
+        (Some("Bearer a b"), Err(Some(Challenge::InvalidToken))),
+        (Some("Bearer ===="), Err(Some(Challenge::InvalidToken))),
+        (Some("Bearer abc\"def"), Err(Some(Challenge::InvalidToken))),
+        (Some("Bearer abc-._~+/DEF=="), Ok("abc-._~+/DEF==")),
+        (Some("bearer abc"), Ok("abc")),
+        (Some("  Bearer   abc  "), Ok("abc")),
+    ];
+    for (h, want) in cases {
+        match (bearer(h), want) {
+            (Ok(t), Ok(w)) => assert_eq!(t, w, "{h:?}"),
+            (Err(e), Err(c)) => {
+                assert_eq!(e.status, 401, "{h:?}");
+                assert_eq!(e.challenge, c, "{h:?}");
+            }
+            (got, want) => panic!("{h:?}: got {got:?}, want {want:?}"),
+        }
+    }
+    let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+    assert!(bearer(Some(&long)).is_err());
+}
+
+#[test]
+fn unauthenticated_has_no_body_and_a_bare_challenge() {
+    let e = DcrError::unauthenticated();
+    assert_eq!(e.body(), "");
+    assert!(e
+        .headers()
+        .contains(&("www-authenticate", "Bearer".to_string())));
+    let e = DcrError::invalid_token("x");
+    assert!(e.headers().contains(&(
+        "www-authenticate",
+        "Bearer error=\"invalid_token\"".to_string()
+    )));
+    assert_eq!(e.code, ErrorCode::InvalidToken);
+    assert!(!e.body().contains("client_id"));
+}
+
+fn jwt_mode(key: &TestKey) -> (TokenMode, JwkSet) {
+    let src = crate::config::jwks_source("https://as.example/jwks", "as").unwrap();
+    let mode = TokenMode::Jwt(JwtBinding {
+        jwks: vec![src],
+        algorithms: vec![Alg::Es256, Alg::Ps256],
+        issuer: Some("https://as.example".into()),
+        audiences: vec!["https://as.example/register".into()],
+        scope: Some("cdr:registration".into()),
+        client_id_claims: vec!["client_id".into(), "azp".into()],
+    });
+    let set = JwkSet::parse(jwks(&[key]).to_string().as_bytes(), 10).unwrap();
+    (mode, set)
+}
+
+fn check(mode: &TokenMode, set: &JwkSet, token: &str, client: &str) -> Result<(), DcrError> {
+    let header = format!("Bearer {token}");
+    let mut b = Binding::start(mode, Some(&header), client)?;
+    match b.step(mode, now() as i64, 60, 5) {
+        Step::Fetch(srcs) => {
+            for s in srcs {
+                b.supply(&s.url, Fetched::Keys(set.clone()));
+            }
+        }
+        Step::Forward => return Ok(()),
+        Step::Reject(e) => return Err(e),
+    }
+    match b.step(mode, now() as i64, 60, 5) {
+        Step::Forward => Ok(()),
+        Step::Reject(e) => Err(e),
+        Step::Fetch(_) => panic!("fetched twice"),
+    }
+}
+
+#[test]
+fn jwt_mode_table() {
+    let key = TestKey::ec("as-1");
+    let (mode, set) = jwt_mode(&key);
+    let t = now();
+    let good = json!({"iss": "https://as.example", "aud": "https://as.example/register", "exp": t + 300, "scope": "cdr:registration", "client_id": "c1"});
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        key.sign_default(&c)
+    };
+    let cases: Vec<(&str, String, &str, Option<&str>)> = vec![
+        ("valid", key.sign_default(&good), "c1", None),
+        (
+            "azp fallback",
+            edit(&|c| {
+                c.as_object_mut().unwrap().remove("client_id");
+                c["azp"] = json!("c1");
+            }),
+            "c1",
+            None,
+        ),
+        (
+            "another client",
+            key.sign_default(&good),
+            "c2",
+            Some("does not belong"),
+        ),
+        (
+            "expired",
+            edit(&|c| c["exp"] = json!(t - 3600)),
+            "c1",
+            Some("expired"),
+        ),
+        (
+            "no exp",
+            edit(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            "c1",
+            Some("exp"),
+        ),
+        (
+            "wrong issuer",
+            edit(&|c| c["iss"] = json!("https://evil.example")),
+            "c1",
+            Some("not issued"),
+        ),
+        (
+            "wrong audience",
+            edit(&|c| c["aud"] = json!(["x"])),
+            "c1",
+            Some("not meant"),
+        ),
+        (
+            "missing scope",
+            edit(&|c| c["scope"] = json!("openid")),
+            "c1",
+            Some("scope"),
+        ),
+        (
+            "signed by another key",
+            TestKey::ec("as-1").sign_default(&good),
+            "c1",
+            Some("signature"),
+        ),
+        (
+            "alg none",
+            crate::testkit::keys::unsigned_none(&good),
+            "c1",
+            Some("not a valid JWT"),
+        ),
+        (
+            "opaque token",
+            "abc.def".into(),
+            "c1",
+            Some("not a valid JWT"),
+        ),
+    ];
+    for (name, token, client, want) in cases {
+        let got = check(&mode, &set, &token, client);
+        match want {
+            None => assert!(got.is_ok(), "{name}: {got:?}"),
+            Some(w) => {
+                let e = got.err().unwrap_or_else(|| panic!("{name}: accepted"));
+                assert_eq!(e.status, 401, "{name}");
+                assert!(e.description.contains(w), "{name}: {}", e.description);
+                assert!(!e.body().contains(client), "{name}: body names the client");
+            }
+        }
+    }
+}
+
+#[test]
+fn jwt_mode_keystore_down_is_503() {
+    let key = TestKey::ec("as-1");
+    let (mode, _) = jwt_mode(&key);
+    let token = key.sign_default(&json!({"exp": now() + 60, "client_id": "c1"}));
+    let header = format!("Bearer {token}");
+    let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
+    if let Step::Fetch(srcs) = b.step(&mode, now() as i64, 60, 5) {
+        b.supply(&srcs[0].url, Fetched::Unavailable("down".into()));
+    }
+    match b.step(&mode, now() as i64, 60, 5) {
+        Step::Reject(e) => assert_eq!(e.status, 503),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn delegate_needs_only_a_well_formed_token() {
+    let mode = TokenMode::Delegate;
+    let mut b =
+        Binding::start(&mode, Some("Bearer opaque-registration-access-token"), "c1").unwrap();
+    assert!(matches!(b.step(&mode, 0, 60, 5), Step::Forward));
+    assert_eq!(Binding::start(&mode, None, "c1").unwrap_err().status, 401);
+}

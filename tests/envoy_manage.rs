@@ -1,0 +1,288 @@
+//! Management endpoints (GET, PUT, DELETE on /register/{client_id}) in the `delegate` and `jwt`
+//! token modes, and JSON forwarding with verified-facts headers, through a real Envoy.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::dcr::Tpp;
+use common::keys::{self, TestKey};
+use common::{Envoy, EnvoyConfig, Reply, Response, TestServer};
+use serde_json::{json, Value};
+
+const DIRECTORY_PATH: &str = "/keystore/openbanking.jwks";
+const AS_JWKS_PATH: &str = "/as/jwks";
+const AS_ISSUER: &str = "https://as.bank.test";
+
+struct Stack {
+    tpp: Tpp,
+    as_key: TestKey,
+    upstream: TestServer,
+    envoy: Envoy,
+    _keystore: TestServer,
+}
+
+fn start(edit: impl FnOnce(&mut Value)) -> Stack {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let as_key = TestKey::ec("as-1");
+    let directory_doc = tpp.directory_jwks();
+    let software_doc = tpp.software_jwks();
+    let as_doc = keys::jwks(&[&as_key]);
+    let software_path = tpp.jwks_path();
+    let keystore = TestServer::start(move |r| {
+        if r.path == DIRECTORY_PATH {
+            Reply::json(200, &directory_doc)
+        } else if r.path == software_path {
+            Reply::json(200, &software_doc)
+        } else if r.path == AS_JWKS_PATH {
+            Reply::json(200, &as_doc)
+        } else {
+            Reply::text(404, "text/plain", "not found")
+        }
+    });
+    let upstream = TestServer::start(|r| match r.method.as_str() {
+        "DELETE" => Reply::status(204),
+        "GET" => Reply::json(200, &json!({"client_id": "c1"})),
+        _ => Reply::json(
+            if r.method == "POST" { 201 } else { 200 },
+            &json!({"client_id": "c1"}),
+        ),
+    });
+    let mut filter = tpp.filter_config("keystore", "keystore");
+    edit(&mut filter);
+    let cfg = EnvoyConfig::new(filter, upstream.port()).cluster("keystore", keystore.port());
+    let envoy = Envoy::start(&cfg);
+    Stack {
+        tpp,
+        as_key,
+        upstream,
+        envoy,
+        _keystore: keystore,
+    }
+}
+
+impl Stack {
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        if body.is_some() {
+            headers.push(("content-type", "application/jwt"));
+        }
+        self.envoy
+            .send(method, path, &headers, body.unwrap_or("").as_bytes())
+    }
+
+    fn upstream_saw(&self) -> Vec<common::Recorded> {
+        std::thread::sleep(Duration::from_millis(30));
+        let r = self.upstream.requests();
+        self.upstream.clear();
+        r
+    }
+
+    fn as_token(&self, claims: Value) -> String {
+        self.as_key.sign("ES256", json!({}), &claims)
+    }
+}
+
+fn assert_401(r: &Response, challenge: &str, name: &str) {
+    assert_eq!(r.status, 401, "{name}: {}", r.text());
+    assert_eq!(r.header("www-authenticate"), Some(challenge), "{name}");
+    assert!(
+        !r.text().contains("c1") && !r.text().contains("c2"),
+        "{name}: a client id in the body"
+    );
+}
+
+#[test]
+fn delegate_mode() {
+    let s = start(|_| {});
+    for (method, status) in [("GET", 200), ("DELETE", 204)] {
+        let r = s.call(method, "/register/c1", Some("opaque-rat"), None);
+        assert_eq!(r.status, status, "{method}: {}", r.text());
+        let saw = s.upstream_saw();
+        assert_eq!(saw.len(), 1);
+        assert_eq!(
+            saw[0].header("authorization"),
+            Some("Bearer opaque-rat"),
+            "the AS binds its token"
+        );
+    }
+    let r = s.call("GET", "/register/c1", None, None);
+    assert_401(&r, "Bearer", "no token");
+    assert!(r.body.is_empty(), "no error details without credentials");
+    let r = s.call("DELETE", "/register/c1", Some(""), None);
+    assert_401(&r, "Bearer error=\"invalid_token\"", "empty token");
+    assert_eq!(r.json()["error"], "invalid_token");
+    assert!(s.upstream_saw().is_empty());
+
+    // PUT: binding, full validation, RFC 7592 rules.
+    let r = s.call(
+        "PUT",
+        "/register/c1",
+        Some("opaque-rat"),
+        Some(&s.tpp.request()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.upstream_saw().len(), 1);
+    for (name, body) in [
+        (
+            "server-issued member",
+            s.tpp.request_with(|c| c["client_id_issued_at"] = json!(1)),
+        ),
+        (
+            "another client_id",
+            s.tpp.request_with(|c| c["client_id"] = json!("c2")),
+        ),
+        (
+            "redirect outside the SSA",
+            s.tpp
+                .request_with(|c| c["redirect_uris"] = json!(["https://x.example/cb"])),
+        ),
+    ] {
+        let r = s.call("PUT", "/register/c1", Some("opaque-rat"), Some(&body));
+        assert_eq!(r.status, 400, "{name}: {}", r.text());
+        assert!(!r.text().contains("c2"), "{name}");
+        assert!(s.upstream_saw().is_empty(), "{name}: reached the AS");
+    }
+    let r = s.call("PATCH", "/register/c1", Some("opaque-rat"), None);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
+}
+
+#[test]
+fn jwt_mode() {
+    let s = start(|f| {
+        f["rules"]["token_client_binding"] = json!({
+            "mode": "jwt",
+            "jwks": [{"url": format!("https://as.bank.test{AS_JWKS_PATH}"), "upstream": "keystore"}],
+            "issuer": AS_ISSUER,
+            "scope": "dcr"
+        });
+    });
+    let t = keys::now();
+    let token = |client: &str, exp: u64| {
+        s.as_token(json!({"iss": AS_ISSUER, "client_id": client, "exp": exp, "scope": "dcr"}))
+    };
+    let r = s.call("GET", "/register/c1", Some(&token("c1", t + 300)), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.call("DELETE", "/register/c1", Some(&token("c1", t + 300)), None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(s.upstream_saw().len(), 2);
+
+    let cases = [
+        ("another client's token", token("c2", t + 300)),
+        ("expired", token("c1", t - 3600)),
+        ("wrong issuer", s.as_token(json!({"iss": "https://evil.test", "client_id": "c1", "exp": t + 300, "scope": "dcr"}))),
+        ("forged", TestKey::ec("as-1").sign("ES256", json!({}), &json!({"iss": AS_ISSUER, "client_id": "c1", "exp": t + 300, "scope": "dcr"}))),
+        ("opaque", "not-a-jwt".to_string()),
+    ];
+    for (name, tok) in cases {
+        let r = s.call("GET", "/register/c1", Some(&tok), None);
+        assert_401(&r, "Bearer error=\"invalid_token\"", name);
+        assert_eq!(r.json()["error"], "invalid_token", "{name}");
+    }
+    assert!(s.upstream_saw().is_empty());
+
+    let r = s.call(
+        "PUT",
+        "/register/c1",
+        Some(&token("c1", t + 300)),
+        Some(&s.tpp.request()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.call(
+        "PUT",
+        "/register/c1",
+        Some(&token("c2", t + 300)),
+        Some(&s.tpp.request()),
+    );
+    assert_401(
+        &r,
+        "Bearer error=\"invalid_token\"",
+        "PUT with another client's token",
+    );
+}
+
+#[test]
+fn json_forwarding_with_facts() {
+    let s = start(|f| {
+        f["forward"] = json!("json");
+        f["fact_headers"] = json!([
+            {"claim": "software_id", "header": "x-tpp-software-id"},
+            {"claim": "org_id", "header": "x-tpp-org-id"}
+        ]);
+    });
+    let body = s.tpp.request();
+    let r = s.envoy.send(
+        "POST",
+        "/register",
+        &[
+            ("content-type", "application/jwt"),
+            ("x-tpp-software-id", "forged"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let saw = s.upstream_saw();
+    assert_eq!(saw.len(), 1);
+    let req = &saw[0];
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(
+        req.header_all("x-tpp-software-id"),
+        vec![s.tpp.software_id.as_str()]
+    );
+    assert_eq!(req.header("x-tpp-org-id"), Some(s.tpp.org_id.as_str()));
+    let forwarded: Value = serde_json::from_slice(&req.body).expect("the AS received JSON");
+    assert_eq!(forwarded["jwks_uri"], s.tpp.jwks_url());
+    assert_eq!(forwarded["software_id"], s.tpp.software_id);
+    assert_eq!(forwarded["client_name"], "Demo TPP");
+    assert_eq!(
+        forwarded["redirect_uris"],
+        json!(["https://tpp.example.com/callback"])
+    );
+    assert!(forwarded["software_statement"].is_string());
+    for k in ["iss", "aud", "exp", "iat", "jti"] {
+        assert!(forwarded.get(k).is_none(), "{k} forwarded");
+    }
+
+    // A forged fact header never reaches the AS, even on a rejected-then-... or a management call.
+    let r = s.envoy.send(
+        "GET",
+        "/register/c1",
+        &[("authorization", "Bearer rat"), ("x-tpp-org-id", "forged")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let saw = s.upstream_saw();
+    assert!(
+        saw[0].header("x-tpp-org-id").is_none(),
+        "a client-sent fact header reached the AS"
+    );
+
+    let r = s.envoy.send(
+        "PUT",
+        "/register/c1",
+        &[
+            ("content-type", "application/jwt"),
+            ("authorization", "Bearer rat"),
+        ],
+        s.tpp.request().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let saw = s.upstream_saw();
+    let forwarded: Value = serde_json::from_slice(&saw[0].body).unwrap();
+    assert_eq!(
+        forwarded["client_id"], "c1",
+        "client_id filled in from the path"
+    );
+}
