@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod profile;
 pub mod replay;
 pub mod rules;
+pub mod shared;
 #[cfg(test)]
 mod testkit;
