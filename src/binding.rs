@@ -131,7 +131,7 @@ impl Binding {
         let mut unavailable = false;
         for (_, f) in &self.docs {
             match f {
-                Fetched::Keys(k) => sets.push(k),
+                Fetched::Keys(k) => sets.push(k.as_ref()),
                 Fetched::Unavailable(_) => unavailable = true,
                 Fetched::Unusable(_) => {}
             }

@@ -68,6 +68,18 @@ struct RawConfig {
     forward: Option<String>,
     fact_headers: Option<Vec<RawFactHeader>>,
     replay: Option<RawReplay>,
+    jwks_cache: Option<RawJwksCache>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJwksCache {
+    default_ttl_seconds: Option<u64>,
+    min_ttl_seconds: Option<u64>,
+    max_ttl_seconds: Option<u64>,
+    kid_refetch_cooldown_seconds: Option<u64>,
+    stale_if_error_seconds: Option<u64>,
+    refresh_ahead_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -368,6 +380,7 @@ pub struct Config {
     /// metadata name).
     pub ssa_metadata: Vec<(String, String)>,
     pub replay: Replay,
+    pub jwks_cache: crate::jwks_cache::CachePolicy,
 }
 
 /// `request_jti`, `ssa_jti` and the replay store.
@@ -820,6 +833,11 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         )))
         .collect();
 
+    let jwks_cache = resolve_cache(
+        raw.jwks_cache.unwrap_or_default(),
+        limits.callout_timeout_ms,
+    )?;
+
     Ok(Config {
         profile,
         path,
@@ -838,6 +856,70 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         binding,
         ssa_metadata,
         replay,
+        jwks_cache,
+    })
+}
+
+fn resolve_cache(
+    raw: RawJwksCache,
+    callout_timeout_ms: u64,
+) -> Result<crate::jwks_cache::CachePolicy, ConfigError> {
+    let d = crate::jwks_cache::CachePolicy::default();
+    let f = "jwks_cache";
+    let min_ttl = bounded(
+        &format!("{f}.min_ttl_seconds"),
+        raw.min_ttl_seconds,
+        d.min_ttl,
+        1,
+        86_400,
+    )?;
+    let max_ttl = bounded(
+        &format!("{f}.max_ttl_seconds"),
+        raw.max_ttl_seconds,
+        d.max_ttl,
+        1,
+        7 * 86_400,
+    )?;
+    if max_ttl < min_ttl {
+        return Err(ConfigError::new(
+            format!("{f}.max_ttl_seconds"),
+            "must not be below min_ttl_seconds",
+        ));
+    }
+    let default_ttl = bounded(
+        &format!("{f}.default_ttl_seconds"),
+        raw.default_ttl_seconds,
+        d.default_ttl,
+        min_ttl,
+        max_ttl,
+    )?;
+    Ok(crate::jwks_cache::CachePolicy {
+        default_ttl,
+        min_ttl,
+        max_ttl,
+        kid_refetch_cooldown: bounded(
+            &format!("{f}.kid_refetch_cooldown_seconds"),
+            raw.kid_refetch_cooldown_seconds,
+            d.kid_refetch_cooldown,
+            1,
+            3600,
+        )?,
+        stale_if_error: bounded(
+            &format!("{f}.stale_if_error_seconds"),
+            raw.stale_if_error_seconds,
+            d.stale_if_error,
+            0,
+            7 * 86_400,
+        )?,
+        // A lease outlives the callout it covers.
+        lease_ttl: callout_timeout_ms.div_ceil(1000).saturating_add(2),
+        refresh_ahead: bounded(
+            &format!("{f}.refresh_ahead_seconds"),
+            raw.refresh_ahead_seconds,
+            d.refresh_ahead,
+            0,
+            3600,
+        )?,
     })
 }
 

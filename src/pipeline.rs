@@ -11,7 +11,7 @@ use crate::rules::{time, Ctx};
 /// The outcome of fetching one JWKS document.
 #[derive(Debug, Clone)]
 pub enum Fetched {
-    Keys(JwkSet),
+    Keys(std::rc::Rc<JwkSet>),
     /// Timed out, refused, reset, or answered 5xx: a dependency fault (503).
     Unavailable(String),
     /// Answered, but with 4xx, a non-JSON or oversized document: the client's fault (400).
@@ -41,7 +41,7 @@ impl Fetched {
             return Fetched::Unusable(format!("document larger than {max_bytes} bytes"));
         }
         match JwkSet::parse(body, max_keys) {
-            Ok(set) => Fetched::Keys(set),
+            Ok(set) => Fetched::Keys(std::rc::Rc::new(set)),
             Err(e) => Fetched::Unusable(format!("unusable document: {e}")),
         }
     }
@@ -52,6 +52,9 @@ impl Fetched {
 pub enum Step {
     /// Fetch these documents and hand each back with [`Create::supply`], then call `step` again.
     Fetch(Vec<JwksSource>),
+    /// The documents handed back lack the token's `kid`: fetch them again if the cache policy
+    /// allows (a key rotation), or hand back the same documents.
+    Refetch(Vec<JwksSource>),
     Forward,
     Reject(DcrError),
 }
@@ -80,6 +83,8 @@ pub struct Create {
     docs: Vec<(String, Fetched)>,
     software: Option<JwksSource>,
     pub facts: Facts,
+    /// URLs already asked again for an unknown `kid` (once per request).
+    kid_retried: Vec<String>,
     report_only: bool,
     /// Report-only mode: every failure found (enforcing mode stops at the first).
     failures: Vec<DcrError>,
@@ -165,6 +170,7 @@ impl Create {
             docs: Vec::new(),
             software: None,
             facts,
+            kid_retried: Vec::new(),
             report_only: cfg.report_only,
             failures: Vec::new(),
             skipped: Vec::new(),
@@ -264,6 +270,7 @@ impl Create {
             match progress {
                 Ok(Progress::Next(stage)) => self.stage = stage,
                 Ok(Progress::Need(sources)) => return Step::Fetch(sources),
+                Ok(Progress::NeedKid(sources)) => return Step::Refetch(sources),
                 Err(e) => {
                     self.stage = Stage::Done;
                     return Step::Reject(e);
@@ -279,7 +286,7 @@ impl Create {
         for src in sources {
             match self.doc(&src.url) {
                 None => missing.push(src.clone()),
-                Some(Fetched::Keys(set)) => g.sets.push(set),
+                Some(Fetched::Keys(set)) => g.sets.push(set.as_ref()),
                 Some(Fetched::Unavailable(m)) => {
                     g.unavailable.push(format!("{} {m}", src.authority))
                 }
@@ -291,6 +298,23 @@ impl Create {
         } else {
             Err(missing)
         }
+    }
+
+    /// An unknown `kid`: ask once for the documents again (the cache decides whether that is a
+    /// refetch, by its cooldown).
+    fn retry_kid(&mut self, sources: &[JwksSource]) -> Option<Progress> {
+        // Only a document that was read and lacks the kid is worth asking for again.
+        let all_read = sources
+            .iter()
+            .all(|s| matches!(self.doc(&s.url), Some(Fetched::Keys(_))));
+        if !all_read || sources.iter().any(|s| self.kid_retried.contains(&s.url)) {
+            return None;
+        }
+        for s in sources {
+            self.kid_retried.push(s.url.clone());
+            self.docs.retain(|(u, _)| *u != s.url);
+        }
+        Some(Progress::NeedKid(sources.to_vec()))
     }
 
     /// Step 5: `ssa_signature` (signature against the issuer's directory JWKS, then SSA time).
@@ -314,22 +338,33 @@ impl Create {
                 return Ok(Progress::Next(Stage::Request));
             }
         };
-        let g = match self.gather(&dir.jwks) {
-            Ok(g) => g,
+        let verified = match self.gather(&dir.jwks) {
             Err(missing) => return Ok(Progress::Need(missing)),
+            Ok(g) => jose::verify(&self.ssa, &g.sets, &dir.algorithms)
+                .map(|_| ())
+                .map_err(|e| {
+                    let unknown_kid = matches!(e, JoseError::UnknownKid(_));
+                    (
+                        unknown_kid,
+                        key_error(rule, "SSA", &e, &g, "directory", cfg.retry_after),
+                    )
+                }),
         };
-        let verified = jose::verify(&self.ssa, &g.sets, &dir.algorithms)
-            .map_err(|e| key_error(rule, "SSA", &e, &g, "directory", cfg.retry_after))
-            .and_then(|_| {
-                time::check_ssa(
-                    &self.ssa.claims,
-                    now,
-                    i64::try_from(cfg.leeway).unwrap_or(0),
-                    dir.max_ssa_age,
-                    dir.require_exp,
-                )
-                .map_err(|m| DcrError::rule(rule, m))
-            });
+        if let Err((true, _)) = &verified {
+            if let Some(again) = self.retry_kid(&dir.jwks) {
+                return Ok(again);
+            }
+        }
+        let verified = verified.map_err(|(_, e)| e).and_then(|_| {
+            time::check_ssa(
+                &self.ssa.claims,
+                now,
+                i64::try_from(cfg.leeway).unwrap_or(0),
+                dir.max_ssa_age,
+                dir.require_exp,
+            )
+            .map_err(|m| DcrError::rule(rule, m))
+        });
         if let Err(e) = verified {
             self.fail(e)?;
             return Ok(Progress::Next(Stage::Request));
@@ -381,19 +416,29 @@ impl Create {
             }
             _ => return Ok(Progress::Next(Stage::Claims)),
         };
-        let g = match self.gather(std::slice::from_ref(&src)) {
-            Ok(g) => g,
+        let verified = match self.gather(std::slice::from_ref(&src)) {
             Err(missing) => return Ok(Progress::Need(missing)),
+            Ok(g) => jose::verify(&self.request, &g.sets, &cfg.request_algorithms)
+                .map(|_| ())
+                .map_err(|e| {
+                    let unknown_kid = matches!(e, JoseError::UnknownKid(_));
+                    let err = key_error(
+                        RuleId::RequestSignature,
+                        "request JWT",
+                        &e,
+                        &g,
+                        "software",
+                        cfg.retry_after,
+                    );
+                    (unknown_kid, err)
+                }),
         };
-        if let Err(e) = jose::verify(&self.request, &g.sets, &cfg.request_algorithms) {
-            let e = key_error(
-                RuleId::RequestSignature,
-                "request JWT",
-                &e,
-                &g,
-                "software",
-                cfg.retry_after,
-            );
+        if let Err((true, _)) = &verified {
+            if let Some(again) = self.retry_kid(std::slice::from_ref(&src)) {
+                return Ok(again);
+            }
+        }
+        if let Err((_, e)) = verified {
             self.fail(e)?;
         }
         Ok(Progress::Next(Stage::Claims))
@@ -431,6 +476,7 @@ impl Create {
 enum Progress {
     Next(Stage),
     Need(Vec<JwksSource>),
+    NeedKid(Vec<JwksSource>),
 }
 
 #[derive(Default)]

@@ -67,9 +67,9 @@ fn check(mode: &TokenMode, set: &JwkSet, token: &str, client: &str) -> Result<()
     let header = format!("Bearer {token}");
     let mut b = Binding::start(mode, Some(&header), client)?;
     match b.step(mode, now() as i64, 60, 5) {
-        Step::Fetch(srcs) => {
+        Step::Fetch(srcs) | Step::Refetch(srcs) => {
             for s in srcs {
-                b.supply(&s.url, Fetched::Keys(set.clone()));
+                b.supply(&s.url, Fetched::Keys(std::rc::Rc::new(set.clone())));
             }
         }
         Step::Forward => return Ok(()),
@@ -78,7 +78,7 @@ fn check(mode: &TokenMode, set: &JwkSet, token: &str, client: &str) -> Result<()
     match b.step(mode, now() as i64, 60, 5) {
         Step::Forward => Ok(()),
         Step::Reject(e) => Err(e),
-        Step::Fetch(_) => panic!("fetched twice"),
+        Step::Fetch(_) | Step::Refetch(_) => panic!("fetched twice"),
     }
 }
 

@@ -9,12 +9,16 @@ use std::rc::Rc;
 use crate::binding::Binding;
 use crate::config::{Config, Forward, JwksSource};
 use crate::error::{DcrError, RuleId};
+use crate::jwks_cache::{Decision, Need};
 use crate::path::{classify, Route};
 use crate::pipeline::{Create, Facts, Fetched, Step, Work};
 use crate::replay::{SharedData, StoreError};
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+mod worker;
+
+pub use worker::{Owner, WaitOver, Waiter, Worker};
 
 /// What a callback tells the host: go on, or hold the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,11 @@ pub trait Host {
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String>;
     /// The `:status` of the callout response being delivered, and up to `max` bytes of its body.
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>);
+    /// A header of the callout response being delivered.
+    fn call_response_header(&self, name: &str) -> Option<String>;
+    /// Make later host calls act on the HTTP stream `ctx` (used from the root context's tick
+    /// and for callouts the root dispatched on a stream's behalf). `false` if it is gone.
+    fn set_effective_context(&mut self, ctx: u32) -> bool;
     /// Let a held request go on.
     fn resume(&mut self);
     /// Answer locally (and, when headers already went upstream, reset the upstream stream).
@@ -81,32 +90,160 @@ enum Phase {
         client_id: Option<String>,
         binding: Option<Box<Binding>>,
     },
-    /// Waiting for callouts.
+    /// Waiting for callouts (tokens) and for documents other workers are fetching (URLs).
     Validating {
         work: Box<Work>,
-        pending: Vec<(u32, String)>,
+        pending: Vec<u32>,
+        waiting: Vec<String>,
     },
     /// A local reply was sent.
     Done,
+}
+
+/// Every stream of one worker (VM) and the worker's shared state. The host binding routes each
+/// callback here by context id; callout answers and ticks are routed by their owner, so that the
+/// root context can wake a stream that waited for another worker's fetch.
+pub struct Engine {
+    cfg: Option<Rc<Config>>,
+    pub worker: Worker,
+    streams: std::collections::HashMap<u32, Stream>,
+}
+
+impl Engine {
+    pub fn new(cfg: Option<Rc<Config>>, holder: u64) -> Engine {
+        let policy = cfg.as_ref().map(|c| c.jwks_cache).unwrap_or_default();
+        Engine {
+            cfg,
+            worker: Worker::with_policy(policy, holder),
+            streams: std::collections::HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> Option<&Rc<Config>> {
+        self.cfg.as_ref()
+    }
+
+    /// Streams currently tracked (DCR requests not yet finished).
+    pub fn tracked(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        host: &mut dyn Host,
+        ctx: u32,
+        end_of_stream: bool,
+    ) -> Flow {
+        let mut stream = Stream::new(self.cfg.clone(), ctx);
+        let flow = stream.on_request_headers(host, &mut self.worker, end_of_stream);
+        // Only registration requests are tracked; everything else costs nothing more.
+        if !matches!(stream.phase, Phase::Pass) {
+            self.streams.insert(ctx, stream);
+        }
+        flow
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &mut dyn Host,
+        ctx: u32,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        match self.streams.get_mut(&ctx) {
+            None => Flow::Continue,
+            Some(s) => s.on_request_body(host, &mut self.worker, size, end_of_stream),
+        }
+    }
+
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host, ctx: u32) -> Flow {
+        match self.streams.get_mut(&ctx) {
+            None => Flow::Continue,
+            Some(s) => s.on_request_trailers(host, &mut self.worker),
+        }
+    }
+
+    /// A callout answered, whichever context the host delivered it to.
+    pub fn on_call_response(&mut self, host: &mut dyn Host, token: u32, body_size: usize) {
+        let cfg = match &self.cfg {
+            Some(c) => Rc::clone(c),
+            None => return,
+        };
+        match self.worker.tokens.remove(&token) {
+            Some(Owner::Stream { ctx, url, lease }) => {
+                let alive = self.streams.contains_key(&ctx) && host.set_effective_context(ctx);
+                match self.streams.get_mut(&ctx) {
+                    Some(s) if alive => {
+                        s.on_call_response(host, &mut self.worker, token, &url, lease, body_size)
+                    }
+                    _ => self
+                        .worker
+                        .orphan_response(host, &cfg, &url, lease, body_size),
+                }
+            }
+            Some(Owner::Refresh { url, lease }) => {
+                self.worker
+                    .orphan_response(host, &cfg, &url, Some(lease), body_size)
+            }
+            None => {}
+        }
+    }
+
+    /// The root context's tick: background refreshes, then streams whose wait is over.
+    /// `root_ctx` is restored as the effective context at the end.
+    pub fn on_tick(&mut self, host: &mut dyn Host, root_ctx: u32) {
+        let cfg = match &self.cfg {
+            Some(c) => Rc::clone(c),
+            None => return,
+        };
+        let now = host.now();
+        self.worker.refresh(host, &cfg, now);
+        if self.worker.waiters.is_empty() {
+            return;
+        }
+        let ready = self.worker.poll_waiters(host, &cfg, now);
+        for (ctx, url, outcome) in ready {
+            if let Some(s) = self.streams.get_mut(&ctx) {
+                if host.set_effective_context(ctx) {
+                    s.on_wait_over(host, &mut self.worker, &url, outcome);
+                }
+            }
+        }
+        host.set_effective_context(root_ctx);
+    }
+
+    /// The host is done with a stream.
+    pub fn remove(&mut self, ctx: u32) {
+        self.streams.remove(&ctx);
+        self.worker.waiters.retain(|w| w.ctx != ctx);
+    }
 }
 
 /// One HTTP stream.
 pub struct Stream {
     cfg: Option<Rc<Config>>,
     phase: Phase,
+    /// The host's id of this HTTP context.
+    ctx: u32,
 }
 
 const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
 
 impl Stream {
-    pub fn new(cfg: Option<Rc<Config>>) -> Self {
+    pub fn new(cfg: Option<Rc<Config>>, ctx: u32) -> Self {
         Stream {
             cfg,
             phase: Phase::Pass,
+            ctx,
         }
     }
 
-    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+    pub fn on_request_headers(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        end_of_stream: bool,
+    ) -> Flow {
         let path = host.request_header(":path").unwrap_or_default();
         let cfg = match &self.cfg {
             Some(c) => Rc::clone(c),
@@ -142,7 +279,7 @@ impl Stream {
             Route::Collection => self.start_body(host, &cfg, end_of_stream, None, None),
             Route::Client(id) => match method.as_str() {
                 "GET" | "DELETE" | "PUT" => {
-                    self.start_management(host, &cfg, end_of_stream, &method, id)
+                    self.start_management(host, worker, &cfg, end_of_stream, &method, id)
                 }
                 _ => self.refuse(
                     host,
@@ -158,6 +295,7 @@ impl Stream {
     fn start_management(
         &mut self,
         host: &mut dyn Host,
+        worker: &mut Worker,
         cfg: &Config,
         end_of_stream: bool,
         method: &str,
@@ -181,7 +319,7 @@ impl Stream {
             None => Flow::Continue,
             Some(b) => {
                 let work = Box::new(Work::manage(Some(b), &client_id));
-                self.run(host, cfg, work, false)
+                self.run(host, worker, cfg, work, false)
             }
         }
     }
@@ -256,6 +394,7 @@ impl Stream {
     pub fn on_request_body(
         &mut self,
         host: &mut dyn Host,
+        worker: &mut Worker,
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
@@ -291,11 +430,11 @@ impl Stream {
                 Ok(create) => Work::create(create),
             },
         };
-        self.run(host, &cfg, Box::new(work), false)
+        self.run(host, worker, &cfg, Box::new(work), false)
     }
 
     /// Trailers end the request too: treat them as the end of the body.
-    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Flow {
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host, worker: &mut Worker) -> Flow {
         match self.phase {
             Phase::Buffering { .. } => {
                 let size = self
@@ -305,25 +444,26 @@ impl Stream {
                     .unwrap_or(0);
                 let body = host.request_body(size).unwrap_or_default();
                 let len = body.len();
-                self.on_request_body(host, len, true)
+                self.on_request_body(host, worker, len, true)
             }
             Phase::Pass => Flow::Continue,
             _ => Flow::Pause,
         }
     }
 
-    /// Drive the validation; `in_callback` is true when called from a callout response (then a
-    /// forward verdict must resume the held request instead of returning Continue).
+    /// Drive the validation; `in_callback` is true when called from a callout response or a
+    /// tick (then a forward verdict must resume the held request instead of returning Continue).
     fn run(
         &mut self,
         host: &mut dyn Host,
+        worker: &mut Worker,
         cfg: &Config,
         mut work: Box<Work>,
         in_callback: bool,
     ) -> Flow {
         let now = host.now();
         loop {
-            match work.step(cfg, now) {
+            let (sources, need) = match work.step(cfg, now) {
                 Step::Forward => {
                     // Replay last, so that a rejected request does not consume its jti; in
                     // report-only mode only for a request that passed everything else.
@@ -342,34 +482,120 @@ impl Stream {
                     let facts = work.facts();
                     return self.refuse(host, e, &facts, in_callback);
                 }
-                Step::Fetch(sources) => {
-                    let mut pending = Vec::new();
-                    for src in sources {
-                        host.count("dcr_guard.jwks_fetches");
-                        match host.dispatch_get(&src, cfg.limits.callout_timeout_ms) {
-                            Ok(token) => pending.push((token, src.url.clone())),
-                            Err(why) => {
-                                host.count("dcr_guard.jwks_fetch_failures");
-                                host.log(
-                                    Level::Warn,
-                                    &format!(
-                                        "dcr-guard: callout to upstream `{}` failed: {why}",
-                                        src.upstream
-                                    ),
-                                );
-                                work.supply(
-                                    &src.url,
-                                    Fetched::Unavailable(format!("could not be reached ({why})")),
-                                );
-                            }
+                Step::Fetch(sources) => (sources, Need::Any),
+                Step::Refetch(sources) => (sources, Need::Kid),
+            };
+            let mut pending = Vec::new();
+            let mut waiting = Vec::new();
+            for src in sources {
+                self.obtain(
+                    host,
+                    worker,
+                    cfg,
+                    &mut work,
+                    &src,
+                    need,
+                    now,
+                    &mut pending,
+                    &mut waiting,
+                );
+            }
+            if !pending.is_empty() || !waiting.is_empty() {
+                self.phase = Phase::Validating {
+                    work,
+                    pending,
+                    waiting,
+                };
+                return Flow::Pause;
+            }
+            // Everything came from the cache (or failed at once): go on.
+        }
+    }
+
+    /// One document: from the shared cache, by a fetch under this worker's lease, or by waiting
+    /// for the worker that holds the lease.
+    #[allow(clippy::too_many_arguments)]
+    fn obtain(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        cfg: &Config,
+        work: &mut Work,
+        src: &JwksSource,
+        need: Need,
+        now: i64,
+        pending: &mut Vec<u32>,
+        waiting: &mut Vec<String>,
+    ) {
+        let lease =
+            match worker
+                .cache
+                .decide(&mut HostStore(host), &src.url, need, now, worker.holder)
+            {
+                Ok(decision) => {
+                    if let Some(c) = decision.counter(need) {
+                        host.count(c);
+                    }
+                    match decision {
+                        Decision::Use(entry) | Decision::UseStale(entry) => {
+                            let keys = worker.keys(cfg, &src.url, &entry);
+                            work.supply(&src.url, keys);
+                            return;
                         }
+                        Decision::Wait { until } => {
+                            let seen = worker
+                                .cache
+                                .peek(&HostStore(host), &src.url)
+                                .ok()
+                                .flatten()
+                                .map(|e| e.generation);
+                            worker.waiters.push(Waiter {
+                                ctx: self.ctx,
+                                url: src.url.clone(),
+                                seen,
+                                deadline: until,
+                            });
+                            waiting.push(src.url.clone());
+                            return;
+                        }
+                        Decision::Unavailable { .. } => {
+                            work.supply(&src.url, worker.last_failure(host, &src.url));
+                            return;
+                        }
+                        Decision::Fetch { lease_id } => Some(lease_id),
                     }
-                    if !pending.is_empty() {
-                        self.phase = Phase::Validating { work, pending };
-                        return Flow::Pause;
-                    }
-                    // Every dispatch failed: the documents are recorded as unavailable; go on.
                 }
+                Err(e) => {
+                    // The shared cache is out of order: fetch for this request alone.
+                    host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}"));
+                    None
+                }
+            };
+        host.count("dcr_guard.jwks_fetches");
+        match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
+            Ok(token) => {
+                worker.tokens.insert(
+                    token,
+                    Owner::Stream {
+                        ctx: self.ctx,
+                        url: src.url.clone(),
+                        lease,
+                    },
+                );
+                pending.push(token);
+            }
+            Err(why) => {
+                host.count("dcr_guard.jwks_fetch_failures");
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "dcr-guard: callout to upstream `{}` failed: {why}",
+                        src.upstream
+                    ),
+                );
+                let failed = Fetched::Unavailable(format!("could not be reached ({why})"));
+                let fetched = worker.fetched(host, cfg, &src.url, lease, failed, &[], now);
+                work.supply(&src.url, fetched);
             }
         }
     }
@@ -429,39 +655,107 @@ impl Stream {
         Flow::Continue
     }
 
-    pub fn on_call_response(&mut self, host: &mut dyn Host, token: u32, body_size: usize) {
+    /// A callout of this stream answered (`url`, under `lease` when this worker holds it).
+    pub fn on_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        token: u32,
+        url: &str,
+        lease: Option<u64>,
+        body_size: usize,
+    ) {
         let cfg = match &self.cfg {
             Some(c) => Rc::clone(c),
             None => return,
         };
+        let max = cfg.limits.jwks_bytes;
+        let (status, body) = host.call_response(body_size, max);
+        let fetched = Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
+        if let Fetched::Unavailable(why) | Fetched::Unusable(why) = &fetched {
+            host.count("dcr_guard.jwks_fetch_failures");
+            host.log(
+                Level::Info,
+                &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
+            );
+        }
+        let now = host.now();
+        // Publish (or record the failure) even if this stream is gone: other requests wait on it.
+        let fetched = worker.fetched(host, &cfg, url, lease, fetched, &body, now);
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
-        let (mut work, mut pending) = match phase {
-            Phase::Validating { work, pending } => (work, pending),
+        let (mut work, mut pending, waiting) = match phase {
+            Phase::Validating {
+                work,
+                pending,
+                waiting,
+            } => (work, pending, waiting),
             other => {
                 self.phase = other;
                 return;
             }
         };
-        if let Some(i) = pending.iter().position(|(t, _)| *t == token) {
-            let (_, url) = pending.swap_remove(i);
-            let max = cfg.limits.jwks_bytes;
-            let (status, body) = host.call_response(body_size, max);
-            let fetched =
-                Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
-            if let Fetched::Unavailable(why) | Fetched::Unusable(why) = &fetched {
-                host.count("dcr_guard.jwks_fetch_failures");
-                host.log(
-                    Level::Info,
-                    &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
-                );
+        if let Some(i) = pending.iter().position(|t| *t == token) {
+            pending.swap_remove(i);
+            work.supply(url, fetched);
+        }
+        self.go_on(host, worker, &cfg, work, pending, waiting);
+    }
+
+    /// A document this stream waited for landed (or the wait timed out).
+    pub fn on_wait_over(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        url: &str,
+        outcome: WaitOver,
+    ) {
+        let cfg = match &self.cfg {
+            Some(c) => Rc::clone(c),
+            None => return,
+        };
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        let (mut work, pending, mut waiting) = match phase {
+            Phase::Validating {
+                work,
+                pending,
+                waiting,
+            } => (work, pending, waiting),
+            other => {
+                self.phase = other;
+                return;
             }
-            work.supply(&url, fetched);
+        };
+        if let Some(i) = waiting.iter().position(|u| u == url) {
+            waiting.swap_remove(i);
+            let fetched = match outcome {
+                WaitOver::Ready(f) => f,
+                WaitOver::TimedOut => {
+                    Fetched::Unavailable("the fetch by another worker did not complete".into())
+                }
+            };
+            work.supply(url, fetched);
         }
-        if !pending.is_empty() {
-            self.phase = Phase::Validating { work, pending };
-            return;
+        self.go_on(host, worker, &cfg, work, pending, waiting);
+    }
+
+    fn go_on(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        cfg: &Config,
+        work: Box<Work>,
+        pending: Vec<u32>,
+        waiting: Vec<String>,
+    ) {
+        if pending.is_empty() && waiting.is_empty() {
+            self.run(host, worker, cfg, work, true);
+        } else {
+            self.phase = Phase::Validating {
+                work,
+                pending,
+                waiting,
+            };
         }
-        self.run(host, &cfg, work, true);
     }
 
     /// A failure that ends the request: rejected, or in report-only mode logged, counted and

@@ -21,6 +21,8 @@ struct Fake {
     responses: Vec<(u16, Vec<(String, String)>, Value)>,
     logs: std::cell::RefCell<Vec<String>>,
     counters: HashMap<String, u64>,
+    /// Seconds added to the real clock (time travel).
+    clock: i64,
     /// Shared data, shared between fakes of several "workers" through the Rc.
     shared: std::rc::Rc<std::cell::RefCell<HashMap<String, (Vec<u8>, u32)>>>,
     state: HashMap<String, String>,
@@ -29,7 +31,7 @@ struct Fake {
 
 impl Host for Fake {
     fn now(&self) -> i64 {
-        now() as i64
+        now() as i64 + self.clock
     }
     fn request_header(&self, name: &str) -> Option<String> {
         self.headers.get(name).cloned()
@@ -49,6 +51,12 @@ impl Host for Fake {
         let (s, b) = self.current.clone().unwrap();
         assert_eq!(b.len(), body_size);
         (s, if body_size > max { vec![] } else { b })
+    }
+    fn call_response_header(&self, _name: &str) -> Option<String> {
+        None
+    }
+    fn set_effective_context(&mut self, _ctx: u32) -> bool {
+        true
     }
     fn resume(&mut self) {
         self.resumed += 1;
@@ -120,7 +128,7 @@ impl Host for Fake {
 struct World {
     tpp: Tpp,
     host: Fake,
-    stream: Stream,
+    engine: Engine,
 }
 
 fn world_with(cfg_edit: impl FnOnce(&mut Value)) -> World {
@@ -138,8 +146,8 @@ fn world_with(cfg_edit: impl FnOnce(&mut Value)) -> World {
         tpp.jwks_url(),
         (Some(200), tpp.software_jwks().to_string().into_bytes()),
     );
-    let stream = Stream::new(Some(Rc::clone(&cfg)));
-    World { tpp, host, stream }
+    let engine = Engine::new(Some(Rc::clone(&cfg)), 1);
+    World { tpp, host, engine }
 }
 
 fn world() -> World {
@@ -162,12 +170,12 @@ impl World {
     /// Send headers and the whole body; return the flows of both callbacks.
     fn post(&mut self, body: &str) -> (Flow, Flow) {
         self.request("POST", "/register", "application/jwt", body);
-        let h = self.stream.on_request_headers(&mut self.host, false);
+        let h = self.engine.on_request_headers(&mut self.host, 1, false);
         if !self.host.responses.is_empty() {
             return (h, Flow::Pause);
         }
         let len = self.host.body.len();
-        let b = self.stream.on_request_body(&mut self.host, len, true);
+        let b = self.engine.on_request_body(&mut self.host, 1, len, true);
         (h, b)
     }
 
@@ -180,7 +188,7 @@ impl World {
             let reply = self.host.keystore[&src.url].clone();
             let size = reply.1.len();
             self.host.current = Some(reply);
-            self.stream.on_call_response(&mut self.host, token, size);
+            self.engine.on_call_response(&mut self.host, token, size);
         }
     }
 
@@ -197,11 +205,11 @@ fn non_dcr_paths_are_untouched() {
     let mut w = world();
     w.request("GET", "/accounts", "", "");
     assert_eq!(
-        w.stream.on_request_headers(&mut w.host, true),
+        w.engine.on_request_headers(&mut w.host, 1, true),
         Flow::Continue
     );
     assert_eq!(
-        w.stream.on_request_body(&mut w.host, 0, true),
+        w.engine.on_request_body(&mut w.host, 1, 0, true),
         Flow::Continue
     );
     assert!(w.host.responses.is_empty() && w.host.dispatched.is_empty());
@@ -226,7 +234,7 @@ fn valid_create_is_held_fetched_once_each_and_resumed() {
     assert_eq!(w.host.resumed, 1);
     // Later callbacks pass.
     assert_eq!(
-        w.stream.on_request_body(&mut w.host, body.len(), true),
+        w.engine.on_request_body(&mut w.host, 1, body.len(), true),
         Flow::Continue
     );
 }
@@ -252,14 +260,17 @@ fn chunked_body_is_buffered_until_end_of_stream() {
         &body,
     );
     w.host.headers.remove("content-length");
-    assert_eq!(w.stream.on_request_headers(&mut w.host, false), Flow::Pause);
     assert_eq!(
-        w.stream.on_request_body(&mut w.host, 10, false),
+        w.engine.on_request_headers(&mut w.host, 1, false),
+        Flow::Pause
+    );
+    assert_eq!(
+        w.engine.on_request_body(&mut w.host, 1, 10, false),
         Flow::Pause
     );
     assert!(w.host.dispatched.is_empty());
     assert_eq!(
-        w.stream.on_request_body(&mut w.host, body.len(), true),
+        w.engine.on_request_body(&mut w.host, 1, body.len(), true),
         Flow::Pause
     );
     assert_eq!(w.host.dispatched.len(), 1);
@@ -466,7 +477,7 @@ fn envelope_rejections() {
         let mut w = world();
         w.request(method, path, ct, "x");
         assert_eq!(
-            w.stream.on_request_headers(&mut w.host, eos),
+            w.engine.on_request_headers(&mut w.host, 1, eos),
             Flow::Pause,
             "{name}"
         );
@@ -488,22 +499,25 @@ fn size_limits() {
     w.host
         .headers
         .insert("content-length".into(), "65537".into());
-    w.stream.on_request_headers(&mut w.host, false);
+    w.engine.on_request_headers(&mut w.host, 1, false);
     assert_eq!(w.rejected(), Some((413, "invalid_request".into())));
 
     // No content-length (chunked): the buffered size decides.
     let mut w = world();
     w.request("POST", "/register", "application/jwt", "x");
     w.host.headers.remove("content-length");
-    assert_eq!(w.stream.on_request_headers(&mut w.host, false), Flow::Pause);
     assert_eq!(
-        w.stream.on_request_body(&mut w.host, 70_000, false),
+        w.engine.on_request_headers(&mut w.host, 1, false),
+        Flow::Pause
+    );
+    assert_eq!(
+        w.engine.on_request_body(&mut w.host, 1, 70_000, false),
         Flow::Pause
     );
     assert_eq!(w.rejected(), Some((413, "invalid_request".into())));
     // Nothing more happens on this stream.
     assert_eq!(
-        w.stream.on_request_body(&mut w.host, 80_000, true),
+        w.engine.on_request_body(&mut w.host, 1, 80_000, true),
         Flow::Pause
     );
     assert_eq!(w.host.responses.len(), 1);
@@ -568,7 +582,7 @@ fn a_late_callout_after_rejection_is_ignored() {
     w.answer_callouts();
     assert_eq!(w.host.responses.len(), 1);
     w.host.current = Some((Some(200), vec![]));
-    w.stream.on_call_response(&mut w.host, 99, 0);
+    w.engine.on_call_response(&mut w.host, 99, 0);
     assert_eq!(w.host.responses.len(), 1);
     assert_eq!(w.host.resumed, 0);
 }
@@ -576,16 +590,16 @@ fn a_late_callout_after_rejection_is_ignored() {
 #[test]
 fn unconfigured_filter_fails_closed() {
     let mut host = Fake::default();
-    let mut s = Stream::new(None);
+    let mut s = Engine::new(None, 1);
     host.headers.insert(":path".into(), "/register".into());
     host.headers.insert(":method".into(), "POST".into());
-    assert_eq!(s.on_request_headers(&mut host, false), Flow::Pause);
+    assert_eq!(s.on_request_headers(&mut host, 1, false), Flow::Pause);
     assert_eq!(host.responses[0].0, 503);
     let mut host = Fake::default();
-    let mut s = Stream::new(None);
+    let mut s = Engine::new(None, 1);
     host.headers.insert(":path".into(), "/accounts".into());
     host.headers.insert(":method".into(), "GET".into());
-    assert_eq!(s.on_request_headers(&mut host, true), Flow::Pause);
+    assert_eq!(s.on_request_headers(&mut host, 1, true), Flow::Pause);
     assert_eq!(host.responses[0].0, 503);
 }
 
@@ -620,7 +634,7 @@ fn management_in_delegate_mode() {
             .headers
             .insert("authorization".into(), "Bearer opaque.token-1".into());
         assert_eq!(
-            w.stream.on_request_headers(&mut w.host, true),
+            w.engine.on_request_headers(&mut w.host, 1, true),
             Flow::Continue,
             "{method}"
         );
@@ -629,7 +643,7 @@ fn management_in_delegate_mode() {
     // No token: 401 with a bare challenge and no body; an empty one: invalid_token.
     let mut w = world();
     w.request("GET", "/register/client-1", "", "");
-    w.stream.on_request_headers(&mut w.host, true);
+    w.engine.on_request_headers(&mut w.host, 1, true);
     let (status, headers, body) = &w.host.responses[0];
     assert_eq!(*status, 401);
     assert!(headers.contains(&("www-authenticate".into(), "Bearer".into())));
@@ -639,7 +653,7 @@ fn management_in_delegate_mode() {
     w.host
         .headers
         .insert("authorization".into(), "Bearer ".into());
-    w.stream.on_request_headers(&mut w.host, true);
+    w.engine.on_request_headers(&mut w.host, 1, true);
     assert_eq!(w.rejected(), Some((401, "invalid_token".into())));
 }
 
@@ -648,10 +662,10 @@ fn put(w: &mut World, path: &str, body: &str) {
     w.host
         .headers
         .insert("authorization".into(), "Bearer rat-1".into());
-    let h = w.stream.on_request_headers(&mut w.host, false);
+    let h = w.engine.on_request_headers(&mut w.host, 1, false);
     assert_eq!(h, Flow::Pause);
     let len = w.host.body.len();
-    w.stream.on_request_body(&mut w.host, len, true);
+    w.engine.on_request_body(&mut w.host, 1, len, true);
     w.answer_callouts();
 }
 
@@ -685,7 +699,7 @@ fn update_is_validated_then_checked_against_rfc7592() {
     // Binding before the envelope: no token and a wrong content type is a 401.
     let mut w = world();
     w.request("PUT", "/register/client-1", "text/plain", "x");
-    w.stream.on_request_headers(&mut w.host, false);
+    w.engine.on_request_headers(&mut w.host, 1, false);
     assert_eq!(w.host.responses[0].0, 401);
 }
 
@@ -700,13 +714,13 @@ fn json_forwarding_rewrites_the_body_and_adds_facts() {
     w.host
         .headers
         .insert("x-tpp-software-id".into(), "forged".into());
-    w.stream.on_request_headers(&mut w.host, false);
+    w.engine.on_request_headers(&mut w.host, 1, false);
     assert!(
         !w.host.headers.contains_key("x-tpp-software-id"),
         "client's fact header kept"
     );
     let len = w.host.body.len();
-    w.stream.on_request_body(&mut w.host, len, true);
+    w.engine.on_request_body(&mut w.host, 1, len, true);
     w.answer_callouts();
     assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
     assert_eq!(w.host.headers["content-type"], "application/json");
@@ -754,7 +768,7 @@ fn replay_is_checked_last_and_shared_between_workers() {
     claims["aud"] = json!(crate::testkit::dcr::BANK_AUDIENCE);
     let valid = w.tpp.key.sign_default(&claims);
     for (round, want_ok) in [(1, true), (2, false)] {
-        w.stream = Stream::new(w.stream.cfg.clone());
+        w.engine = Engine::new(w.engine.config().cloned(), 2);
         w.host.responses.clear();
         w.host.dispatched.clear();
         w.host.resumed = 0;
@@ -766,7 +780,9 @@ fn replay_is_checked_last_and_shared_between_workers() {
                 "round {round}: {:?}",
                 w.host.responses
             );
-            assert_eq!(w.host.resumed, 1);
+            // Keys come from the shared cache now: accepted synchronously, nothing fetched.
+            assert!(w.host.dispatched.is_empty(), "round {round}: fetched again");
+            assert_eq!(w.host.counters.get("dcr_guard.accepted"), Some(&1));
         } else {
             assert_eq!(
                 w.rejected(),
@@ -794,4 +810,193 @@ fn jti_format_can_be_required() {
     w.post(&body);
     w.answer_callouts();
     assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+}
+
+/// A fresh request on the same engine (same worker).
+fn again(w: &mut World) {
+    w.host.responses.clear();
+    w.host.dispatched.clear();
+    w.host.resumed = 0;
+}
+
+fn dispatched_urls(w: &World) -> Vec<String> {
+    w.host
+        .dispatched
+        .iter()
+        .map(|(_, s)| s.url.clone())
+        .collect()
+}
+
+#[test]
+fn documents_are_cached_for_the_next_request() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.dispatched.len(), 2);
+    again(&mut w);
+    let body = w.tpp.request();
+    let (_, flow) = w.post(&body);
+    assert_eq!(flow, Flow::Continue, "served from the cache, synchronously");
+    assert!(w.host.dispatched.is_empty());
+    assert_eq!(w.host.counters.get("dcr_guard.jwks_cache_hits"), Some(&2));
+}
+
+#[test]
+fn a_cold_burst_on_two_workers_fetches_once() {
+    let mut w = world();
+    let cfg = w.engine.config().cloned();
+    let mut other = Engine::new(cfg, 2);
+    // Worker 1 takes the lease and fetches the directory document.
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(dispatched_urls(&w), vec![DIRECTORY_JWKS_URL.to_string()]);
+    // Worker 2, same moment: waits, fetches nothing.
+    let body2 = w.tpp.request();
+    w.host.body = body2.as_bytes().to_vec();
+    assert_eq!(other.on_request_headers(&mut w.host, 7, false), Flow::Pause);
+    assert_eq!(
+        other.on_request_body(&mut w.host, 7, body2.len(), true),
+        Flow::Pause
+    );
+    assert_eq!(w.host.dispatched.len(), 1, "worker 2 fetched too");
+    assert_eq!(w.host.counters.get("dcr_guard.jwks_lease_waits"), Some(&1));
+    // Worker 1's fetch lands (and then its software fetch).
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1);
+    // Worker 2's tick wakes it; the software document is in the cache by now too.
+    other.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.resumed, 2, "{:?}", w.host.responses);
+    assert!(w.host.responses.is_empty());
+    assert_eq!(
+        dispatched_urls(&w),
+        vec![DIRECTORY_JWKS_URL.to_string(), w.tpp.jwks_url()],
+        "one fetch per document for both workers"
+    );
+}
+
+#[test]
+fn an_unknown_kid_refetches_only_after_the_cooldown() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    // The directory rotates to a new key.
+    let rotated = TestKey::ec("dir-2");
+    let doc = crate::testkit::keys::jwks(&[&w.tpp.directory, &rotated])
+        .to_string()
+        .into_bytes();
+    w.host
+        .keystore
+        .insert(DIRECTORY_JWKS_URL.into(), (Some(200), doc));
+    let ssa = rotated.sign_default(&w.tpp.ssa_claims());
+    let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    // Within the cooldown: no refetch, the kid is unknown.
+    again(&mut w);
+    w.post(&body);
+    w.answer_callouts();
+    assert!(w.host.dispatched.is_empty());
+    assert_eq!(
+        w.rejected(),
+        Some((400, "invalid_software_statement".into()))
+    );
+    // After the cooldown: exactly one refetch, and the new key verifies.
+    w.host.clock += 31;
+    again(&mut w);
+    w.engine = Engine::new(w.engine.config().cloned(), 1);
+    let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(dispatched_urls(&w), vec![DIRECTORY_JWKS_URL.to_string()]);
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(
+        w.host.counters.get("dcr_guard.jwks_kid_refetches"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn a_failed_refresh_serves_the_last_good_document_for_a_bounded_time() {
+    // The clock jumps by hours: request times are not what this test is about.
+    let mut w = world_with(|v| v["rules"]["issuance_time"] = json!({"enabled": false}));
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    w.host
+        .keystore
+        .insert(DIRECTORY_JWKS_URL.into(), (Some(503), vec![]));
+    w.host
+        .keystore
+        .insert(w.tpp.jwks_url(), (Some(503), vec![]));
+    // Expired (default lifetime 600 s) but within stale-if-error (3600 s).
+    w.host.clock += 700;
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert!(
+        w.host
+            .counters
+            .get("dcr_guard.jwks_stale_serves")
+            .copied()
+            .unwrap_or(0)
+            >= 1
+    );
+    // Far past the bound: 503.
+    w.host.clock += 7200;
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((503, "temporarily_unavailable".into())));
+}
+
+#[test]
+fn the_directory_document_is_fetched_in_the_background() {
+    let mut w = world();
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(dispatched_urls(&w), vec![DIRECTORY_JWKS_URL.to_string()]);
+    w.answer_callouts();
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(
+        dispatched_urls(&w),
+        vec![w.tpp.jwks_url()],
+        "the directory came from the cache"
+    );
+}
+
+#[test]
+fn while_the_cache_backs_off_a_failure_keeps_its_answer() {
+    for (reply, status, code) in [
+        (
+            (Some(200), b"<html></html>".to_vec()),
+            400,
+            "invalid_software_statement",
+        ),
+        ((Some(503), vec![]), 503, "temporarily_unavailable"),
+    ] {
+        let mut w = world();
+        w.host
+            .keystore
+            .insert(DIRECTORY_JWKS_URL.into(), reply.clone());
+        for attempt in 1..=2 {
+            again(&mut w);
+            let body = w.tpp.request();
+            w.post(&body);
+            w.answer_callouts();
+            assert_eq!(
+                w.rejected(),
+                Some((status, code.to_string())),
+                "{reply:?} attempt {attempt}"
+            );
+        }
+        assert_eq!(
+            w.host.dispatched.len(),
+            0,
+            "the second attempt fetched again"
+        );
+    }
 }

@@ -11,13 +11,15 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use super::{Flow, Host, Level, Stream};
+use super::{Engine, Flow, Host, Level};
 use crate::config::{Config, JwksSource};
 use crate::replay::StoreError;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|ctx| -> Box<dyn RootContext> {
+        Box::new(Root { ctx, engine: None, graveyard: Rc::new(RefCell::new(Vec::new())) })
+    });
 }}
 
 fn log(level: Level, msg: &str) {
@@ -31,10 +33,50 @@ fn log(level: Level, msg: &str) {
 }
 
 struct Root {
-    config: Option<Rc<Config>>,
+    ctx: u32,
+    engine: Option<Rc<RefCell<Engine>>>,
+    /// Streams the host finished while the engine was busy: removed at the next chance.
+    graveyard: Rc<RefCell<Vec<u32>>>,
 }
 
-impl Context for Root {}
+/// How often the root context ticks: wakes streams waiting for another worker's fetch, and
+/// checks background refreshes.
+const TICK: Duration = Duration::from_millis(100);
+
+fn holder_id() -> u64 {
+    let mut b = [0u8; 8];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        let t = WasmHost.now();
+        return (t as u64) ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    u64::from_le_bytes(b).max(1)
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(engine) = &self.engine {
+            if let Ok(mut e) = engine.try_borrow_mut() {
+                bury(&mut e, &self.graveyard);
+                e.on_call_response(&mut WasmHost, token_id, body_size);
+            }
+            let _ = abi::set_effective_context(self.ctx);
+        }
+    }
+}
+
+fn bury(engine: &mut Engine, graveyard: &Rc<RefCell<Vec<u32>>>) {
+    if let Ok(mut g) = graveyard.try_borrow_mut() {
+        for ctx in g.drain(..) {
+            engine.remove(ctx);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -54,11 +96,12 @@ impl RootContext for Root {
                 log(
                     Level::Info,
                     &format!(
-                        "dcr-guard: configured profile={} path={} directories={} hold_headers={}",
+                        "dcr-guard: configured profile={} path={} directories={} hold_headers={} report_only={}",
                         cfg.profile.as_str(),
                         cfg.path,
                         cfg.directories.len(),
-                        cfg.hold_headers
+                        cfg.hold_headers,
+                        cfg.report_only
                     ),
                 );
                 let mut store = super::HostStore(&mut WasmHost);
@@ -67,7 +110,18 @@ impl RootContext for Root {
                     // be written makes replay checks fail closed (503).
                     log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
                 }
-                self.config = Some(Rc::new(cfg));
+                self.engine = Some(Rc::new(RefCell::new(Engine::new(
+                    Some(Rc::new(cfg)),
+                    holder_id(),
+                ))));
+                if let Err(rc) = abi::set_tick_period(TICK) {
+                    log(
+                        Level::Warn,
+                        &format!(
+                            "dcr-guard: no tick (status {rc}): waiting requests time out instead"
+                        ),
+                    );
+                }
                 true
             }
             Err(e) => {
@@ -77,9 +131,25 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        if let Some(engine) = &self.engine {
+            if let Ok(mut e) = engine.try_borrow_mut() {
+                bury(&mut e, &self.graveyard);
+                e.on_tick(&mut WasmHost, self.ctx);
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let engine = match &self.engine {
+            Some(e) => Rc::clone(e),
+            // Not configured (hosts refuse to start on a refused configuration): fail closed.
+            None => Rc::new(RefCell::new(Engine::new(None, 0))),
+        };
         Some(Box::new(Http {
-            stream: Stream::new(self.config.clone()),
+            ctx: context_id,
+            engine,
+            graveyard: Rc::clone(&self.graveyard),
         }))
     }
 
@@ -89,7 +159,44 @@ impl RootContext for Root {
 }
 
 struct Http {
-    stream: Stream,
+    ctx: u32,
+    engine: Rc<RefCell<Engine>>,
+    graveyard: Rc<RefCell<Vec<u32>>>,
+}
+
+impl Http {
+    /// Run `f` on the engine. The engine is never busy here (hosts do not re-enter a VM from
+    /// inside a callback); if it were, fail closed with a 503 rather than let the request through.
+    fn with(&self, f: impl FnOnce(&mut Engine) -> Flow) -> Action {
+        match self.engine.try_borrow_mut() {
+            Ok(mut e) => {
+                bury(&mut e, &self.graveyard);
+                action(f(&mut e))
+            }
+            Err(_) => {
+                log(
+                    Level::Error,
+                    "dcr-guard: internal: re-entrant callback, answering 503",
+                );
+                let _ =
+                    abi::send_local_response(503, "dcr_guard_busy", &[("retry-after", "1")], b"");
+                Action::Pause
+            }
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        match self.engine.try_borrow_mut() {
+            Ok(mut e) => e.remove(self.ctx),
+            Err(_) => {
+                if let Ok(mut g) = self.graveyard.try_borrow_mut() {
+                    g.push(self.ctx);
+                }
+            }
+        }
+    }
 }
 
 /// The proxy-wasm host, for the current HTTP context.
@@ -149,6 +256,16 @@ impl Host for WasmHost {
                 .unwrap_or_default()
         };
         (status, body)
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_effective_context(&mut self, ctx: u32) -> bool {
+        abi::set_effective_context(ctx).is_ok()
     }
 
     fn resume(&mut self) {
@@ -240,25 +357,27 @@ impl Context for Http {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        self.stream
-            .on_call_response(&mut WasmHost, token_id, body_size);
+        let _ = self.with(|e| {
+            e.on_call_response(&mut WasmHost, token_id, body_size);
+            Flow::Continue
+        });
     }
 }
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.stream.on_request_headers(&mut WasmHost, end_of_stream))
+        let ctx = self.ctx;
+        self.with(|e| e.on_request_headers(&mut WasmHost, ctx, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(
-            self.stream
-                .on_request_body(&mut WasmHost, body_size, end_of_stream),
-        )
+        let ctx = self.ctx;
+        self.with(|e| e.on_request_body(&mut WasmHost, ctx, body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.stream.on_request_trailers(&mut WasmHost))
+        let ctx = self.ctx;
+        self.with(|e| e.on_request_trailers(&mut WasmHost, ctx))
     }
 }
 
@@ -277,6 +396,8 @@ mod abi {
             headers_size: usize,
             grpc_status: i32,
         ) -> u32;
+        fn proxy_set_effective_context(context_id: u32) -> u32;
+        fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
         fn proxy_get_shared_data(
             key_data: *const u8,
             key_size: usize,
@@ -346,6 +467,23 @@ mod abi {
     }
 
     const OK: u32 = 0;
+
+    pub fn set_effective_context(ctx: u32) -> Result<(), u32> {
+        // SAFETY: plain value argument.
+        match unsafe { proxy_set_effective_context(ctx) } {
+            OK => Ok(()),
+            rc => Err(rc),
+        }
+    }
+
+    pub fn set_tick_period(period: std::time::Duration) -> Result<(), u32> {
+        let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+        // SAFETY: plain value argument.
+        match unsafe { proxy_set_tick_period_milliseconds(ms) } {
+            OK => Ok(()),
+            rc => Err(rc),
+        }
+    }
     const NOT_FOUND: u32 = 1;
     const CAS_MISMATCH: u32 = 8;
 

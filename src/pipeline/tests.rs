@@ -43,7 +43,7 @@ fn run(cfg: &Config, body: &str, docs: &[(String, Value)]) -> Run {
                     report: (vec![], vec![]),
                 }
             }
-            Step::Fetch(srcs) => {
+            Step::Fetch(srcs) | Step::Refetch(srcs) => {
                 for src in srcs {
                     fetched.push(src.url.clone());
                     let f = match docs.iter().find(|(u, _)| *u == src.url) {

@@ -1,0 +1,294 @@
+//! Per-worker state shared by every stream of one VM (one worker thread): the JWKS cache policy
+//! over host shared data, the parsed key sets, who owns each callout, and the streams waiting for
+//! a document another worker is fetching.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::{Host, HostStore, Level};
+use crate::config::{Config, JwksSource};
+use crate::jose::JwkSet;
+use crate::jwks_cache::{ttl_from_cache_control, Cache, Decision, Entry, Need, Parsed, Poll};
+use crate::pipeline::Fetched;
+
+/// Who a callout answers to.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// A stream's fetch; `lease` when this worker holds the URL's fetch lease.
+    Stream {
+        ctx: u32,
+        url: String,
+        lease: Option<u64>,
+    },
+    /// A background refresh from the root context's tick.
+    Refresh { url: String, lease: u64 },
+}
+
+/// A stream paused until another worker's fetch of `url` lands.
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    pub ctx: u32,
+    pub url: String,
+    pub seen: Option<u64>,
+    pub deadline: i64,
+}
+
+/// What a waiting stream learns on a tick.
+pub enum WaitOver {
+    Ready(Fetched),
+    TimedOut,
+}
+
+pub struct Worker {
+    pub cache: Cache,
+    pub parsed: Parsed<Rc<JwkSet>>,
+    /// This worker's lease-holder id.
+    pub holder: u64,
+    pub tokens: HashMap<u32, Owner>,
+    pub waiters: Vec<Waiter>,
+    next_refresh: i64,
+}
+
+/// How often the root context looks for directory documents to refresh.
+const REFRESH_CHECK_SECONDS: i64 = 1;
+
+impl Worker {
+    pub fn with_policy(policy: crate::jwks_cache::CachePolicy, holder: u64) -> Worker {
+        Worker {
+            cache: Cache::new(policy, "dcr_guard.jwks."),
+            parsed: Parsed::default(),
+            holder,
+            tokens: HashMap::new(),
+            waiters: Vec::new(),
+            next_refresh: 0,
+        }
+    }
+
+    /// The parsed key set of a shared document, reparsed only when its generation changed.
+    pub fn keys(&mut self, cfg: &Config, url: &str, entry: &Entry) -> Fetched {
+        if let Some(set) = self.parsed.get(url, entry.generation) {
+            return Fetched::Keys(Rc::clone(set));
+        }
+        if entry.doc.len() > cfg.limits.jwks_bytes {
+            return Fetched::Unusable(format!(
+                "document larger than {} bytes",
+                cfg.limits.jwks_bytes
+            ));
+        }
+        match JwkSet::parse(&entry.doc, cfg.limits.jwks_keys) {
+            Ok(set) => {
+                let set = Rc::new(set);
+                self.parsed.insert(url, entry.generation, Rc::clone(&set));
+                Fetched::Keys(set)
+            }
+            Err(e) => Fetched::Unusable(format!("unusable document: {e}")),
+        }
+    }
+
+    /// A fetched answer for `url`: publish a good document under our lease (so every worker uses
+    /// it), or record the failure and fall back to a stale document within the bound.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fetched(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        url: &str,
+        lease: Option<u64>,
+        fetched: Fetched,
+        body: &[u8],
+        now: i64,
+    ) -> Fetched {
+        let lease = match lease {
+            Some(l) => l,
+            None => return fetched,
+        };
+        match fetched {
+            Fetched::Keys(set) => {
+                let ttl = ttl_from_cache_control(
+                    host.call_response_header("cache-control").as_deref(),
+                    self.cache.policy(),
+                );
+                match self
+                    .cache
+                    .publish(&mut HostStore(host), url, body, ttl, now, lease)
+                {
+                    Ok(generation) => self.parsed.insert(url, generation, Rc::clone(&set)),
+                    Err(e) => host.log(
+                        Level::Warn,
+                        &format!("dcr-guard: JWKS cache: cannot store `{url}`: {e}"),
+                    ),
+                }
+                Fetched::Keys(set)
+            }
+            failed => {
+                self.record_failure(host, url, &failed);
+                if let Err(e) = self
+                    .cache
+                    .fetch_failed(&mut HostStore(host), url, now, lease)
+                {
+                    host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}"));
+                }
+                match self
+                    .cache
+                    .decide(&mut HostStore(host), url, Need::Any, now, self.holder)
+                {
+                    Ok(Decision::UseStale(entry)) => {
+                        host.count(crate::jwks_cache::COUNTER_STALE_SERVES);
+                        host.log(
+                            Level::Warn,
+                            &format!(
+                                "dcr-guard: serving the last good `{url}` after a failed refresh"
+                            ),
+                        );
+                        self.keys(cfg, url, &entry)
+                    }
+                    _ => failed,
+                }
+            }
+        }
+    }
+
+    /// Remember why the last fetch of `url` failed, for every worker: while the cache backs off,
+    /// requests get the same answer (400 for a document that is unusable, 503 for a keystore
+    /// that is down) instead of a blanket 503.
+    pub fn record_failure(&mut self, host: &mut dyn Host, url: &str, failed: &Fetched) {
+        let (kind, why) = match failed {
+            Fetched::Unusable(w) => (b'U', w),
+            Fetched::Unavailable(w) => (b'X', w),
+            Fetched::Keys(_) => return,
+        };
+        let mut value = vec![kind];
+        value.extend(why.bytes().take(200));
+        let key = format!("dcr_guard.jwks.v1.fail.{url}");
+        let _ = host.shared_set(&key, &value, None);
+    }
+
+    /// The last recorded failure for `url`, as the answer to give while the cache backs off.
+    pub fn last_failure(&self, host: &dyn Host, url: &str) -> Fetched {
+        let key = format!("dcr_guard.jwks.v1.fail.{url}");
+        let value = host
+            .shared_get(&key)
+            .ok()
+            .and_then(|(v, _)| v)
+            .unwrap_or_default();
+        let why = String::from_utf8_lossy(value.get(1..).unwrap_or(&[])).into_owned();
+        match value.first() {
+            Some(b'U') => Fetched::Unusable(why),
+            Some(b'X') => Fetched::Unavailable(why),
+            _ => Fetched::Unavailable("its last fetch failed moments ago".to_string()),
+        }
+    }
+
+    /// Root-context tick: refresh directory (and AS) documents ahead of expiry under the lease,
+    /// one worker at a time. Returns nothing; callouts are recorded in `tokens`.
+    pub fn refresh(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
+        if now < self.next_refresh {
+            return;
+        }
+        self.next_refresh = now.saturating_add(REFRESH_CHECK_SECONDS);
+        for src in background_sources(cfg) {
+            match self
+                .cache
+                .needs_refresh(&mut HostStore(host), &src.url, now, self.holder)
+            {
+                Ok(Some(lease)) => {
+                    host.count("dcr_guard.jwks_fetches");
+                    match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
+                        Ok(token) => {
+                            self.tokens.insert(
+                                token,
+                                Owner::Refresh {
+                                    url: src.url.clone(),
+                                    lease,
+                                },
+                            );
+                        }
+                        Err(why) => {
+                            host.count("dcr_guard.jwks_fetch_failures");
+                            host.log(
+                                Level::Warn,
+                                &format!(
+                                    "dcr-guard: background refresh of `{}` could not start: {why}",
+                                    src.url
+                                ),
+                            );
+                            let failed =
+                                Fetched::Unavailable(format!("could not be reached ({why})"));
+                            self.record_failure(host, &src.url, &failed);
+                            let _ =
+                                self.cache
+                                    .fetch_failed(&mut HostStore(host), &src.url, now, lease);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}")),
+            }
+        }
+    }
+
+    /// Which waiters can go on now: (ctx, url, outcome). Waiters of streams that are gone are
+    /// dropped by the caller.
+    pub fn poll_waiters(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        now: i64,
+    ) -> Vec<(u32, String, WaitOver)> {
+        let mut done = Vec::new();
+        let mut still = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            let outcome = match self.cache.poll(&HostStore(host), &w.url, w.seen, now) {
+                Ok(Poll::Ready(entry)) => Some(WaitOver::Ready(self.keys(cfg, &w.url, &entry))),
+                Ok(Poll::TimedOut) => Some(WaitOver::TimedOut),
+                Ok(Poll::Waiting) if now > w.deadline.saturating_add(1) => Some(WaitOver::TimedOut),
+                Ok(Poll::Waiting) => None,
+                Err(_) => Some(WaitOver::TimedOut),
+            };
+            match outcome {
+                Some(o) => done.push((w.ctx, w.url, o)),
+                None => still.push(w),
+            }
+        }
+        self.waiters = still;
+        done
+    }
+}
+
+/// Documents refreshed in the background: every directory's, and the AS's in `jwt` mode.
+fn background_sources(cfg: &Config) -> impl Iterator<Item = &JwksSource> {
+    let binding = match &cfg.binding {
+        Some(crate::binding::TokenMode::Jwt(j)) => j.jwks.as_slice(),
+        _ => &[],
+    };
+    cfg.directories
+        .iter()
+        .flat_map(|d| d.jwks.iter())
+        .chain(binding.iter())
+}
+
+impl Worker {
+    /// A callout answered whose stream is gone (or a background refresh): still publish the
+    /// document or record the failure, so that waiting workers are not left hanging.
+    pub fn orphan_response(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        url: &str,
+        lease: Option<u64>,
+        body_size: usize,
+    ) {
+        let max = cfg.limits.jwks_bytes;
+        let (status, body) = host.call_response(body_size, max);
+        let fetched = Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
+        if let Fetched::Unavailable(why) | Fetched::Unusable(why) = &fetched {
+            host.count("dcr_guard.jwks_fetch_failures");
+            host.log(
+                Level::Info,
+                &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
+            );
+        }
+        let now = host.now();
+        let _ = self.fetched(host, cfg, url, lease, fetched, &body, now);
+    }
+}
