@@ -35,7 +35,6 @@ struct Stack {
     tpp: Tpp,
     /// A second TPP key (ES256) published in the software JWKS.
     tpp_ec: TestKey,
-    mode: Arc<Mutex<Keystore>>,
     keystore: TestServer,
     upstream: TestServer,
     envoy: Envoy,
@@ -92,7 +91,6 @@ impl Stack {
         Stack {
             tpp,
             tpp_ec,
-            mode,
             keystore,
             upstream,
             envoy,
@@ -107,10 +105,6 @@ impl Stack {
             &[("content-type", "application/jwt")],
             body.as_bytes(),
         )
-    }
-
-    fn set(&self, mode: Keystore) {
-        *self.mode.lock().unwrap() = mode;
     }
 }
 
