@@ -16,6 +16,38 @@ pub const MAX_TOKEN_LEN: usize = 8192;
 pub enum TokenMode {
     Delegate,
     Jwt(JwtBinding),
+    Introspection(Introspection),
+}
+
+/// RFC 7662 token introspection at the AS.
+#[derive(Clone)]
+pub struct Introspection {
+    pub endpoint: JwksSource,
+    pub client_id: String,
+    /// Read from the environment at configure time; never logged.
+    pub secret: String,
+    pub scope: Option<String>,
+    pub client_id_claims: Vec<String>,
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("endpoint", &self.endpoint.url)
+            .field("client_id", &self.client_id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An HTTP call other than a JWKS fetch (an introspection request).
+#[derive(Debug, Clone)]
+pub struct Callout {
+    pub upstream: String,
+    pub authority: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl TokenMode {
@@ -23,6 +55,7 @@ impl TokenMode {
         match self {
             TokenMode::Delegate => "delegate",
             TokenMode::Jwt(_) => "jwt",
+            TokenMode::Introspection(_) => "introspection",
         }
     }
 }
@@ -73,8 +106,13 @@ pub fn bearer(header: Option<&str>) -> Result<&str, DcrError> {
 #[derive(Debug)]
 pub struct Binding {
     token: Option<Jws>,
+    /// The raw bearer token (introspection mode).
+    opaque: Option<String>,
     client_id: String,
     docs: Vec<(String, Fetched)>,
+    /// Introspection: whether the call went out, and its answer.
+    asked: bool,
+    answer: Option<(Option<u16>, Vec<u8>)>,
 }
 
 impl Binding {
@@ -85,8 +123,9 @@ impl Binding {
         client_id: &str,
     ) -> Result<Binding, DcrError> {
         let token = bearer(authorization)?;
+        let opaque = matches!(mode, TokenMode::Introspection(_)).then(|| token.to_string());
         let parsed = match mode {
-            TokenMode::Delegate => None,
+            TokenMode::Delegate | TokenMode::Introspection(_) => None,
             TokenMode::Jwt(j) => {
                 let jws = Jws::parse(token)
                     .map_err(|_| DcrError::invalid_token("the access token is not a valid JWT"))?;
@@ -101,8 +140,11 @@ impl Binding {
         };
         Ok(Binding {
             token: parsed,
+            opaque,
             client_id: client_id.to_string(),
             docs: Vec::new(),
+            asked: false,
+            answer: None,
         })
     }
 
@@ -112,8 +154,37 @@ impl Binding {
         }
     }
 
+    /// The introspection endpoint's answer.
+    pub fn answer(&mut self, status: Option<u16>, body: Vec<u8>) {
+        self.answer = Some((status, body));
+    }
+
     /// Run as far as possible: `Forward` means the token is bound to the path's client.
     pub fn step(&mut self, mode: &TokenMode, now: i64, leeway: i64, retry_after: u32) -> Step {
+        if let (TokenMode::Introspection(i), Some(token)) = (mode, &self.opaque) {
+            if !self.asked {
+                self.asked = true;
+                return Step::Call(introspection_call(i, token));
+            }
+            return match &self.answer {
+                None => Step::Reject(DcrError::unavailable(
+                    crate::error::RuleId::TokenClientBinding,
+                    "token introspection did not answer",
+                    retry_after,
+                )),
+                Some((status, body)) => {
+                    match introspected(i, *status, body, &self.client_id, now, leeway) {
+                        Ok(()) => Step::Forward,
+                        Err(Verdict::Unavailable(m)) => Step::Reject(DcrError::unavailable(
+                            crate::error::RuleId::TokenClientBinding,
+                            m,
+                            retry_after,
+                        )),
+                        Err(Verdict::Invalid(m)) => Step::Reject(DcrError::invalid_token(m)),
+                    }
+                }
+            };
+        }
         let (j, token) = match (mode, &self.token) {
             (TokenMode::Jwt(j), Some(t)) => (j, t),
             _ => return Step::Forward,
@@ -152,6 +223,102 @@ impl Binding {
             Ok(()) => Step::Forward,
             Err(m) => Step::Reject(DcrError::invalid_token(m)),
         }
+    }
+}
+
+enum Verdict {
+    /// The AS could not answer usefully: a dependency fault.
+    Unavailable(String),
+    /// The token is not good for this client.
+    Invalid(String),
+}
+
+/// The RFC 7662 request: `POST` form `token=…&token_type_hint=access_token`, the introspection
+/// client authenticated with HTTP Basic (RFC 6749 §2.3.1 form-encodes id and secret first).
+fn introspection_call(i: &Introspection, token: &str) -> Callout {
+    use base64::Engine as _;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .append_pair("token_type_hint", "access_token")
+        .finish();
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        enc(&i.client_id),
+        enc(&i.secret)
+    ));
+    Callout {
+        upstream: i.endpoint.upstream.clone(),
+        authority: i.endpoint.authority.clone(),
+        path: i.endpoint.path.clone(),
+        headers: vec![
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+            ("accept".into(), "application/json".into()),
+            ("authorization".into(), format!("Basic {basic}")),
+        ],
+        body: form.into_bytes(),
+    }
+}
+
+fn introspected(
+    i: &Introspection,
+    status: Option<u16>,
+    body: &[u8],
+    client_id: &str,
+    now: i64,
+    leeway: i64,
+) -> Result<(), Verdict> {
+    match status {
+        Some(200) => {}
+        Some(s) => {
+            // 401/403 mean the filter's own credentials are wrong: an operator's problem, not
+            // the TPP's.
+            return Err(Verdict::Unavailable(format!(
+                "token introspection answered HTTP {s}"
+            )));
+        }
+        None => {
+            return Err(Verdict::Unavailable(
+                "token introspection did not answer".into(),
+            ))
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+        Verdict::Unavailable("token introspection answered something other than JSON".into())
+    })?;
+    let claims = v.as_object().ok_or_else(|| {
+        Verdict::Unavailable(
+            "token introspection answered something other than a JSON object".into(),
+        )
+    })?;
+    if claims.get("active") != Some(&serde_json::Value::Bool(true)) {
+        return Err(Verdict::Invalid("the access token is not active".into()));
+    }
+    if let Ok(Some(exp)) = opt_date(claims, "exp") {
+        if now >= exp.saturating_add(leeway) {
+            return Err(Verdict::Invalid("the access token has expired".into()));
+        }
+    }
+    if let Some(scope) = &i.scope {
+        let granted = opt_str(claims, "scope").ok().flatten().unwrap_or("");
+        if !scope_tokens(granted).contains(&scope.as_str()) {
+            return Err(Verdict::Invalid(
+                "the access token lacks the required scope".into(),
+            ));
+        }
+    }
+    let holder = i
+        .client_id_claims
+        .iter()
+        .find_map(|c| opt_str(claims, c).ok().flatten());
+    match holder {
+        Some(id) if id == client_id => Ok(()),
+        _ => Err(Verdict::Invalid(
+            "the access token does not belong to this client".into(),
+        )),
     }
 }
 

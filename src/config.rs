@@ -111,11 +111,21 @@ struct RawReplay {
     max_retention_seconds: Option<u64>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    url: String,
+    upstream: String,
+    client_id: String,
+    client_secret_env: String,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBinding {
     enabled: Option<bool>,
     mode: Option<String>,
+    introspection: Option<RawIntrospection>,
     jwks: Option<Vec<RawJwksSource>>,
     algorithms: Option<Vec<String>>,
     issuer: Option<String>,
@@ -975,6 +985,56 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
     if !raw.and_then(|r| r.enabled).unwrap_or(true) {
         return Ok(None);
     }
+    if let Some(r) = raw {
+        let introspection = r.mode.as_deref() == Some("introspection");
+        if r.introspection.is_some() != introspection {
+            return Err(ConfigError::new(
+                format!("{f}.introspection"),
+                "is required by mode `introspection` and only allowed with it",
+            ));
+        }
+        if introspection {
+            let jwt_fields = r.jwks.is_some()
+                || r.algorithms.is_some()
+                || r.issuer.is_some()
+                || r.audiences.is_some();
+            if jwt_fields {
+                return Err(ConfigError::new(
+                    format!("{f}.mode"),
+                    "jwks, algorithms, issuer and audiences are for mode `jwt`",
+                ));
+            }
+            let i = r
+                .introspection
+                .as_ref()
+                .ok_or_else(|| ConfigError::new(f, "missing"))?;
+            let fi = format!("{f}.introspection");
+            let upstream = non_empty_name(&format!("{fi}.upstream"), &i.upstream)?;
+            let endpoint = jwks_source(&i.url, &upstream)
+                .map_err(|m| ConfigError::new(format!("{fi}.url"), m))?;
+            let client_id = non_empty_name(&format!("{fi}.client_id"), &i.client_id)?;
+            let env = non_empty_name(&format!("{fi}.client_secret_env"), &i.client_secret_env)?;
+            let secret = std::env::var(&env).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{fi}.client_secret_env"),
+                    format!("environment variable `{env}` is not set for the filter (Envoy: list it in vm_config.environment_variables.host_env_keys)"),
+                )
+            })?;
+            let client_id_claims = match &r.client_id_claims {
+                Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
+                None => vec!["client_id".to_string()],
+            };
+            return Ok(Some(TokenMode::Introspection(
+                crate::binding::Introspection {
+                    endpoint,
+                    client_id,
+                    secret,
+                    scope: r.scope.clone(),
+                    client_id_claims,
+                },
+            )));
+        }
+    }
     let jwt_only = |r: &RawBinding| {
         r.jwks.is_some()
             || r.algorithms.is_some()
@@ -1029,7 +1089,7 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
         }
         Some(other) => Err(ConfigError::new(
             format!("{f}.mode"),
-            format!("unknown mode `{other}` (delegate, jwt)"),
+            format!("unknown mode `{other}` (delegate, jwt, introspection)"),
         )),
     }
 }

@@ -55,6 +55,8 @@ pub enum Step {
     /// The documents handed back lack the token's `kid`: fetch them again if the cache policy
     /// allows (a key rotation), or hand back the same documents.
     Refetch(Vec<JwksSource>),
+    /// Make this call and hand its answer back with [`Work::answer`], then call `step` again.
+    Call(crate::binding::Callout),
     Forward,
     Reject(DcrError),
 }
@@ -683,6 +685,13 @@ impl Work {
             )?;
         }
         Ok(())
+    }
+
+    /// The answer to a [`Step::Call`].
+    pub fn answer(&mut self, status: Option<u16>, body: Vec<u8>) {
+        if let Some(b) = &mut self.binding {
+            b.answer(status, body);
+        }
     }
 
     pub fn supply(&mut self, url: &str, fetched: Fetched) {

@@ -286,3 +286,81 @@ fn json_forwarding_with_facts() {
         "client_id filled in from the path"
     );
 }
+
+#[test]
+fn introspection_mode() {
+    // The secret reaches the filter through Envoy's vm_config, from Envoy's own environment.
+    std::env::set_var("DCR_GUARD_TEST_INTROSPECTION_SECRET", "s3cr3t");
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s2 = std::sync::Arc::clone(&seen);
+    let as_server = TestServer::start(move |r| {
+        if r.path != "/introspect" || r.method != "POST" {
+            return Reply::status(404);
+        }
+        s2.lock()
+            .unwrap()
+            .push(r.header("authorization").unwrap_or("").to_string());
+        let form = r.text();
+        let body = if form.starts_with("token=good-c1") {
+            json!({"active": true, "client_id": "c1", "scope": "dcr"})
+        } else if form.starts_with("token=good-c2") {
+            json!({"active": true, "client_id": "c2", "scope": "dcr"})
+        } else {
+            json!({"active": false})
+        };
+        Reply::json(200, &body)
+    });
+    let upstream = TestServer::always(Reply::json(200, &json!({"client_id": "c1"})));
+    let mut filter = tpp.filter_config("keystore", "keystore");
+    filter["rules"]["token_client_binding"] = json!({
+        "mode": "introspection",
+        "introspection": {
+            "url": "https://as.bank.test/introspect",
+            "upstream": "as",
+            "client_id": "dcr-guard",
+            "client_secret_env": "DCR_GUARD_TEST_INTROSPECTION_SECRET"
+        },
+        "scope": "dcr"
+    });
+    let cfg = EnvoyConfig::new(filter, upstream.port())
+        .cluster("keystore", as_server.port())
+        .cluster("as", as_server.port())
+        .edit(|b| {
+            b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["http_filters"][0]["typed_config"]["config"]["vm_config"]
+                ["environment_variables"] =
+                json!({"host_env_keys": ["DCR_GUARD_TEST_INTROSPECTION_SECRET"]});
+        });
+    let envoy = Envoy::start(&cfg);
+    let get = |token: &str| {
+        envoy.send(
+            "GET",
+            "/register/c1",
+            &[("authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+    };
+    let r = get("good-c1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (name, token) in [("another client's", "good-c2"), ("inactive", "revoked")] {
+        let r = get(token);
+        assert_eq!(r.status, 401, "{name}: {}", r.text());
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+    }
+    assert_eq!(upstream.requests().len(), 1);
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("dcr-guard:s3cr3t")
+    );
+    assert!(
+        seen.lock().unwrap().iter().all(|a| *a == basic),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert!(!envoy.log().contains("s3cr3t"), "the secret was logged");
+}

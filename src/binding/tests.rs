@@ -74,11 +74,12 @@ fn check(mode: &TokenMode, set: &JwkSet, token: &str, client: &str) -> Result<()
         }
         Step::Forward => return Ok(()),
         Step::Reject(e) => return Err(e),
+        Step::Call(_) => panic!("no call in jwt mode"),
     }
     match b.step(mode, now() as i64, 60, 5) {
         Step::Forward => Ok(()),
         Step::Reject(e) => Err(e),
-        Step::Fetch(_) | Step::Refetch(_) => panic!("fetched twice"),
+        Step::Fetch(_) | Step::Refetch(_) | Step::Call(_) => panic!("fetched twice"),
     }
 }
 

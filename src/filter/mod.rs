@@ -46,6 +46,8 @@ pub trait Host {
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String>;
     /// The `:status` of the callout response being delivered, and up to `max` bytes of its body.
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>);
+    /// Start a POST callout (token introspection).
+    fn dispatch(&mut self, call: &crate::binding::Callout, timeout_ms: u64) -> Result<u32, String>;
     /// A header of the callout response being delivered.
     fn call_response_header(&self, name: &str) -> Option<String>;
     /// Make later host calls act on the HTTP stream `ctx` (used from the root context's tick
@@ -181,6 +183,13 @@ impl Engine {
                         .orphan_response(host, &cfg, &url, lease, body_size),
                 }
             }
+            Some(Owner::Call { ctx }) => {
+                if self.streams.contains_key(&ctx) && host.set_effective_context(ctx) {
+                    if let Some(s) = self.streams.get_mut(&ctx) {
+                        s.on_call_answer(host, &mut self.worker, token, body_size);
+                    }
+                }
+            }
             Some(Owner::Refresh { url, lease }) => {
                 self.worker
                     .orphan_response(host, &cfg, &url, Some(lease), body_size)
@@ -228,6 +237,9 @@ pub struct Stream {
 }
 
 const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
+
+/// Largest introspection answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 impl Stream {
     pub fn new(cfg: Option<Rc<Config>>, ctx: u32) -> Self {
@@ -484,6 +496,28 @@ impl Stream {
                 }
                 Step::Fetch(sources) => (sources, Need::Any),
                 Step::Refetch(sources) => (sources, Need::Kid),
+                Step::Call(call) => match host.dispatch(&call, cfg.limits.callout_timeout_ms) {
+                    Ok(token) => {
+                        worker.tokens.insert(token, Owner::Call { ctx: self.ctx });
+                        self.phase = Phase::Validating {
+                            work,
+                            pending: vec![token],
+                            waiting: Vec::new(),
+                        };
+                        return Flow::Pause;
+                    }
+                    Err(why) => {
+                        host.log(
+                            Level::Warn,
+                            &format!(
+                                "dcr-guard: callout to upstream `{}` failed: {why}",
+                                call.upstream
+                            ),
+                        );
+                        work.answer(None, Vec::new());
+                        continue;
+                    }
+                },
             };
             let mut pending = Vec::new();
             let mut waiting = Vec::new();
@@ -697,6 +731,45 @@ impl Stream {
         if let Some(i) = pending.iter().position(|t| *t == token) {
             pending.swap_remove(i);
             work.supply(url, fetched);
+        }
+        self.go_on(host, worker, &cfg, work, pending, waiting);
+    }
+
+    /// The answer to a one-off call (token introspection).
+    pub fn on_call_answer(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        token: u32,
+        body_size: usize,
+    ) {
+        let cfg = match &self.cfg {
+            Some(c) => Rc::clone(c),
+            None => return,
+        };
+        let (status, body) = host.call_response(body_size, MAX_ANSWER_BYTES);
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        let (mut work, mut pending, waiting) = match phase {
+            Phase::Validating {
+                work,
+                pending,
+                waiting,
+            } => (work, pending, waiting),
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
+        if let Some(i) = pending.iter().position(|t| *t == token) {
+            pending.swap_remove(i);
+            work.answer(
+                status,
+                if body_size > MAX_ANSWER_BYTES {
+                    Vec::new()
+                } else {
+                    body
+                },
+            );
         }
         self.go_on(host, worker, &cfg, work, pending, waiting);
     }

@@ -21,6 +21,8 @@ struct Fake {
     responses: Vec<(u16, Vec<(String, String)>, Value)>,
     logs: std::cell::RefCell<Vec<String>>,
     counters: HashMap<String, u64>,
+    /// Introspection calls made.
+    calls: Vec<(u32, crate::binding::Callout)>,
     /// Seconds added to the real clock (time travel).
     clock: i64,
     /// Shared data, shared between fakes of several "workers" through the Rc.
@@ -51,6 +53,15 @@ impl Host for Fake {
         let (s, b) = self.current.clone().unwrap();
         assert_eq!(b.len(), body_size);
         (s, if body_size > max { vec![] } else { b })
+    }
+    fn dispatch(
+        &mut self,
+        call: &crate::binding::Callout,
+        _timeout_ms: u64,
+    ) -> Result<u32, String> {
+        self.next_token += 1;
+        self.calls.push((self.next_token, call.clone()));
+        Ok(self.next_token)
     }
     fn call_response_header(&self, _name: &str) -> Option<String> {
         None
@@ -999,4 +1010,129 @@ fn while_the_cache_backs_off_a_failure_keeps_its_answer() {
             "the second attempt fetched again"
         );
     }
+}
+
+fn introspection_world(env: &str) -> World {
+    std::env::set_var(env, "s3cr3t/+=");
+    let env = env.to_string();
+    world_with(move |v| {
+        v["rules"]["token_client_binding"] = json!({
+            "mode": "introspection",
+            "introspection": {
+                "url": "https://as.bank.test/introspect",
+                "upstream": "as",
+                "client_id": "dcr guard",
+                "client_secret_env": env
+            },
+            "scope": "dcr"
+        });
+    })
+}
+
+fn introspect(w: &mut World, token: &str, answer: (Option<u16>, Value)) {
+    again(w);
+    w.host.calls.clear();
+    w.request("GET", "/register/c1", "", "");
+    w.host
+        .headers
+        .insert("authorization".into(), format!("Bearer {token}"));
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 1, true),
+        Flow::Pause
+    );
+    assert_eq!(w.host.calls.len(), 1);
+    let (tok, _) = w.host.calls[0].clone();
+    let body = if answer.1.is_null() {
+        vec![]
+    } else {
+        answer.1.to_string().into_bytes()
+    };
+    let size = body.len();
+    w.host.current = Some((answer.0, body));
+    w.engine.on_call_response(&mut w.host, tok, size);
+}
+
+#[test]
+fn introspection_mode() {
+    let mut w = introspection_world("DCR_GUARD_TEST_SECRET_1");
+    let ok = json!({"active": true, "client_id": "c1", "scope": "dcr other"});
+    introspect(&mut w, "opaque+token/1=", (Some(200), ok.clone()));
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+    // The call: RFC 7662 form, client authenticated with HTTP Basic over form-encoded parts.
+    let call = &w.host.calls[0].1;
+    assert_eq!(call.upstream, "as");
+    assert_eq!(call.path, "/introspect");
+    assert_eq!(
+        String::from_utf8(call.body.clone()).unwrap(),
+        "token=opaque%2Btoken%2F1%3D&token_type_hint=access_token"
+    );
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("dcr+guard:s3cr3t%2F%2B%3D");
+    assert!(call
+        .headers
+        .contains(&("authorization".into(), format!("Basic {basic}"))));
+
+    let cases: Vec<(&str, (Option<u16>, Value), u16)> = vec![
+        ("inactive", (Some(200), json!({"active": false})), 401),
+        (
+            "another client",
+            (
+                Some(200),
+                json!({"active": true, "client_id": "c2", "scope": "dcr"}),
+            ),
+            401,
+        ),
+        (
+            "no scope",
+            (Some(200), json!({"active": true, "client_id": "c1"})),
+            401,
+        ),
+        (
+            "expired",
+            (
+                Some(200),
+                json!({"active": true, "client_id": "c1", "scope": "dcr", "exp": 1}),
+            ),
+            401,
+        ),
+        ("AS down", (Some(503), Value::Null), 503),
+        (
+            "filter's credentials refused",
+            (Some(401), Value::Null),
+            503,
+        ),
+        ("not JSON", (Some(200), json!("x")), 503),
+        ("no answer", (None, Value::Null), 503),
+    ];
+    for (name, answer, status) in cases {
+        introspect(&mut w, "opaque-token", answer);
+        assert_eq!(w.host.responses.len(), 1, "{name}");
+        assert_eq!(w.host.responses[0].0, status, "{name}");
+        assert!(!w.host.responses[0].2.to_string().contains("c2"), "{name}");
+    }
+    for line in w.host.logs.borrow().iter() {
+        assert!(!line.contains("s3cr3t"), "secret logged: {line}");
+    }
+}
+
+#[test]
+fn introspection_secret_must_be_in_the_environment() {
+    let v = json!({
+        "directories": [{"issuer": "i", "jwks": [{"url": "https://k.example/jwks", "upstream": "k"}]}],
+        "rules": {
+            "audience": {"audiences": ["bank"]},
+            "token_client_binding": {"mode": "introspection", "introspection": {
+                "url": "https://as.example/introspect", "upstream": "as", "client_id": "x",
+                "client_secret_env": "DCR_GUARD_TEST_SECRET_UNSET"}}
+        }
+    });
+    let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        e.field,
+        "rules.token_client_binding.introspection.client_secret_env"
+    );
+    let mut v2 = v.clone();
+    v2["rules"]["token_client_binding"]["mode"] = json!("jwt");
+    assert!(Config::from_json(v2.to_string().as_bytes()).is_err());
 }

@@ -258,6 +258,25 @@ impl Host for WasmHost {
         (status, body)
     }
 
+    fn dispatch(&mut self, call: &crate::binding::Callout, timeout_ms: u64) -> Result<u32, String> {
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "POST"),
+            (":path", call.path.as_str()),
+            (":authority", call.authority.as_str()),
+            (":scheme", "https"),
+            ("user-agent", "dcr-guard"),
+        ];
+        headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        hostcalls::dispatch_http_call(
+            &call.upstream,
+            headers,
+            Some(&call.body),
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| format!("{s:?}"))
+    }
+
     fn call_response_header(&self, name: &str) -> Option<String> {
         hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
             .ok()

@@ -20,6 +20,8 @@ pub enum Owner {
         url: String,
         lease: Option<u64>,
     },
+    /// A stream's one-off call (token introspection).
+    Call { ctx: u32 },
     /// A background refresh from the root context's tick.
     Refresh { url: String, lease: u64 },
 }

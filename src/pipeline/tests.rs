@@ -43,6 +43,7 @@ fn run(cfg: &Config, body: &str, docs: &[(String, Value)]) -> Run {
                     report: (vec![], vec![]),
                 }
             }
+            Step::Call(_) => panic!("a create makes no calls"),
             Step::Fetch(srcs) | Step::Refetch(srcs) => {
                 for src in srcs {
                     fetched.push(src.url.clone());
