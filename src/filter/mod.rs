@@ -183,13 +183,14 @@ impl Engine {
                         .orphan_response(host, &cfg, &url, lease, body_size),
                 }
             }
-            Some(Owner::Call { ctx }) => {
-                if self.streams.contains_key(&ctx) && host.set_effective_context(ctx) {
-                    if let Some(s) = self.streams.get_mut(&ctx) {
-                        s.on_call_answer(host, &mut self.worker, token, body_size);
-                    }
+            Some(Owner::Call { ctx })
+                if self.streams.contains_key(&ctx) && host.set_effective_context(ctx) =>
+            {
+                if let Some(s) = self.streams.get_mut(&ctx) {
+                    s.on_call_answer(host, &mut self.worker, token, body_size);
                 }
             }
+            Some(Owner::Call { .. }) => {}
             Some(Owner::Refresh { url, lease }) => {
                 self.worker
                     .orphan_response(host, &cfg, &url, Some(lease), body_size)
