@@ -351,7 +351,34 @@ fn introspection_mode() {
             Some("Bearer error=\"invalid_token\"")
         );
     }
-    assert_eq!(upstream.requests().len(), 1);
+    let r = envoy.send(
+        "DELETE",
+        "/register/c1",
+        &[("authorization", "Bearer good-c1")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = envoy.send(
+        "DELETE",
+        "/register/c1",
+        &[("authorization", "Bearer good-c2")],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    let put = |token: &str| {
+        envoy.send(
+            "PUT",
+            "/register/c1",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/jwt"),
+            ],
+            tpp.request().as_bytes(),
+        )
+    };
+    assert_eq!(put("good-c1").status, 200);
+    assert_eq!(put("revoked").status, 401);
+    assert_eq!(upstream.requests().len(), 3);
     use base64::Engine as _;
     let basic = format!(
         "Basic {}",
