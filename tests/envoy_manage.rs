@@ -294,7 +294,15 @@ fn introspection_mode() {
     let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let s2 = std::sync::Arc::clone(&seen);
+    let (directory_doc, software_doc, software_path) =
+        (tpp.directory_jwks(), tpp.software_jwks(), tpp.jwks_path());
     let as_server = TestServer::start(move |r| {
+        if r.path == DIRECTORY_PATH {
+            return Reply::json(200, &directory_doc);
+        }
+        if r.path == software_path {
+            return Reply::json(200, &software_doc);
+        }
         if r.path != "/introspect" || r.method != "POST" {
             return Reply::status(404);
         }
