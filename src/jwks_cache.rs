@@ -529,6 +529,14 @@ impl Cache {
         holder: u64,
     ) -> Result<Option<u64>, StoreError> {
         let prev_id = prev.map_or(0, |l| l.lease_id);
+        if cas.is_none() {
+            // No lease record yet. A write without a token is blind on Envoy (it overwrites), so
+            // it only ever creates a *free* record; the lease itself is always taken with a
+            // compare-and-swap on the next round. (Creating a held lease blindly let two workers
+            // both believe they held it.)
+            self.create_free_lease(store, url)?;
+            return Ok(None);
+        }
         let rec = LeaseRecord {
             state: LeaseState::Held,
             holder,
@@ -550,6 +558,31 @@ impl Cache {
             }
         }
         Ok(Some(rec.lease_id))
+    }
+
+    /// Create a free lease record for `url` when there is none (configure time, for the URLs
+    /// known in advance), so that the first fetch lease is taken by compare-and-swap too.
+    pub fn create_free_lease(
+        &self,
+        store: &mut dyn SharedData,
+        url: &str,
+    ) -> Result<(), StoreError> {
+        let (existing, _) = store.get(&self.lease_key(url))?;
+        if existing.is_some() {
+            return Ok(());
+        }
+        let free = LeaseRecord {
+            state: LeaseState::Free,
+            holder: 0,
+            lease_id: 0,
+            until: 0,
+            started_at: i64::MIN,
+        };
+        match store.set(&self.lease_key(url), &free.encode(), None) {
+            // Kong: someone created it first.
+            Ok(()) | Err(StoreError::CasMismatch) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Publish a fetched document (`fetched_at = now`, `expires_at = now + ttl`) and release the

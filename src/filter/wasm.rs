@@ -110,10 +110,11 @@ impl RootContext for Root {
                     // be written makes replay checks fail closed (503).
                     log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
                 }
-                self.engine = Some(Rc::new(RefCell::new(Engine::new(
-                    Some(Rc::new(cfg)),
-                    holder_id(),
-                ))));
+                let engine = Engine::new(Some(Rc::new(cfg)), holder_id());
+                if let Some(cfg) = engine.config() {
+                    engine.worker.precreate(&mut WasmHost, cfg);
+                }
+                self.engine = Some(Rc::new(RefCell::new(engine)));
                 if let Err(rc) = abi::set_tick_period(TICK) {
                     log(
                         Level::Warn,

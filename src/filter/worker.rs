@@ -181,6 +181,16 @@ impl Worker {
         }
     }
 
+    /// Configure time: a free fetch lease for every document known in advance, so that even the
+    /// first fetch of each is elected by compare-and-swap.
+    pub fn precreate(&self, host: &mut dyn Host, cfg: &Config) {
+        for src in background_sources(cfg) {
+            if let Err(e) = self.cache.create_free_lease(&mut HostStore(host), &src.url) {
+                host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}"));
+            }
+        }
+    }
+
     /// Root-context tick: refresh directory (and AS) documents ahead of expiry under the lease,
     /// one worker at a time. Returns nothing; callouts are recorded in `tokens`.
     pub fn refresh(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
