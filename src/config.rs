@@ -69,6 +69,7 @@ struct RawConfig {
     fact_headers: Option<Vec<RawFactHeader>>,
     replay: Option<RawReplay>,
     jwks_cache: Option<RawJwksCache>,
+    client_certificate: Option<RawClientCertificate>,
 }
 
 #[derive(Deserialize, Default)]
@@ -87,6 +88,38 @@ struct RawJwksCache {
 struct RawFactHeader {
     claim: String,
     header: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCertBinding {
+    enabled: Option<bool>,
+    org: Option<RawOrgCheck>,
+    software: Option<RawSoftwareCheck>,
+    thumbprint: Option<bool>,
+    subject_dn: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrgCheck {
+    attribute: String,
+    #[serde(default)]
+    prefix: String,
+    ssa_claim: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSoftwareCheck {
+    attribute: String,
+    ssa_claim: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClientCertificate {
+    source: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -195,6 +228,7 @@ struct RawIssuanceTime {
 #[serde(deny_unknown_fields)]
 struct RawRules {
     token_client_binding: Option<RawBinding>,
+    certificate_binding: Option<RawCertBinding>,
     request_jti: Option<RawRequestJti>,
     ssa_jti: Option<RawSsaJti>,
     ssa_issuer: Option<RawToggle>,
@@ -295,6 +329,7 @@ struct RawSoftwareRoles {
 pub enum Profile {
     UkObie,
     AuCdr,
+    BrOfb,
 }
 
 impl Profile {
@@ -302,6 +337,7 @@ impl Profile {
         match self {
             Profile::UkObie => "uk-obie",
             Profile::AuCdr => "au-cdr",
+            Profile::BrOfb => "br-ofb",
         }
     }
 }
@@ -380,6 +416,8 @@ pub struct Config {
     pub rules: Rules,
     /// Evaluate, log and count, but forward everything (spec §9).
     pub report_only: bool,
+    /// The registration body is a plain JSON object (Brazil), not a signed JWT.
+    pub json_body: bool,
     /// How a valid registration is forwarded (spec §6).
     pub forward: Forward,
     /// Verified SSA claims passed to the AS as request headers: (SSA claim, header name).
@@ -391,6 +429,19 @@ pub struct Config {
     pub ssa_metadata: Vec<(String, String)>,
     pub replay: Replay,
     pub jwks_cache: crate::jwks_cache::CachePolicy,
+    /// Where the client certificate comes from.
+    pub cert_source: CertSource,
+    /// `certificate_binding`: `None` when switched off.
+    pub certificate_binding: Option<crate::rules::certificate::CertificateBinding>,
+}
+
+/// Where the filter learns the TPP's client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertSource {
+    /// The host's TLS connection (Envoy `connection.*` properties).
+    Connection,
+    /// The `x-forwarded-client-cert` header, for TLS ended at a trusted proxy in front.
+    Xfcc,
 }
 
 /// `request_jti`, `ssa_jti` and the replay store.
@@ -546,18 +597,24 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     let profile = match raw.profile.as_deref() {
         None | Some("uk-obie") => Profile::UkObie,
         Some("au-cdr") => Profile::AuCdr,
+        Some("br-ofb") => Profile::BrOfb,
         Some(other) => {
             return Err(ConfigError::new(
                 "profile",
-                format!("unknown profile `{other}` (supported: uk-obie, au-cdr)"),
+                format!("unknown profile `{other}` (supported: uk-obie, au-cdr, br-ofb)"),
             ))
         }
     };
     let defaults = match profile {
         Profile::UkObie => &profile::UK_OBIE,
         Profile::AuCdr => &profile::AU_CDR,
+        Profile::BrOfb => &profile::BR_OFB,
     };
-    let default_algs = vec![Alg::Ps256, Alg::Es256];
+    let default_algs: Vec<Alg> = defaults
+        .algorithms
+        .iter()
+        .filter_map(|a| Alg::parse(a))
+        .collect();
 
     let path = {
         let p = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
@@ -619,7 +676,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             issuer,
             jwks,
             algorithms,
-            max_ssa_age: d.max_ssa_age_seconds,
+            max_ssa_age: d.max_ssa_age_seconds.or(defaults.max_ssa_age),
             require_exp: d.require_exp.unwrap_or(defaults.require_ssa_exp),
         });
     }
@@ -759,8 +816,16 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         claims,
         ssa_issuer: on(&rr.ssa_issuer),
         ssa_signature: on(&rr.ssa_signature),
-        request_signature: on(&rr.request_signature),
-        issuance_time: it.and_then(|t| t.enabled).unwrap_or(true),
+        request_signature: jwt_only(
+            defaults.json_body,
+            "request_signature",
+            rr.request_signature.as_ref().and_then(|t| t.enabled),
+        )?,
+        issuance_time: jwt_only(
+            defaults.json_body,
+            "issuance_time",
+            it.and_then(|t| t.enabled),
+        )?,
         max_request_age,
     };
     if rules.request_signature && !rules.ssa_signature {
@@ -772,6 +837,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let hold_headers = raw.hold_headers.unwrap_or(true);
     let forward = match raw.forward.as_deref() {
+        None if defaults.json_body => Forward::Json,
         None | Some("jwt") => Forward::Jwt,
         Some("json") => Forward::Json,
         Some(other) => {
@@ -827,6 +893,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let binding = resolve_binding(rr.token_client_binding.as_ref())?;
     let replay = resolve_replay(
+        defaults.json_body,
         rr.request_jti.as_ref(),
         rr.ssa_jti.as_ref(),
         raw.replay.unwrap_or_default(),
@@ -843,6 +910,21 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         )))
         .collect();
 
+    let cert_source = match raw
+        .client_certificate
+        .as_ref()
+        .and_then(|c| c.source.as_deref())
+    {
+        None | Some("connection") => CertSource::Connection,
+        Some("x-forwarded-client-cert") => CertSource::Xfcc,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "client_certificate.source",
+                format!("unknown source `{other}` (connection, x-forwarded-client-cert)"),
+            ))
+        }
+    };
+    let certificate_binding = resolve_cert_binding(profile, rr.certificate_binding.as_ref())?;
     let jwks_cache = resolve_cache(
         raw.jwks_cache.unwrap_or_default(),
         limits.callout_timeout_ms,
@@ -861,13 +943,92 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         limits,
         rules,
         report_only: raw.report_only.unwrap_or(false),
+        json_body: defaults.json_body,
         forward,
         fact_headers,
         binding,
         ssa_metadata,
         replay,
         jwks_cache,
+        cert_source,
+        certificate_binding,
     })
+}
+
+fn resolve_cert_binding(
+    profile: Profile,
+    raw: Option<&RawCertBinding>,
+) -> Result<Option<crate::rules::certificate::CertificateBinding>, ConfigError> {
+    use crate::rules::certificate::{CertificateBinding, OrgCheck, SoftwareCheck};
+    let f = "rules.certificate_binding";
+    // Brazil requires it; elsewhere it is on once configured.
+    let enabled = raw
+        .and_then(|r| r.enabled)
+        .unwrap_or(profile == Profile::BrOfb);
+    if !enabled {
+        return Ok(None);
+    }
+    let (org, software) = match profile {
+        Profile::BrOfb => (
+            Some(("organizationIdentifier", "OFBBR-", "org_id")),
+            Some(("UID", "software_id")),
+        ),
+        // OBIE transport certificates: OU = organisation id, CN = software id.
+        Profile::UkObie => (Some(("OU", "", "org_id")), Some(("CN", "software_id"))),
+        Profile::AuCdr => (None, None),
+    };
+    let org = match raw.and_then(|r| r.org.as_ref()) {
+        Some(o) => Some(OrgCheck {
+            attribute: non_empty_name(&format!("{f}.org.attribute"), &o.attribute)?,
+            prefix: o.prefix.clone(),
+            ssa_claim: non_empty_name(&format!("{f}.org.ssa_claim"), &o.ssa_claim)?,
+        }),
+        None => org.map(|(a, p, c)| OrgCheck {
+            attribute: a.into(),
+            prefix: p.into(),
+            ssa_claim: c.into(),
+        }),
+    };
+    let software = match raw.and_then(|r| r.software.as_ref()) {
+        Some(s) => Some(SoftwareCheck {
+            attribute: non_empty_name(&format!("{f}.software.attribute"), &s.attribute)?,
+            ssa_claim: non_empty_name(&format!("{f}.software.ssa_claim"), &s.ssa_claim)?,
+        }),
+        None => software.map(|(a, c)| SoftwareCheck {
+            attribute: a.into(),
+            ssa_claim: c.into(),
+        }),
+    };
+    for (field, attr) in [
+        ("org", org.as_ref().map(|o| o.attribute.as_str())),
+        ("software", software.as_ref().map(|s| s.attribute.as_str())),
+    ] {
+        if let Some(a) = attr {
+            if crate::dn::Dn::parse(&format!("{a}=x")).is_err() {
+                return Err(ConfigError::new(
+                    format!("{f}.{field}.attribute"),
+                    format!("`{a}` is not an attribute type"),
+                ));
+            }
+        }
+    }
+    let binding = CertificateBinding {
+        org,
+        software,
+        thumbprint: raw.and_then(|r| r.thumbprint).unwrap_or(false),
+        subject_dn: raw.and_then(|r| r.subject_dn).unwrap_or(true),
+    };
+    if binding.org.is_none()
+        && binding.software.is_none()
+        && !binding.thumbprint
+        && !binding.subject_dn
+    {
+        return Err(ConfigError::new(
+            f,
+            "is on but checks nothing: configure org, software, thumbprint or subject_dn",
+        ));
+    }
+    Ok(Some(binding))
 }
 
 fn resolve_cache(
@@ -933,7 +1094,20 @@ fn resolve_cache(
     })
 }
 
+/// A rule that needs a request JWT: off by default for a JSON body, and refused on there.
+fn jwt_only(json_body: bool, rule: &str, enabled: Option<bool>) -> Result<bool, ConfigError> {
+    match (json_body, enabled) {
+        (true, Some(true)) => Err(ConfigError::new(
+            format!("rules.{rule}.enabled"),
+            "does not apply to a JSON registration body (there is no request JWT)",
+        )),
+        (true, _) => Ok(false),
+        (false, e) => Ok(e.unwrap_or(true)),
+    }
+}
+
 fn resolve_replay(
+    json_body: bool,
     rj: Option<&RawRequestJti>,
     sj: Option<&RawSsaJti>,
     raw: RawReplay,
@@ -971,7 +1145,7 @@ fn resolve_replay(
         ..defaults
     };
     Ok(Replay {
-        request_jti: rj.and_then(|r| r.enabled).unwrap_or(true),
+        request_jti: jwt_only(json_body, "request_jti", rj.and_then(|r| r.enabled))?,
         uuid4,
         ssa_jti: sj.and_then(|r| r.enabled).unwrap_or(false),
         ssa_window: sj.and_then(|r| r.window_seconds).unwrap_or(86_400),
@@ -1191,6 +1365,7 @@ fn claim_rules(
             checks,
             environment_claim: n.environment,
             environment,
+            active_role_claim: d.active_role_claim.map(String::from),
         })
     } else {
         None
@@ -1221,7 +1396,11 @@ fn claim_rules(
     };
 
     let au = rr.audience.as_ref();
-    let audience = if on(au.and_then(|r| r.enabled)) {
+    let audience_on = match au.and_then(|r| r.enabled) {
+        Some(e) => e,
+        None => !d.json_body,
+    };
+    let audience = if audience_on {
         let audiences = match au.and_then(|r| r.audiences.clone()) {
             Some(a) => names("rules.audience.audiences", a, false)?,
             None => {
@@ -1387,7 +1566,11 @@ fn claim_rules(
     Ok(ClaimRules {
         software_status,
         required_attributes,
-        issuer: toggle(&rr.issuer),
+        issuer: jwt_only(
+            d.json_body,
+            "issuer",
+            rr.issuer.as_ref().and_then(|t| t.enabled),
+        )?,
         audience,
         redirect_uri_format: on(rf.and_then(|r| r.enabled)),
         redirect_uri_subset: toggle(&rr.redirect_uri_subset),

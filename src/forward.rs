@@ -39,7 +39,8 @@ pub fn update_rules(request: &Claims, client_id: &str) -> Result<(), DcrError> {
 /// The JSON body for the AS: the verified request claims without the JWT envelope claims, the
 /// SSA's values winning over conflicting request metadata (RFC 7591 §3.1.1), `software_statement`
 /// as sent, and on an update the path's `client_id` when the body has none. A request carrying
-/// `jwks` by value while the SSA names a JWKS URL is refused (RFC 7591 forbids both).
+/// `jwks` by value while the SSA names a JWKS URL is refused (RFC 7591 forbids both), and so is
+/// a `jwks_uri` other than the SSA's.
 pub fn json_body(
     cfg: &Config,
     request: &Claims,
@@ -52,6 +53,14 @@ pub fn json_body(
             Source::Forwarding,
             "`jwks` by value cannot be registered: the software statement names a JWKS URL",
         ));
+    }
+    if let (Some(sent), Some(ssa_uri)) = (request.get("jwks_uri"), ssa_jwks_uri) {
+        if sent.as_str() != Some(ssa_uri) {
+            return Err(DcrError::metadata(
+                Source::Forwarding,
+                "`jwks_uri` must be the software statement's JWKS URL",
+            ));
+        }
     }
     let mut out: Map<String, Value> = request
         .iter()
@@ -115,7 +124,7 @@ mod tests {
         let c = cfg(json!({"forward": "json"}));
         let req = obj(json!({
             "iss": "sw", "aud": "bank", "exp": 1, "iat": 1, "nbf": 1, "jti": "j",
-            "redirect_uris": ["https://a.example/cb"], "client_name": "Mine", "jwks_uri": "https://evil.example/jwks",
+            "redirect_uris": ["https://a.example/cb"], "client_name": "Mine",
             "software_statement": "a.b.c", "software_id": "other"
         }));
         let ssa = obj(json!({
@@ -141,6 +150,28 @@ mod tests {
         let with_id: Value =
             serde_json::from_slice(&json_body(&c, &req, &ssa, Some("c1")).unwrap()).unwrap();
         assert_eq!(with_id["client_id"], "c1");
+    }
+
+    #[test]
+    fn a_jwks_uri_other_than_the_ssas_is_refused() {
+        let c = cfg(json!({}));
+        let ssa = obj(json!({"software_jwks_endpoint": "https://k.example/jwks"}));
+        let e = json_body(
+            &c,
+            &obj(json!({"jwks_uri": "https://evil.example/jwks"})),
+            &ssa,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.description.contains("jwks_uri"));
+        assert!(json_body(&c, &obj(json!({"jwks_uri": 5})), &ssa, None).is_err());
+        assert!(json_body(
+            &c,
+            &obj(json!({"jwks_uri": "https://k.example/jwks"})),
+            &ssa,
+            None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! state as inputs and never calls a host, so it is tested natively.
 
 pub mod binding;
+pub mod cert;
 pub mod claims;
 pub mod config;
+pub mod dn;
 pub mod error;
 pub mod filter;
 pub mod forward;

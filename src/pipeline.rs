@@ -79,7 +79,10 @@ pub struct Facts {
 /// A create (POST) being validated.
 #[derive(Debug)]
 pub struct Create {
-    request: Jws,
+    /// The request JWT (absent for a JSON body).
+    request: Option<Jws>,
+    /// The request's claims: the JWT payload, or the JSON body.
+    claims: Claims,
     ssa: Jws,
     stage: Stage,
     docs: Vec<(String, Fetched)>,
@@ -87,6 +90,8 @@ pub struct Create {
     pub facts: Facts,
     /// URLs already asked again for an unknown `kid` (once per request).
     kid_retried: Vec<String>,
+    /// The client certificate (`certificate_binding`).
+    cert: Result<Option<crate::cert::ClientCert>, String>,
     report_only: bool,
     /// Report-only mode: every failure found (enforcing mode stops at the first).
     failures: Vec<DcrError>,
@@ -105,6 +110,14 @@ fn check_alg(name: &str, allowed: &[Alg]) -> Result<Alg, String> {
     }
 }
 
+/// A JSON registration body (Brazil): a JSON object, duplicate member names refused.
+fn json_object(body: &[u8]) -> Result<Claims, DcrError> {
+    crate::jose::jws::parse_object(body, "body").map_err(|e| match e {
+        JoseError::Malformed(m) => DcrError::invalid_request(format!("the registration {m}")),
+        other => DcrError::invalid_request(other.to_string()),
+    })
+}
+
 fn jose_description(what: &str, e: &JoseError) -> String {
     format!("{what}: {e}")
 }
@@ -113,31 +126,37 @@ impl Create {
     /// Steps 2–4: parse the request JWT and the SSA, check the SSA issuer, and refuse algorithms
     /// before anything is fetched.
     pub fn parse(cfg: &Config, body: &[u8]) -> Result<Create, DcrError> {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| DcrError::invalid_request("the body is not a compact JWS (not UTF-8)"))?
-            .trim_matches(|c: char| c.is_ascii_whitespace());
-        if text.is_empty() {
-            return Err(DcrError::invalid_request("a signed JWT body is required"));
-        }
-        let request = Jws::parse(text).map_err(|e| match e {
-            JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => DcrError::rule(
-                RuleId::RequestSignature,
-                jose_description("request JWT", &e),
-            ),
-            other => DcrError::invalid_request(jose_description(
-                "the body is not a compact JWS with a JSON object payload",
-                &other,
-            )),
-        })?;
+        let (request, claims) = if cfg.json_body {
+            let claims = json_object(body)?;
+            (None, claims)
+        } else {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| {
+                    DcrError::invalid_request("the body is not a compact JWS (not UTF-8)")
+                })?
+                .trim_matches(|c: char| c.is_ascii_whitespace());
+            if text.is_empty() {
+                return Err(DcrError::invalid_request("a signed JWT body is required"));
+            }
+            let request = Jws::parse(text).map_err(|e| match e {
+                JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => DcrError::rule(
+                    RuleId::RequestSignature,
+                    jose_description("request JWT", &e),
+                ),
+                other => DcrError::invalid_request(jose_description(
+                    "the body is not a compact JWS with a JSON object payload",
+                    &other,
+                )),
+            })?;
+            let claims = request.claims.clone();
+            (Some(request), claims)
+        };
         let facts = Facts {
             software_id: None,
-            jti: opt_str(&request.claims, "jti")
-                .ok()
-                .flatten()
-                .map(|s| clip(s, 64)),
+            jti: opt_str(&claims, "jti").ok().flatten().map(|s| clip(s, 64)),
         };
 
-        let ssa_text = match request.claims.get("software_statement") {
+        let ssa_text = match claims.get("software_statement") {
             None => {
                 return Err(DcrError::envelope(
                     ErrorCode::InvalidSoftwareStatement,
@@ -167,12 +186,14 @@ impl Create {
 
         let mut create = Create {
             request,
+            claims,
             ssa,
             stage: Stage::Ssa,
             docs: Vec::new(),
             software: None,
             facts,
             kid_retried: Vec::new(),
+            cert: Ok(None),
             report_only: cfg.report_only,
             failures: Vec::new(),
             skipped: Vec::new(),
@@ -208,8 +229,8 @@ impl Create {
                 }
             }
         }
-        if cfg.rules.request_signature {
-            if let Err(m) = check_alg(&create.request.header.alg, &cfg.request_algorithms) {
+        if let (true, Some(request)) = (cfg.rules.request_signature, &create.request) {
+            if let Err(m) = check_alg(&request.header.alg, &cfg.request_algorithms) {
                 create.fail(DcrError::rule(
                     RuleId::RequestSignature,
                     format!("request JWT {m}"),
@@ -242,7 +263,7 @@ impl Create {
     }
 
     pub fn request_claims(&self) -> &Claims {
-        &self.request.claims
+        &self.claims
     }
 
     pub fn ssa_claims(&self) -> &Claims {
@@ -371,8 +392,14 @@ impl Create {
             self.fail(e)?;
             return Ok(Progress::Next(Stage::Request));
         }
-        if cfg.rules.request_signature && !self.failed(RuleId::RequestSignature) {
-            match self.software_source(cfg) {
+        let thumbprints = needs_thumbprints(cfg);
+        let rule = if cfg.rules.request_signature {
+            RuleId::RequestSignature
+        } else {
+            RuleId::CertificateBinding
+        };
+        if (cfg.rules.request_signature || thumbprints) && !self.failed(rule) {
+            match self.software_source(cfg, rule) {
                 Ok(src) => self.software = Some(src),
                 Err(e) => self.fail(e)?,
             }
@@ -381,8 +408,7 @@ impl Create {
     }
 
     /// The software JWKS named by the *verified* SSA, if its host is allowed. Never fetched otherwise.
-    fn software_source(&self, cfg: &Config) -> Result<JwksSource, DcrError> {
-        let rule = RuleId::RequestSignature;
+    fn software_source(&self, cfg: &Config, rule: RuleId) -> Result<JwksSource, DcrError> {
         let claim = cfg.ssa_software_jwks_claim.as_str();
         let url = opt_str(&self.ssa.claims, claim)
             .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?
@@ -406,6 +432,15 @@ impl Create {
 
     /// Step 6: `request_signature` against the software JWKS.
     fn verify_request(&mut self, cfg: &Config) -> Result<Progress, DcrError> {
+        if !cfg.rules.request_signature {
+            // Only the certificate binding may need the software JWKS (its transport keys).
+            if let (true, Some(src)) = (needs_thumbprints(cfg), self.software.clone()) {
+                if let Err(missing) = self.gather(std::slice::from_ref(&src)) {
+                    return Ok(Progress::Need(missing));
+                }
+            }
+            return Ok(Progress::Next(Stage::Claims));
+        }
         let src = match (&self.software, cfg.rules.request_signature) {
             (Some(src), true) => src.clone(),
             (None, true) => {
@@ -420,20 +455,23 @@ impl Create {
         };
         let verified = match self.gather(std::slice::from_ref(&src)) {
             Err(missing) => return Ok(Progress::Need(missing)),
-            Ok(g) => jose::verify(&self.request, &g.sets, &cfg.request_algorithms)
-                .map(|_| ())
-                .map_err(|e| {
-                    let unknown_kid = matches!(e, JoseError::UnknownKid(_));
-                    let err = key_error(
-                        RuleId::RequestSignature,
-                        "request JWT",
-                        &e,
-                        &g,
-                        "software",
-                        cfg.retry_after,
-                    );
-                    (unknown_kid, err)
-                }),
+            Ok(g) => match &self.request {
+                Some(request) => jose::verify(request, &g.sets, &cfg.request_algorithms),
+                None => Err(JoseError::Malformed("no request JWT".into())),
+            }
+            .map(|_| ())
+            .map_err(|e| {
+                let unknown_kid = matches!(e, JoseError::UnknownKid(_));
+                let err = key_error(
+                    RuleId::RequestSignature,
+                    "request JWT",
+                    &e,
+                    &g,
+                    "software",
+                    cfg.retry_after,
+                );
+                (unknown_kid, err)
+            }),
         };
         if let Err((true, _)) = &verified {
             if let Some(again) = self.retry_kid(std::slice::from_ref(&src)) {
@@ -450,7 +488,7 @@ impl Create {
     fn claim_rules(&mut self, cfg: &Config, now: i64) -> Result<Progress, DcrError> {
         if cfg.rules.issuance_time {
             if let Err(m) = time::check_request(
-                &self.request.claims,
+                &self.claims,
                 now,
                 i64::try_from(cfg.leeway).unwrap_or(0),
                 i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX),
@@ -459,7 +497,7 @@ impl Create {
             }
         }
         let ctx = Ctx {
-            request: &self.request.claims,
+            request: &self.claims,
             ssa: &self.ssa.claims,
         };
         let mut found = Vec::new();
@@ -468,10 +506,66 @@ impl Create {
             .run(&ctx, !self.report_only, &mut |id, why| {
                 found.push(DcrError::rule(id, why))
             });
+        if let Some(p) = &cfg.certificate_binding {
+            if found.is_empty() || self.report_only {
+                if let Some(e) = self.certificate_check(cfg, p, &ctx) {
+                    found.push(e);
+                }
+            }
+        }
         for e in found {
             self.fail(e)?;
         }
         Ok(Progress::Next(Stage::Done))
+    }
+}
+
+/// `certificate_binding` compares the certificate with the software JWKS's transport keys.
+fn needs_thumbprints(cfg: &Config) -> bool {
+    cfg.certificate_binding
+        .as_ref()
+        .is_some_and(|p| p.thumbprint)
+}
+
+impl Create {
+    /// The client certificate the host reported (`Ok(None)`: the connection had none).
+    pub fn set_client_cert(&mut self, cert: Result<Option<crate::cert::ClientCert>, String>) {
+        self.cert = cert;
+    }
+
+    fn certificate_check(
+        &self,
+        cfg: &Config,
+        p: &crate::rules::certificate::CertificateBinding,
+        ctx: &Ctx<'_>,
+    ) -> Option<DcrError> {
+        let rule = RuleId::CertificateBinding;
+        let cert = match &self.cert {
+            Err(m) => {
+                return Some(DcrError::rule(
+                    rule,
+                    format!("the client certificate could not be read: {m}"),
+                ))
+            }
+            Ok(c) => c.as_ref(),
+        };
+        let doc = self.software.as_ref().and_then(|s| self.doc(&s.url));
+        if p.thumbprint {
+            if let Some(Fetched::Unavailable(m)) = doc {
+                return Some(DcrError::unavailable(
+                    rule,
+                    format!("software keystore unavailable: {m}"),
+                    cfg.retry_after,
+                ));
+            }
+        }
+        let thumbprints = match doc {
+            Some(Fetched::Keys(set)) => Some(set.tls_thumbprints.as_slice()),
+            _ => None,
+        };
+        crate::rules::certificate::certificate_binding(ctx, cert, thumbprints, p)
+            .err()
+            .map(|m| DcrError::rule(rule, m))
     }
 }
 
@@ -562,6 +656,8 @@ pub struct Work {
     create: Option<Create>,
     /// The path's client id (management requests).
     pub client_id: Option<String>,
+    /// The client certificate, handed to the create once it is parsed.
+    cert: Option<Result<Option<crate::cert::ClientCert>, String>>,
 }
 
 impl Work {
@@ -572,6 +668,7 @@ impl Work {
             body: None,
             create: Some(create),
             client_id: None,
+            cert: None,
         }
     }
 
@@ -582,6 +679,7 @@ impl Work {
             body: None,
             create: None,
             client_id: Some(client_id.to_string()),
+            cert: None,
         }
     }
 
@@ -596,7 +694,17 @@ impl Work {
             body: Some(body),
             create: None,
             client_id: Some(client_id.to_string()),
+            cert: None,
         }
+    }
+
+    /// The client certificate the host reported, for `certificate_binding`.
+    pub fn with_cert(mut self, cert: Result<Option<crate::cert::ClientCert>, String>) -> Work {
+        match &mut self.create {
+            Some(c) => c.set_client_cert(cert),
+            None => self.cert = Some(cert),
+        }
+        self
     }
 
     pub fn created(&self) -> Option<&Create> {
@@ -716,7 +824,12 @@ impl Work {
         }
         if let Some(body) = self.body.take() {
             match Create::parse(cfg, &body) {
-                Ok(c) => self.create = Some(c),
+                Ok(mut c) => {
+                    if let Some(cert) = self.cert.take() {
+                        c.set_client_cert(cert);
+                    }
+                    self.create = Some(c)
+                }
                 Err(e) => return Step::Reject(e),
             }
         }

@@ -4,6 +4,14 @@
 use crate::rules::RolesMode;
 
 pub struct Defaults {
+    /// The registration body is a plain RFC 7591 JSON object (Brazil), not a signed JWT.
+    pub json_body: bool,
+    /// Directories' default maximum SSA age, seconds.
+    pub max_ssa_age: Option<u64>,
+    /// Default algorithms for SSAs and request JWTs.
+    pub algorithms: &'static [&'static str],
+    /// SSA claim whose array must hold an entry with `status` `Active` (Brazil).
+    pub active_role_claim: Option<&'static str>,
     pub ssa_software_jwks: &'static str,
     pub ssa_redirect_uris: &'static str,
     pub ssa_uris: &'static [&'static str],
@@ -36,6 +44,10 @@ const SIGNING_CLAIMS: &[&str] = &[
 ];
 
 pub const UK_OBIE: Defaults = Defaults {
+    json_body: false,
+    max_ssa_age: None,
+    algorithms: &["PS256", "ES256"],
+    active_role_claim: None,
     ssa_software_jwks: "software_jwks_endpoint",
     ssa_redirect_uris: "software_redirect_uris",
     ssa_uris: &[
@@ -102,6 +114,10 @@ pub const UK_OBIE: Defaults = Defaults {
 };
 
 pub const AU_CDR: Defaults = Defaults {
+    json_body: false,
+    max_ssa_age: None,
+    algorithms: &["PS256", "ES256"],
+    active_role_claim: None,
     ssa_software_jwks: "jwks_uri",
     ssa_redirect_uris: "redirect_uris",
     ssa_uris: &["client_uri", "logo_uri", "tos_uri", "policy_uri"],
@@ -143,5 +159,79 @@ pub const AU_CDR: Defaults = Defaults {
         ("tos_uri", "tos_uri"),
         ("policy_uri", "policy_uri"),
         ("client_uri", "client_uri"),
+    ],
+};
+
+/// Brazil Open Finance: a plain JSON body; identity rests on the SSA and the client certificate.
+pub const BR_OFB: Defaults = Defaults {
+    json_body: true,
+    max_ssa_age: Some(300),
+    algorithms: &["PS256"],
+    active_role_claim: Some("software_statement_roles"),
+    ssa_software_jwks: "software_jwks_uri",
+    ssa_redirect_uris: "software_redirect_uris",
+    ssa_uris: &[
+        "software_client_uri",
+        "software_logo_uri",
+        "software_tos_uri",
+        "software_policy_uri",
+    ],
+    ssa_roles: "software_statement_roles",
+    ssa_scope: "scope",
+    ssa_environment: "software_environment",
+    require_ssa_exp: false,
+    required_claims: &[
+        "redirect_uris",
+        "software_statement",
+        "token_endpoint_auth_method",
+        "grant_types",
+        "response_types",
+    ],
+    status_checks: &[],
+    auth_methods: &[
+        "private_key_jwt",
+        "tls_client_auth",
+        "self_signed_tls_client_auth",
+    ],
+    metadata_algorithms: &["PS256"],
+    signing_claims: SIGNING_CLAIMS,
+    grant_types: &[
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+        "implicit",
+    ],
+    required_grant_types: &[],
+    response_types: &["code", "code id_token"],
+    application_types: &["web"],
+    ciba_delivery_modes: &["poll", "ping"],
+    roles_mode: RolesMode::RoleMapping,
+    scope_roles: &[
+        ("accounts", &["DADOS"]),
+        ("credit-cards-accounts", &["DADOS"]),
+        ("customers", &["DADOS"]),
+        ("loans", &["DADOS"]),
+        ("financings", &["DADOS"]),
+        ("invoice-financings", &["DADOS"]),
+        ("unarranged-accounts-overdraft", &["DADOS"]),
+        ("resources", &["DADOS"]),
+        ("bank-fixed-incomes", &["DADOS"]),
+        ("credit-fixed-incomes", &["DADOS"]),
+        ("variable-incomes", &["DADOS"]),
+        ("treasure-titles", &["DADOS"]),
+        ("funds", &["DADOS"]),
+        ("exchanges", &["DADOS"]),
+        ("consents", &["DADOS", "PAGTO"]),
+        ("payments", &["PAGTO"]),
+        ("recurring-payments", &["PAGTO"]),
+    ],
+    free_scopes: &["openid"],
+    ssa_metadata: &[
+        ("software_id", "software_id"),
+        ("software_client_name", "client_name"),
+        ("software_logo_uri", "logo_uri"),
+        ("software_tos_uri", "tos_uri"),
+        ("software_policy_uri", "policy_uri"),
+        ("software_client_uri", "client_uri"),
     ],
 };

@@ -7,7 +7,8 @@
 use std::rc::Rc;
 
 use crate::binding::Binding;
-use crate::config::{Config, Forward, JwksSource};
+use crate::cert::ClientCert;
+use crate::config::{CertSource, Config, Forward, JwksSource};
 use crate::error::{DcrError, RuleId};
 use crate::jwks_cache::{Decision, Need};
 use crate::path::{classify, Route};
@@ -46,6 +47,8 @@ pub trait Host {
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String>;
     /// The `:status` of the callout response being delivered, and up to `max` bytes of its body.
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>);
+    /// The TPP's client certificate: `Ok(None)` when the connection has none.
+    fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String>;
     /// Start a POST callout (token introspection).
     fn dispatch(&mut self, call: &crate::binding::Callout, timeout_ms: u64) -> Result<u32, String>;
     /// A header of the callout response being delivered.
@@ -354,15 +357,19 @@ impl Stream {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if media != "application/jwt" && media != "application/jose" {
-            return self.refuse(
-                host,
-                DcrError::invalid_request(
-                    "content type must be application/jwt or application/jose",
-                ),
-                &none,
-                false,
-            );
+        let (ok, expected) = if cfg.json_body {
+            (
+                media == "application/json",
+                "content type must be application/json",
+            )
+        } else {
+            (
+                media == "application/jwt" || media == "application/jose",
+                "content type must be application/jwt or application/jose",
+            )
+        };
+        if !ok {
+            return self.refuse(host, DcrError::invalid_request(expected), &none, false);
         }
         if let Some(len) = host.request_header("content-length") {
             match len.trim().parse::<u64>() {
@@ -388,7 +395,7 @@ impl Stream {
         if end_of_stream {
             return self.refuse(
                 host,
-                DcrError::invalid_request("a signed JWT body is required"),
+                DcrError::invalid_request("a registration body is required"),
                 &none,
                 false,
             );
@@ -442,6 +449,10 @@ impl Stream {
                 Err(e) => return self.refuse(host, e, &Facts::default(), false),
                 Ok(create) => Work::create(create),
             },
+        };
+        let work = match &cfg.certificate_binding {
+            Some(_) => work.with_cert(host.client_cert(cfg.cert_source)),
+            None => work,
         };
         self.run(host, worker, &cfg, Box::new(work), false)
     }

@@ -54,6 +54,15 @@ impl Host for Fake {
         assert_eq!(b.len(), body_size);
         (s, if body_size > max { vec![] } else { b })
     }
+    fn client_cert(
+        &self,
+        _source: crate::config::CertSource,
+    ) -> Result<Option<crate::cert::ClientCert>, String> {
+        match self.headers.get("test-client-subject") {
+            None => Ok(None),
+            Some(subject) => crate::cert::ClientCert::from_envoy(subject, None, None).map(Some),
+        }
+    }
     fn dispatch(
         &mut self,
         call: &crate::binding::Callout,

@@ -12,7 +12,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use super::{Engine, Flow, Host, Level};
-use crate::config::{Config, JwksSource};
+use crate::cert::ClientCert;
+use crate::config::{CertSource, Config, JwksSource};
 use crate::replay::StoreError;
 
 proxy_wasm::main! {{
@@ -257,6 +258,33 @@ impl Host for WasmHost {
                 .unwrap_or_default()
         };
         (status, body)
+    }
+
+    fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String> {
+        match source {
+            CertSource::Connection => {
+                let prop = |name: &str| {
+                    hostcalls::get_property(vec!["connection", name])
+                        .ok()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .filter(|s| !s.is_empty())
+                };
+                match prop("subject_peer_certificate") {
+                    None => Ok(None),
+                    Some(subject) => ClientCert::from_envoy(
+                        &subject,
+                        prop("sha256_peer_certificate_digest").as_deref(),
+                        prop("uri_san_peer_certificate").as_deref(),
+                    )
+                    .map(Some),
+                }
+            }
+            CertSource::Xfcc => match self.request_header("x-forwarded-client-cert") {
+                None => Ok(None),
+                Some(h) => ClientCert::from_xfcc(&h).map(Some),
+            },
+        }
     }
 
     fn dispatch(&mut self, call: &crate::binding::Callout, timeout_ms: u64) -> Result<u32, String> {

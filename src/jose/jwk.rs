@@ -70,6 +70,10 @@ pub struct JwkSet {
     pub keys: Vec<Jwk>,
     /// Number of entries that were ignored as unusable.
     pub skipped: usize,
+    /// SHA-256 thumbprints of the certificates of the `use: tls` keys (transport keys, never used
+    /// for signatures and still counted in `skipped`): the SHA-256 of the DER of `x5c[0]` and/or the
+    /// decoded `x5t#S256`.
+    pub tls_thumbprints: Vec<[u8; 32]>,
 }
 
 /// Members whose presence marks a private (or symmetric) key. A key that
@@ -104,12 +108,53 @@ impl JwkSet {
         }
         let mut set = JwkSet::default();
         for entry in entries {
+            for t in tls_thumbprints(entry) {
+                if !set.tls_thumbprints.contains(&t) {
+                    set.tls_thumbprints.push(t);
+                }
+            }
             match parse_jwk(entry) {
                 Some(k) => set.keys.push(k),
                 None => set.skipped += 1,
             }
         }
         Ok(set)
+    }
+}
+
+/// The certificate thumbprints a `use: tls` entry publishes: SHA-256 of the DER of `x5c[0]`
+/// (standard base64) and the `x5t#S256` member (base64url, 32 bytes). Undecodable members are
+/// ignored; an entry whose two thumbprints disagree, or that carries private key members, yields
+/// none.
+fn tls_thumbprints(entry: &Value) -> Vec<[u8; 32]> {
+    let Value::Object(obj) = entry else {
+        return Vec::new();
+    };
+    if obj.get("use").and_then(Value::as_str) != Some("tls")
+        || PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m))
+    {
+        return Vec::new();
+    }
+    let from_x5c = match obj.get("x5c") {
+        Some(Value::Array(certs)) => certs
+            .first()
+            .and_then(Value::as_str)
+            .and_then(b64::decode_standard)
+            .filter(|der| !der.is_empty())
+            .and_then(|der| {
+                <[u8; 32]>::try_from(ring::digest::digest(&ring::digest::SHA256, &der).as_ref())
+                    .ok()
+            }),
+        _ => None,
+    };
+    let from_x5t = obj
+        .get("x5t#S256")
+        .and_then(Value::as_str)
+        .and_then(|t| b64::decode(t).ok())
+        .and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok());
+    match (from_x5c, from_x5t) {
+        (Some(a), Some(b)) if a != b => Vec::new(),
+        (a, b) => a.or(b).into_iter().collect(),
     }
 }
 

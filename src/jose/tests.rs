@@ -1206,3 +1206,140 @@ fn display_is_short_and_leaks_nothing() {
     }
     let _: &dyn std::error::Error = &JoseError::NoKey;
 }
+
+// ---------------------------------------------------------------------------
+// Transport (`use: tls`) keys
+// ---------------------------------------------------------------------------
+
+#[test]
+fn tls_thumbprints_from_x5c_and_x5t_s256() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+
+    let sha = |der: &[u8]| -> [u8; 32] {
+        ring::digest::digest(&ring::digest::SHA256, der)
+            .as_ref()
+            .try_into()
+            .unwrap()
+    };
+    let ec = EcFixture::generate();
+    // Stand-ins for DER certificates: only their bytes matter here.
+    let (der_a, der_b, der_c) = (
+        b"0\x82\x01\x0acertificate-a".to_vec(),
+        b"0\x82\x01\x0acertificate-b".to_vec(),
+        b"0\x82\x01\x0acertificate-c".to_vec(),
+    );
+    let x5t_only = [7u8; 32];
+    let tls = |f: &dyn Fn(&mut Value)| {
+        let mut k = ec.jwk(Some("tls"));
+        k["use"] = json!("tls");
+        f(&mut k);
+        k
+    };
+    let cases: Vec<(&str, Value, Vec<[u8; 32]>)> = vec![
+        (
+            "x5c[0] (padded standard base64), later entries ignored",
+            tls(&|k| k["x5c"] = json!([STANDARD.encode(&der_a), STANDARD.encode(&der_b)])),
+            vec![sha(&der_a)],
+        ),
+        (
+            "x5t#S256 only",
+            tls(&|k| k["x5t#S256"] = json!(b64::encode(&x5t_only))),
+            vec![x5t_only],
+        ),
+        (
+            "both, consistent",
+            tls(&|k| {
+                k["x5c"] = json!([STANDARD.encode(&der_b).trim_end_matches('=')]);
+                k["x5t#S256"] = json!(b64::encode(&sha(&der_b)));
+            }),
+            vec![sha(&der_b)],
+        ),
+        (
+            "both, inconsistent",
+            tls(&|k| {
+                k["x5c"] = json!([STANDARD.encode(&der_a)]);
+                k["x5t#S256"] = json!(b64::encode(&sha(&der_b)));
+            }),
+            vec![],
+        ),
+        (
+            "x5t#S256 of the wrong length",
+            tls(&|k| k["x5t#S256"] = json!(b64::encode(&[7u8; 31]))),
+            vec![],
+        ),
+        (
+            "x5t#S256 not base64url, x5c still counts",
+            tls(&|k| {
+                k["x5t#S256"] = json!("+/+/");
+                k["x5c"] = json!([STANDARD.encode(&der_c)]);
+            }),
+            vec![sha(&der_c)],
+        ),
+        (
+            "x5c not base64 / not an array / empty",
+            tls(&|k| k["x5c"] = json!(["not base64!"])),
+            vec![],
+        ),
+        ("x5c a string", tls(&|k| k["x5c"] = json!("MIIB")), vec![]),
+        ("x5c empty", tls(&|k| k["x5c"] = json!([])), vec![]),
+        ("neither member", tls(&|_| {}), vec![]),
+        (
+            "a signing key's certificate is not a transport key",
+            {
+                let mut k = ec.jwk(Some("sig"));
+                k["use"] = json!("sig");
+                k["x5c"] = json!([STANDARD.encode(&der_a)]);
+                k
+            },
+            vec![],
+        ),
+        (
+            "no use",
+            {
+                let mut k = ec.jwk(Some("nouse"));
+                k["x5t#S256"] = json!(b64::encode(&x5t_only));
+                k
+            },
+            vec![],
+        ),
+        (
+            "published with its private part",
+            tls(&|k| {
+                k["d"] = json!("AQAB");
+                k["x5t#S256"] = json!(b64::encode(&x5t_only));
+            }),
+            vec![],
+        ),
+        (
+            "use of the wrong type",
+            {
+                let mut k = ec.jwk(Some("x"));
+                k["use"] = json!(["tls"]);
+                k["x5t#S256"] = json!(b64::encode(&x5t_only));
+                k
+            },
+            vec![],
+        ),
+    ];
+    for (why, entry, want) in &cases {
+        let s = set(vec![entry.clone()]);
+        assert_eq!(&s.tls_thumbprints, want, "{why}");
+    }
+
+    // Together: transport keys are still skipped as signing keys; duplicates collapse.
+    let sig = ec.jwk(Some("sig"));
+    let entries: Vec<Value> = cases
+        .iter()
+        .map(|(_, e, _)| e.clone())
+        .chain([sig, cases[0].1.clone()])
+        .collect();
+    let s = set(entries);
+    assert_eq!(
+        s.tls_thumbprints,
+        vec![sha(&der_a), x5t_only, sha(&der_b), sha(&der_c)]
+    );
+    let kids: Vec<_> = s.keys.iter().map(|k| k.kid.as_deref()).collect();
+    assert_eq!(kids, vec![Some("sig"), Some("nouse"), Some("sig")]);
+    assert!(JwkSet::default().tls_thumbprints.is_empty());
+}

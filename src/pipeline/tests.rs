@@ -15,7 +15,12 @@ struct Run {
 
 /// Validate `body` with documents served from `docs` (url → JWKS); a URL not in `docs` is down.
 fn run(cfg: &Config, body: &str, docs: &[(String, Value)]) -> Run {
+    run_with_cert(cfg, body, docs, None)
+}
+
+fn run_with_cert(cfg: &Config, body: &str, docs: &[(String, Value)], subject: Option<&str>) -> Run {
     let mut fetched = Vec::new();
+    let cert = subject.map(|s| crate::cert::ClientCert::from_envoy(s, None, None).unwrap());
     let mut create = match Create::parse(cfg, body.as_bytes()) {
         Ok(c) => c,
         Err(e) => {
@@ -26,6 +31,7 @@ fn run(cfg: &Config, body: &str, docs: &[(String, Value)]) -> Run {
             }
         }
     };
+    create.set_client_cert(Ok(cert));
     for _ in 0..10 {
         match create.step(cfg, now() as i64) {
             Step::Forward => {
@@ -492,5 +498,167 @@ fn random_mutations_never_panic() {
         }
         let text = String::from_utf8_lossy(&b).into_owned();
         let _ = run(&cfg, &text, &docs);
+    }
+}
+
+fn br() -> (Tpp, Config, Vec<(String, Value)>) {
+    let tpp = Tpp::new(TestKey::rsa("br-dir"), TestKey::rsa("br-tpp"));
+    let cfg = Config::from_json(tpp.br_filter_config("d", "s").to_string().as_bytes()).unwrap();
+    let docs = vec![
+        (DIRECTORY_JWKS_URL.to_string(), tpp.directory_jwks()),
+        (tpp.jwks_url(), tpp.software_jwks()),
+    ];
+    (tpp, cfg, docs)
+}
+
+/// The certificate the Brazilian TPP's connection presents (RFC 4514 order, as Envoy prints it).
+fn br_subject(tpp: &Tpp) -> String {
+    format!(
+        "UID={},organizationIdentifier=OFBBR-{},CN=tpp.example.com.br,O=TPP Brasil,C=BR",
+        tpp.software_id, tpp.org_id
+    )
+}
+
+fn br_case(
+    edit_ssa: impl FnOnce(&mut Value),
+    edit_req: impl FnOnce(&mut Value),
+) -> (Run, Config, Value, Value) {
+    let (tpp, cfg, docs) = br();
+    let mut s = tpp.br_ssa_claims();
+    edit_ssa(&mut s);
+    let ssa = tpp.directory.sign("PS256", Value::Null, &s);
+    let mut c = tpp.br_request_claims(&ssa);
+    edit_req(&mut c);
+    let subject = br_subject(&tpp);
+    (
+        run_with_cert(&cfg, &c.to_string(), &docs, Some(&subject)),
+        cfg,
+        c,
+        s,
+    )
+}
+
+#[test]
+fn brazil_json_registration() {
+    let (tpp, cfg, docs) = br();
+    assert!(cfg.json_body);
+    assert_eq!(cfg.forward, crate::config::Forward::Json);
+    let subject = br_subject(&tpp);
+    let r = run_with_cert(&cfg, &tpp.br_request(), &docs, Some(&subject));
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    assert_eq!(
+        r.fetched,
+        vec![DIRECTORY_JWKS_URL.to_string()],
+        "no software JWKS without a request JWT"
+    );
+
+    // The certificate is the identity: none, another software's, another organisation's.
+    let cert_cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("no certificate", None, "required"),
+        (
+            "another software",
+            Some(subject.replace(&tpp.software_id, "other-software")),
+            "UID",
+        ),
+        (
+            "another organisation",
+            Some(subject.replace("OFBBR-", "OFBBR-X")),
+            "organizationIdentifier",
+        ),
+    ];
+    for (name, cert, why) in cert_cases {
+        let r = run_with_cert(&cfg, &tpp.br_request(), &docs, cert.as_deref());
+        let e = r.result.err().unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(
+            e.source,
+            Source::Rule(RuleId::CertificateBinding),
+            "{name}: {e}"
+        );
+        assert_eq!(e.code, ErrorCode::InvalidClientMetadata, "{name}");
+        assert!(e.description.contains(why), "{name}: {}", e.description);
+    }
+    // tls_client_auth: the subject DN sent must be the certificate's (in either order).
+    let reversed = "C=BR,O=TPP Brasil,CN=tpp.example.com.br,2.5.4.97=OFBBR-0015800001041REAAY,0.9.2342.19200300.100.1.1=Cy7LCjSi0o7xDkt4mcZgDW";
+    let (r, ..) = br_case(
+        |_| {},
+        |c| {
+            c["token_endpoint_auth_method"] = json!("tls_client_auth");
+            c["tls_client_auth_subject_dn"] = json!(reversed);
+        },
+    );
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    let (r, ..) = br_case(
+        |_| {},
+        |c| {
+            c["token_endpoint_auth_method"] = json!("tls_client_auth");
+            c["tls_client_auth_subject_dn"] = json!("/C=BR/O=TPP Brasil/CN=tpp.example.com.br");
+        },
+    );
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::CertificateBinding)
+    );
+
+    use RuleId::*;
+    let cases: Vec<(&str, Run, Source, &str)> = vec![
+        ("SSA older than 300 s", br_case(|s| s["iat"] = json!(now() - 400), |_| {}).0, Source::Rule(SsaSignature), "too old"),
+        ("no Active role", br_case(|s| s["software_statement_roles"] = json!([{"role": "DADOS", "status": "Inactive"}]), |_| {}).0, Source::Rule(SoftwareStatus), "Active"),
+        ("payments without an active PAGTO", br_case(|s| s["software_statement_roles"] = json!([{"role": "DADOS", "status": "Active"}, {"role": "PAGTO", "status": "Inactive"}]), |_| {}).0, Source::Rule(SoftwareRoles), "PAGTO"),
+        ("redirect outside the SSA", br_case(|_| {}, |c| c["redirect_uris"] = json!(["https://other.example.com.br/cb"])).0, Source::Rule(RedirectUriSubset), "not registered"),
+        ("ES256 metadata", br_case(|_| {}, |c| c["id_token_signed_response_alg"] = json!("ES256")).0, Source::Rule(SigningAlgorithms), "ES256"),
+        ("no software statement", br_case(|_| {}, |c| { c.as_object_mut().unwrap().remove("software_statement"); }).0, Source::Envelope, "software_statement"),
+    ];
+    for (name, r, source, why) in cases {
+        let e = r
+            .result
+            .as_ref()
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(e.source, source, "{name}: {e}");
+        assert!(e.description.contains(why), "{name}: {}", e.description);
+    }
+
+    // An SSA signed ES256 is refused (PS256 only) before anything is fetched.
+    let (tpp, cfg, docs) = br();
+    let ssa = TestKey::ec("br-dir").sign_default(&tpp.br_ssa_claims());
+    let r = run(&cfg, &tpp.br_request_claims(&ssa).to_string(), &docs);
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::SsaSignature)
+    );
+    assert!(r.fetched.is_empty());
+
+    // The JSON body forwarded refuses jwks by value and a foreign jwks_uri.
+    let (_, cfg, c, s) = br_case(|_| {}, |c| c["jwks"] = json!({"keys": []}));
+    let e = crate::forward::json_body(&cfg, c.as_object().unwrap(), s.as_object().unwrap(), None)
+        .unwrap_err();
+    assert!(e.description.contains("jwks"));
+    let (_, cfg, c, s) = br_case(
+        |_| {},
+        |c| c["jwks_uri"] = json!("https://evil.example/jwks"),
+    );
+    let e = crate::forward::json_body(&cfg, c.as_object().unwrap(), s.as_object().unwrap(), None)
+        .unwrap_err();
+    assert!(e.description.contains("jwks_uri"));
+
+    // Not a JSON object; a JWT body on the JSON profile.
+    assert!(run(&cfg, "[1,2]", &docs).result.is_err());
+    assert!(run(&cfg, &tpp.request(), &docs).result.is_err());
+    assert!(run(&cfg, r#"{"a":1,"a":2}"#, &docs).result.is_err());
+}
+
+#[test]
+fn brazil_refuses_rules_that_need_a_request_jwt() {
+    let tpp = Tpp::new(TestKey::ec("d"), TestKey::ec("t"));
+    for rule in [
+        "request_signature",
+        "issuance_time",
+        "issuer",
+        "request_jti",
+    ] {
+        let mut v = tpp.br_filter_config("d", "s");
+        v["rules"] = json!({ rule: {"enabled": true} });
+        let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field, format!("rules.{rule}.enabled"), "{e}");
     }
 }

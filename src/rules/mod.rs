@@ -4,6 +4,7 @@
 //! spec §4a.
 
 pub mod attributes;
+pub mod certificate;
 pub mod client;
 pub mod identity;
 pub mod redirect;
@@ -28,6 +29,9 @@ pub struct SoftwareStatus {
     /// SSA claim naming the software environment, and the deployment's environment, when set.
     pub environment_claim: String,
     pub environment: Option<String>,
+    /// Brazil: this SSA claim (an array of role objects) must hold an entry with `status`
+    /// `Active`.
+    pub active_role_claim: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! `software_roles`: every requested scope is allowed by what the SSA says the software may do.
 
 use super::{Ctx, RolesMode, SoftwareRoles};
-use crate::claims::{opt_str, opt_str_array, scope_tokens};
+use crate::claims::{opt_str, scope_tokens};
 use crate::error::clip;
 
 pub fn software_roles(ctx: &Ctx<'_>, p: &SoftwareRoles) -> Result<(), String> {
@@ -18,9 +18,7 @@ pub fn software_roles(ctx: &Ctx<'_>, p: &SoftwareRoles) -> Result<(), String> {
     }
     match p.mode {
         RolesMode::RoleMapping => {
-            let roles = opt_str_array(ctx.ssa, &p.roles_claim)
-                .map_err(|m| format!("SSA {m}"))?
-                .ok_or_else(|| format!("SSA claim `{}` not found", p.roles_claim))?;
+            let roles = granted_roles(ctx, &p.roles_claim)?;
             for s in requested {
                 let needed = p
                     .scope_roles
@@ -50,4 +48,41 @@ pub fn software_roles(ctx: &Ctx<'_>, p: &SoftwareRoles) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The roles an SSA grants: an array of role names (UK `software_roles`), or of role objects of
+/// which only those with `status` `Active` count (Brazil `software_statement_roles`).
+fn granted_roles<'a>(ctx: &Ctx<'a>, claim: &str) -> Result<Vec<&'a str>, String> {
+    use serde_json::Value;
+    let items = match ctx.ssa.get(claim) {
+        None => return Err(format!("SSA claim `{claim}` not found")),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(format!(
+                "SSA claim `{claim}` must be an array, not {}",
+                crate::claims::type_name(other)
+            ))
+        }
+    };
+    let mut roles = Vec::new();
+    for item in items {
+        match item {
+            Value::String(s) => roles.push(s.as_str()),
+            Value::Object(o) => {
+                let active = o.get("status").and_then(Value::as_str) == Some("Active");
+                match (active, o.get("role").and_then(Value::as_str)) {
+                    (true, Some(role)) => roles.push(role),
+                    (true, None) => return Err(format!("an entry of SSA `{claim}` has no `role`")),
+                    (false, _) => {}
+                }
+            }
+            other => {
+                return Err(format!(
+                    "SSA claim `{claim}` must hold role names or role objects, not {}",
+                    crate::claims::type_name(other)
+                ))
+            }
+        }
+    }
+    Ok(roles)
 }

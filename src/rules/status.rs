@@ -32,6 +32,27 @@ pub fn software_status(ctx: &Ctx<'_>, p: &SoftwareStatus) -> Result<(), String> 
             }
         }
     }
+    if let Some(claim) = &p.active_role_claim {
+        let roles = match ctx.ssa.get(claim) {
+            None => return Err(format!("SSA claim `{claim}` not found")),
+            Some(Value::Array(a)) => a,
+            Some(other) => {
+                return Err(format!(
+                    "SSA claim `{claim}` must be an array, not {}",
+                    type_name(other)
+                ))
+            }
+        };
+        let active = roles.iter().any(|r| {
+            r.as_object()
+                .and_then(|o| o.get("status"))
+                .and_then(Value::as_str)
+                == Some("Active")
+        });
+        if !active {
+            return Err(format!("no entry of SSA `{claim}` is Active"));
+        }
+    }
     if let Some(env) = &p.environment {
         let claim = p.environment_claim.as_str();
         match opt_str(ctx.ssa, claim).map_err(|m| format!("SSA {m}"))? {

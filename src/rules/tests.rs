@@ -150,6 +150,7 @@ fn uk_status(environment: Option<&str>) -> SoftwareStatus {
         ],
         environment_claim: "software_environment".to_string(),
         environment: environment.map(str::to_string),
+        active_role_claim: None,
     }
 }
 
@@ -2599,19 +2600,19 @@ fn software_roles_uk_role_mapping() {
             "software_roles a string",
             none(),
             json!({"software_roles": "AISP"}),
-            Err("SSA claim `software_roles` must be an array of strings, not a string"),
+            Err("SSA claim `software_roles` must be an array, not a string"),
         ),
         (
             "software_roles null",
             none(),
             json!({"software_roles": null}),
-            Err("SSA claim `software_roles` must be an array of strings, not null"),
+            Err("SSA claim `software_roles` must be an array, not null"),
         ),
         (
             "software_roles element number",
             none(),
             json!({"software_roles": ["AISP", 2]}),
-            Err("SSA claim `software_roles` must hold only strings, not a number"),
+            Err("SSA claim `software_roles` must hold role names or role objects, not a number"),
         ),
         (
             "scope number",

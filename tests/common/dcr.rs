@@ -8,6 +8,7 @@ use super::keys::{now, uuid_v4, TestKey};
 
 pub const UK_ISSUER: &str = "OpenBanking Ltd";
 pub const AU_ISSUER: &str = "cdr-register";
+pub const BR_ISSUER: &str = "Open Banking Open Banking Brasil sandbox SSA issuer";
 /// The data holder's issuer: the `aud` of an Australian registration.
 pub const AU_AUDIENCE: &str = "https://data-holder.example/as";
 /// The bank's organisation id: the request's `aud`.
@@ -209,6 +210,73 @@ impl Tpp {
             }],
             "software_jwks_hosts": [{"host": self.jwks_host, "upstream": software_upstream}],
             "rules": {"audience": {"audiences": [AU_AUDIENCE]}}
+        })
+    }
+
+    /// SSA claims shaped like the Brazilian directory's.
+    pub fn br_ssa_claims(&self) -> Value {
+        json!({
+            "iss": BR_ISSUER,
+            "iat": now(),
+            "software_environment": "sandbox",
+            "software_id": self.software_id,
+            "software_client_id": self.software_id,
+            "software_client_name": "TPP Brasil",
+            "software_client_description": "A TPP for tests",
+            "software_version": "1.0",
+            "software_client_uri": "https://tpp.example.com.br",
+            "software_redirect_uris": ["https://tpp.example.com.br/cb"],
+            "software_roles": ["DADOS", "PAGTO"],
+            "software_statement_roles": [
+                {"role": "DADOS", "authorisation_domain": "Open Banking", "status": "Active"},
+                {"role": "PAGTO", "authorisation_domain": "Open Banking", "status": "Active"}
+            ],
+            "org_id": self.org_id,
+            "org_number": "12345678000100",
+            "org_name": "TPP Brasil Ltda",
+            "org_status": "Active",
+            "software_logo_uri": "https://tpp.example.com.br/logo.png",
+            "software_tos_uri": "https://tpp.example.com.br/tos",
+            "software_policy_uri": "https://tpp.example.com.br/policy",
+            "software_jwks_uri": self.jwks_url(),
+            "software_mode": "Live"
+        })
+    }
+
+    /// A Brazilian registration: a plain JSON object carrying `ssa`.
+    pub fn br_request_claims(&self, ssa: &str) -> Value {
+        json!({
+            "redirect_uris": ["https://tpp.example.com.br/cb"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "PS256",
+            "grant_types": ["authorization_code", "client_credentials", "refresh_token", "implicit"],
+            "response_types": ["code id_token"],
+            "application_type": "web",
+            "id_token_signed_response_alg": "PS256",
+            "request_object_signing_alg": "PS256",
+            "scope": "openid consents resources accounts payments",
+            "jwks_uri": self.jwks_url(),
+            "software_statement": ssa
+        })
+    }
+
+    /// A valid Brazilian registration body.
+    pub fn br_request(&self) -> String {
+        let ssa = self
+            .directory
+            .sign("PS256", Value::Null, &self.br_ssa_claims());
+        self.br_request_claims(&ssa).to_string()
+    }
+
+    /// A Brazilian filter configuration for this TPP.
+    pub fn br_filter_config(&self, directory_upstream: &str, software_upstream: &str) -> Value {
+        json!({
+            "profile": "br-ofb",
+            "directories": [{
+                "issuer": BR_ISSUER,
+                "jwks": [{"url": DIRECTORY_JWKS_URL, "upstream": directory_upstream}]
+            }],
+            "software_jwks_hosts": [{"host": self.jwks_host, "upstream": software_upstream}]
         })
     }
 

@@ -215,8 +215,17 @@ impl TestServer {
         port: u16,
         handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
     ) -> TestServer {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
+        TestServer::start_at("127.0.0.1", port, handler)
+    }
+
+    /// Bind `addr:port` (the demo in a container binds 0.0.0.0; tests always use 127.0.0.1).
+    pub fn start_at(
+        addr: &str,
+        port: u16,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        let listener =
+            TcpListener::bind((addr, port)).unwrap_or_else(|e| panic!("bind {addr}:{port}: {e}"));
         let port = listener.local_addr().expect("local addr").port();
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
