@@ -1,7 +1,7 @@
 //! The dcr-guard demo: a local directory keystore, a demo authorization server, and a demo TPP
 //! that mints registrations. `make run` starts `demo serve` and Envoy; then try `demo register`.
 //!
-//!   demo serve    [--state DIR] [--keystore-port 18081] [--as-port 18080]
+//!   demo serve    [--state DIR] [--keystore-port 18081] [--as-port 18080] [--bind 127.0.0.1]
 //!   demo register [--state DIR] [--gateway-port 10000] [--break WHAT]
 //!
 //! WHAT: ssa-signature | request-signature | expired | issuer | alg-none | redirect
@@ -74,7 +74,9 @@ fn serve(state: &Path, args: &[String]) {
     let directory_doc = tpp.directory_jwks();
     let software_doc = tpp.software_jwks();
     let software_path = tpp.jwks_path();
-    let keystore = TestServer::start_on(keystore_port, move |r| {
+    // 127.0.0.1 unless told otherwise (the docker-compose demo binds 0.0.0.0).
+    let bind = arg(args, "--bind", "127.0.0.1");
+    let keystore = TestServer::start_at(&bind, keystore_port, move |r| {
         println!("keystore: GET {}", r.path);
         if r.path == DIRECTORY_PATH {
             Reply::json(200, &directory_doc)
@@ -84,7 +86,7 @@ fn serve(state: &Path, args: &[String]) {
             Reply::text(404, "text/plain", "not found")
         }
     });
-    let authorization_server = TestServer::start_on(as_port, |r| {
+    let authorization_server = TestServer::start_at(&bind, as_port, |r| {
         // The demo AS trusts the gateway: whatever reaches it passed dcr-guard.
         if r.method == "POST" && r.path.starts_with("/register") {
             let text = r.text();

@@ -1,0 +1,1108 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The deployment kits under envoy/ cannot drift from the code:
+//!
+//! - every Envoy config shipped (demo, production, compose, and the Istio EnvoyFilter's filter entry
+//!   put into a bootstrap) passes `envoy --mode validate`, which also loads the filter and runs its
+//!   configure step on the embedded configuration;
+//! - the Istio, Kong and docker-compose files parse and have the expected structure (these are
+//!   parsed, not exercised in CI: there is no Kubernetes, Kong or Docker here);
+//! - every filter configuration embedded in a kit is accepted by `Config::from_json` and by
+//!   envoy/kong/dcr-guard.schema.json;
+//! - the schema and src/config.rs describe the same fields.
+//!
+//! Needs the built filter and Envoy (`make test` provides both; or set DCR_GUARD_WASM and ENVOY), and
+//! the `openssl` CLI for the throwaway certificates production.yaml's TLS contexts load.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dcr_guard::config::Config;
+use serde_json::{json, Value};
+use yaml_rust2::{Yaml, YamlLoader};
+
+const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const SCHEMA: &str = "envoy/kong/dcr-guard.schema.json";
+
+// ---------------------------------------------------------------------------------------------
+// files
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    let p = crate_dir().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// A scratch directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("dcr-guard-kits-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        TempDir(p)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.path(file);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML → JSON
+
+fn yaml_to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => json!(i),
+        Yaml::Real(r) => json!(r.parse::<f64>().unwrap_or_else(|_| panic!("YAML real {r}"))),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        other => panic!("unsupported YAML key {other:?}"),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        other => panic!("unsupported YAML node {other:?} (aliases are not used in the kits)"),
+    }
+}
+
+/// The single YAML document of a kit file, as JSON.
+fn yaml_file(rel: &str) -> Value {
+    let docs = YamlLoader::load_from_str(&read(rel))
+        .unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"));
+    assert_eq!(docs.len(), 1, "{rel}: expected exactly one YAML document");
+    yaml_to_json(&docs[0])
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str, what: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{what}: no string at {pointer}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy configs
+
+/// Every wasm HTTP filter entry (`typed_config` of type Wasm) anywhere in an Envoy config.
+fn wasm_filters(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("@type").and_then(Value::as_str) == Some(WASM_FILTER_TYPE) {
+                    out.push(v);
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+/// The dcr-guard configuration document of a wasm filter entry.
+fn filter_document(wasm: &Value, what: &str) -> Value {
+    assert_eq!(
+        str_at(wasm, "/config/configuration/@type", what),
+        "type.googleapis.com/google.protobuf.StringValue",
+        "{what}: the configuration must be a StringValue"
+    );
+    let text = str_at(wasm, "/config/configuration/value", what);
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{what}: the filter configuration is not JSON: {e}"))
+}
+
+/// Names of the clusters a filter configuration sends callouts to.
+fn upstreams(cfg: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(u) = m.get("upstream").and_then(Value::as_str) {
+                    out.insert(u.to_string());
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    walk(cfg, &mut out);
+    out
+}
+
+fn cluster_names(envoy: &Value) -> BTreeSet<String> {
+    envoy
+        .pointer("/static_resources/clusters")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks the dcr-guard entries of an Envoy config: each configuration parses, every `upstream` is
+/// a cluster of the same file, and held headers come with `allow_on_headers_stop_iteration`.
+/// Returns the configuration documents.
+fn check_envoy_kit(rel: &str) -> Vec<Value> {
+    let envoy = yaml_file(rel);
+    let filters = wasm_filters(&envoy);
+    assert_eq!(
+        filters.len(),
+        1,
+        "{rel}: expected one dcr-guard wasm filter"
+    );
+    let clusters = cluster_names(&envoy);
+    filters
+        .into_iter()
+        .map(|w| {
+            let cfg = filter_document(w, rel);
+            for u in upstreams(&cfg) {
+                assert!(
+                    clusters.contains(&u),
+                    "{rel}: upstream `{u}` is not a cluster of the file ({clusters:?})"
+                );
+            }
+            check_hold_headers(w, &cfg, rel);
+            cfg
+        })
+        .collect()
+}
+
+fn check_hold_headers(wasm: &Value, cfg: &Value, what: &str) {
+    let hold = cfg["hold_headers"].as_bool().unwrap_or(true);
+    let allow = wasm["config"]["allow_on_headers_stop_iteration"]
+        .as_bool()
+        .unwrap_or(false);
+    assert!(
+        !hold || allow,
+        "{what}: hold_headers needs allow_on_headers_stop_iteration: true on the wasm filter"
+    );
+    assert_eq!(
+        wasm["config"]["failure_policy"], "FAIL_CLOSED",
+        "{what}: the filter must fail closed"
+    );
+}
+
+fn validate_ok(path: &Path, what: &str) {
+    let (ok, out) = common::envoy::validate(path);
+    assert!(ok, "{what} does not pass `envoy --mode validate`:\n{out}");
+}
+
+/// Throwaway self-signed certificate and key (PEM) made with the openssl CLI.
+fn throwaway_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.path("throwaway.crt"), dir.path("throwaway.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dcr-guard kits test",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run the `openssl` CLI ({e}): this test generates throwaway certificates \
+                 with it for envoy/production.yaml; install it (Debian: apt-get install openssl)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
+}
+
+#[test]
+fn demo_config_validates() {
+    let wasm = common::envoy::wasm_path();
+    let text = read("envoy/demo.yaml").replace(
+        "target/wasm32-wasip1/release/dcr_guard.wasm",
+        &wasm.display().to_string(),
+    );
+    let tmp = TempDir::new("demo");
+    validate_ok(&tmp.write("demo.yaml", &text), "envoy/demo.yaml");
+    check_envoy_kit("envoy/demo.yaml");
+}
+
+#[test]
+fn production_config_validates() {
+    let tmp = TempDir::new("production");
+    let (crt, key) = throwaway_cert(&tmp);
+    // The files production.yaml expects under /etc/dcr-guard/, made here: the CA bundles and the
+    // server certificate are all the one throwaway certificate.
+    for name in ["ob-issuing-ca.pem", "as-ca.pem", "server.crt"] {
+        std::fs::copy(&crt, tmp.path(name)).unwrap();
+    }
+    std::fs::copy(&key, tmp.path("server.key")).unwrap();
+
+    let original = read("envoy/production.yaml");
+    assert!(original.contains("filename: /etc/dcr-guard/dcr_guard.wasm"));
+    let mut text = original
+        .replace(
+            "/etc/dcr-guard/dcr_guard.wasm",
+            &common::envoy::wasm_path().display().to_string(),
+        )
+        .replace("/etc/dcr-guard/", &format!("{}/", tmp.0.display()));
+    let system_roots = "/etc/ssl/certs/ca-certificates.crt";
+    if !Path::new(system_roots).exists() {
+        text = text.replace(system_roots, &crt.display().to_string());
+    }
+    assert!(!text.contains("/etc/dcr-guard/"));
+    validate_ok(
+        &tmp.write("production.yaml", &text),
+        "envoy/production.yaml",
+    );
+
+    // The security-relevant settings the kit promises.
+    let envoy = yaml_file("envoy/production.yaml");
+    let listener = &envoy["static_resources"]["listeners"][0];
+    assert_eq!(listener["per_connection_buffer_limit_bytes"], 1048576);
+    let chain = &listener["filter_chains"][0];
+    let tls = &chain["transport_socket"]["typed_config"];
+    assert_eq!(tls["require_client_certificate"], true);
+    assert_eq!(
+        tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
+        "/etc/dcr-guard/ob-issuing-ca.pem"
+    );
+    let hcm = &chain["filters"][0]["typed_config"];
+    assert_eq!(hcm["normalize_path"], true);
+    assert_eq!(hcm["merge_slashes"], true);
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "KEEP_UNCHANGED");
+    assert_eq!(hcm["forward_client_cert_details"], "SANITIZE");
+    let cfgs = check_envoy_kit("envoy/production.yaml");
+    assert_eq!(cfgs[0]["hold_headers"], true);
+    // Every callout cluster speaks TLS with SNI, a CA and a SAN match.
+    for c in envoy["static_resources"]["clusters"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let t = &c["transport_socket"]["typed_config"];
+        assert!(t["sni"].is_string(), "cluster {name}: no SNI");
+        let vc = &t["common_tls_context"]["validation_context"];
+        assert!(vc["trusted_ca"]["filename"].is_string(), "{name}: no CA");
+        assert_eq!(
+            vc["match_typed_subject_alt_names"][0]["matcher"]["exact"], t["sni"],
+            "cluster {name}: the SAN match must name the SNI host"
+        );
+    }
+}
+
+#[test]
+fn compose_envoy_config_validates() {
+    let text = read("envoy/compose-envoy.yaml").replace(
+        "/etc/envoy/dcr_guard.wasm",
+        &common::envoy::wasm_path().display().to_string(),
+    );
+    let tmp = TempDir::new("compose");
+    validate_ok(&tmp.write("envoy.yaml", &text), "envoy/compose-envoy.yaml");
+    check_envoy_kit("envoy/compose-envoy.yaml");
+}
+
+/// The EnvoyFilter's filter entry, put into a minimal bootstrap with the Istio cluster names it
+/// calls out to, is a valid Envoy wasm filter (and the filter accepts its configuration).
+#[test]
+fn istio_envoyfilter_entry_validates_in_envoy() {
+    let ef = yaml_file("envoy/istio/envoyfilter.yaml");
+    let mut entry = ef["spec"]["configPatches"][0]["patch"]["value"].clone();
+    let code = "/typed_config/config/vm_config/code/local/filename";
+    assert!(entry.pointer(code).is_some(), "EnvoyFilter: no local code");
+    *entry.pointer_mut(code).unwrap() = json!(common::envoy::wasm_path().display().to_string());
+    let cfg = filter_document(&entry["typed_config"], "EnvoyFilter");
+    let clusters: Vec<Value> = upstreams(&cfg)
+        .into_iter()
+        .map(|name| {
+            json!({
+                "name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 443}}}}
+                ]}]}
+            })
+        })
+        .collect();
+    let bootstrap = json!({
+        "static_resources": {
+            "listeners": [{
+                "name": "gateway",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8443}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "gateway",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                            {"match": {"prefix": "/"}, "direct_response": {"status": 200}}
+                        ]}]},
+                        "http_filters": [entry, {
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+                        }]
+                    }
+                }]}]
+            }],
+            "clusters": clusters
+        }
+    });
+    let tmp = TempDir::new("istio");
+    let p = tmp.write(
+        "bootstrap.json",
+        &serde_json::to_string_pretty(&bootstrap).unwrap(),
+    );
+    validate_ok(&p, "the filter entry of envoy/istio/envoyfilter.yaml");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Istio, Kong, compose: parsed, not exercised in CI.
+
+const KEYSTORE: &str = "keystore.openbanking.org.uk";
+
+/// Parsed, not exercised in CI.
+#[test]
+fn istio_manifests_parse() {
+    let ef = yaml_file("envoy/istio/envoyfilter.yaml");
+    assert_eq!(ef["apiVersion"], "networking.istio.io/v1alpha3");
+    assert_eq!(ef["kind"], "EnvoyFilter");
+    assert_eq!(
+        ef["spec"]["workloadSelector"]["labels"]["istio"],
+        "ingressgateway"
+    );
+    let patch = &ef["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "HTTP_FILTER");
+    assert_eq!(patch["match"]["context"], "GATEWAY");
+    assert_eq!(
+        patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "envoy.filters.http.router"
+    );
+    assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+    let wasm = &patch["patch"]["value"]["typed_config"];
+    assert_eq!(wasm["@type"], WASM_FILTER_TYPE);
+    assert_eq!(wasm["config"]["allow_on_headers_stop_iteration"], true);
+    let cfg = filter_document(wasm, "EnvoyFilter");
+    check_hold_headers(wasm, &cfg, "EnvoyFilter");
+    assert_eq!(cfg["hold_headers"], true);
+
+    let wp = yaml_file("envoy/istio/wasmplugin.yaml");
+    assert_eq!(wp["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert_eq!(wp["kind"], "WasmPlugin");
+    assert_eq!(
+        wp["spec"]["selector"]["matchLabels"]["istio"],
+        "ingressgateway"
+    );
+    assert_eq!(wp["spec"]["phase"], "AUTHN");
+    assert_eq!(wp["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert!(str_at(&wp, "/spec/url", "WasmPlugin").starts_with("oci://"));
+    // A WasmPlugin cannot set allow_on_headers_stop_iteration: headers must not be held.
+    assert_eq!(wp["spec"]["pluginConfig"]["hold_headers"], false);
+
+    let se = yaml_file("envoy/istio/serviceentry.yaml");
+    assert_eq!(se["apiVersion"], "networking.istio.io/v1beta1");
+    assert_eq!(se["kind"], "ServiceEntry");
+    assert_eq!(se["spec"]["hosts"][0], KEYSTORE);
+    assert_eq!(se["spec"]["location"], "MESH_EXTERNAL");
+    assert_eq!(se["spec"]["ports"][0]["number"], 443);
+
+    let dr = yaml_file("envoy/istio/destinationrule.yaml");
+    assert_eq!(dr["apiVersion"], "networking.istio.io/v1beta1");
+    assert_eq!(dr["kind"], "DestinationRule");
+    assert_eq!(dr["spec"]["host"], KEYSTORE);
+    let port = &dr["spec"]["trafficPolicy"]["portLevelSettings"][0];
+    assert_eq!(port["port"]["number"], 443);
+    assert_eq!(port["tls"]["mode"], "SIMPLE");
+    assert_eq!(port["tls"]["sni"], KEYSTORE);
+    assert_eq!(port["tls"]["subjectAltNames"][0], KEYSTORE);
+
+    // Both Istio filter configurations call out only to `outbound|443||<host>` clusters of hosts the
+    // ServiceEntry declares (on a port the DestinationRule originates TLS for).
+    let cluster = format!("outbound|443||{KEYSTORE}");
+    for (what, cfg) in [
+        ("EnvoyFilter", &cfg),
+        ("WasmPlugin", &wp["spec"]["pluginConfig"]),
+    ] {
+        let ups = upstreams(cfg);
+        assert_eq!(ups, BTreeSet::from([cluster.clone()]), "{what} upstreams");
+    }
+}
+
+/// Parsed, not exercised in CI.
+#[test]
+fn kong_declarative_config_parses() {
+    let kong = yaml_file("envoy/kong/kong.yaml");
+    assert_eq!(kong["_format_version"], "3.0");
+    let filters = kong_filters(&kong);
+    assert_eq!(filters.len(), 1, "one dcr_guard filter expected");
+    let route = &kong["services"][0]["routes"][0];
+    assert!(route["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "/register"));
+    assert_eq!(route["strip_path"], false);
+    assert_eq!(kong["services"][0]["tls_verify"], true);
+    // Kong upstreams are host:port, and the host is the URL's host.
+    let cfg = &filters[0];
+    for src in cfg["directories"][0]["jwks"].as_array().unwrap() {
+        let url = src["url"].as_str().unwrap();
+        let host = url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap();
+        assert_eq!(src["upstream"], format!("{host}:443"), "{url}");
+    }
+    for u in upstreams(cfg) {
+        let (host, port) = u
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("{u}: not host:port"));
+        assert!(!host.is_empty() && port.parse::<u16>().is_ok(), "{u}");
+    }
+    // kong.conf: the settings the kit relies on are there (the file is not otherwise parsed).
+    let conf = read("envoy/kong/kong.conf");
+    for line in [
+        "wasm = on",
+        "wasm_filters_path = ",
+        "nginx_http_client_body_buffer_size = 1m",
+        "nginx_wasm_tls_verify_cert = on",
+        "nginx_wasm_tls_trusted_certificate = ",
+        "nginx_wasm_shm_kv = ",
+    ] {
+        assert!(
+            conf.lines().any(|l| l.starts_with(line)),
+            "kong.conf lacks `{line}`"
+        );
+    }
+}
+
+/// The dcr_guard filter configurations of a Kong declarative config (the `config` strings).
+fn kong_filters(kong: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("name").and_then(Value::as_str) == Some("dcr_guard") {
+                    let text = m["config"]
+                        .as_str()
+                        .expect("Kong filter config must be a string");
+                    out.push(serde_json::from_str(text).expect("Kong filter config is not JSON"));
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    walk(kong, &mut out);
+    out
+}
+
+/// Parsed, not exercised in CI.
+#[test]
+fn compose_file_parses() {
+    let compose = yaml_file("envoy/docker-compose.yaml");
+    let services = compose["services"].as_object().expect("services");
+    let envoy = &services["envoy"];
+    assert!(envoy["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("envoyproxy/envoy:v1.40"));
+    let volumes: Vec<&str> = envoy["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(volumes
+        .iter()
+        .any(|v| v.starts_with("./compose-envoy.yaml:/etc/envoy/envoy.yaml")));
+    assert!(volumes
+        .iter()
+        .any(|v| v.contains("dcr_guard.wasm:/etc/envoy/dcr_guard.wasm")));
+    let demo = &services["demo"];
+    let dockerfile = str_at(demo, "/build/dockerfile", "compose demo");
+    assert!(crate_dir().join(dockerfile).exists(), "{dockerfile}");
+    assert!(read(dockerfile).contains("cargo build --example demo"));
+    // compose-envoy.yaml reaches its upstreams by compose service name.
+    let envoy_cfg = yaml_file("envoy/compose-envoy.yaml");
+    for c in envoy_cfg["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+    {
+        let addr = str_at(
+            c,
+            "/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/address",
+            "compose-envoy cluster",
+        );
+        assert!(
+            services.contains_key(addr),
+            "{addr} is not a compose service"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every embedded filter configuration: accepted by the filter and by the schema.
+
+/// (where, configuration document) for every filter configuration shipped in a kit.
+fn kit_configurations() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for rel in [
+        "envoy/demo.yaml",
+        "envoy/production.yaml",
+        "envoy/compose-envoy.yaml",
+    ] {
+        for cfg in check_envoy_kit(rel) {
+            out.push((rel.to_string(), cfg));
+        }
+    }
+    let ef = yaml_file("envoy/istio/envoyfilter.yaml");
+    for w in wasm_filters(&ef) {
+        out.push((
+            "envoy/istio/envoyfilter.yaml".into(),
+            filter_document(w, "EnvoyFilter"),
+        ));
+    }
+    let wp = yaml_file("envoy/istio/wasmplugin.yaml");
+    out.push((
+        "envoy/istio/wasmplugin.yaml".into(),
+        wp["spec"]["pluginConfig"].clone(),
+    ));
+    for cfg in kong_filters(&yaml_file("envoy/kong/kong.yaml")) {
+        out.push(("envoy/kong/kong.yaml".into(), cfg));
+    }
+    assert_eq!(out.len(), 6, "one configuration per kit expected");
+    out
+}
+
+#[test]
+fn every_kit_configuration_is_accepted_by_the_filter() {
+    for (what, cfg) in kit_configurations() {
+        // No kit uses introspection mode; if one ever does, its secret variable must be set here.
+        if let Err(e) = Config::from_json(cfg.to_string().as_bytes()) {
+            panic!("{what}: the filter refuses its configuration: {e}");
+        }
+    }
+}
+
+#[test]
+fn every_kit_configuration_matches_the_schema() {
+    let schema = schema();
+    for (what, cfg) in kit_configurations() {
+        let mut used = BTreeSet::new();
+        let errors = check(&schema, &cfg, &mut used);
+        assert!(errors.is_empty(), "{what} vs {SCHEMA}: {errors:#?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema against src/config.rs.
+
+fn schema() -> Value {
+    serde_json::from_str(&read(SCHEMA)).unwrap_or_else(|e| panic!("{SCHEMA}: {e}"))
+}
+
+/// A minimal JSON Schema check, enough to catch a field one side has and the other lacks:
+/// `$ref` (local), `properties`, `additionalProperties` (false or a schema), `required`, `items`,
+/// `type`, `enum`. Records the schema paths `value` uses (`a.b`, `a[].b`, `a.*` for map values).
+fn check(root: &Value, value: &Value, used: &mut BTreeSet<String>) -> Vec<String> {
+    let mut errors = Vec::new();
+    check_at(root, root, value, "", used, &mut errors);
+    errors
+}
+
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let pointer = r
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("non-local $ref {r}"));
+            resolve(
+                root,
+                root.pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling $ref {r}")),
+            )
+        }
+        None => schema,
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn check_at(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    path: &str,
+    used: &mut BTreeSet<String>,
+    errors: &mut Vec<String>,
+) {
+    let schema = resolve(root, schema);
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_u64() || value.is_i64(),
+            "boolean" => value.is_boolean(),
+            other => panic!("schema type {other} not handled by this check"),
+        };
+        if !ok {
+            errors.push(format!("{path}: not of type {t}"));
+            return;
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        if !e.contains(value) {
+            errors.push(format!("{path}: {value} is not one of {e:?}"));
+        }
+    }
+    if let Value::Object(m) = value {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (k, v) in m {
+            if let Some(s) = props.and_then(|p| p.get(k)) {
+                let p = join(path, k);
+                used.insert(p.clone());
+                check_at(root, s, v, &p, used, errors);
+            } else {
+                match schema.get("additionalProperties") {
+                    Some(Value::Bool(false)) => {
+                        errors.push(format!("{}: not in the schema", join(path, k)))
+                    }
+                    Some(s @ Value::Object(_)) => {
+                        let p = join(path, "*");
+                        used.insert(p.clone());
+                        check_at(root, s, v, &p, used, errors);
+                    }
+                    _ => errors.push(format!("{}: schema allows anything here", join(path, k))),
+                }
+            }
+        }
+        for r in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let r = r.as_str().unwrap();
+            if !m.contains_key(r) {
+                errors.push(format!("{}: required", join(path, r)));
+            }
+        }
+    }
+    if let (Value::Array(a), Some(items)) = (value, schema.get("items")) {
+        let p = format!("{path}[]");
+        for v in a {
+            check_at(root, items, v, &p, used, errors);
+        }
+    }
+}
+
+/// Every path the schema describes (same notation as `check` records).
+fn schema_paths(root: &Value, schema: &Value, path: &str, out: &mut BTreeSet<String>) {
+    let schema = resolve(root, schema);
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, s) in props {
+            let p = join(path, k);
+            out.insert(p.clone());
+            schema_paths(root, s, &p, out);
+        }
+    }
+    if let Some(s @ Value::Object(_)) = schema.get("additionalProperties") {
+        let p = join(path, "*");
+        out.insert(p.clone());
+        schema_paths(root, s, &p, out);
+    }
+    if let Some(items) = schema.get("items") {
+        schema_paths(root, items, &format!("{path}[]"), out);
+    }
+}
+
+/// The top-level fields of `RawConfig` in src/config.rs. A field added there must be added to
+/// envoy/kong/dcr-guard.schema.json and to this list.
+const RAW_CONFIG_FIELDS: &[&str] = &[
+    "profile",
+    "path",
+    "hold_headers",
+    "directories",
+    "software_jwks_hosts",
+    "ssa_claims",
+    "request_algorithms",
+    "leeway_seconds",
+    "retry_after_seconds",
+    "limits",
+    "rules",
+    "report_only",
+    "forward",
+    "fact_headers",
+    "replay",
+    "jwks_cache",
+    "client_certificate",
+];
+
+fn property_names(schema: &Value) -> BTreeSet<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn schema_lists_every_top_level_field_of_raw_config() {
+    let expected: BTreeSet<String> = RAW_CONFIG_FIELDS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(property_names(&schema()), expected);
+    // The hard-coded list itself follows src/config.rs.
+    let structs = raw_structs(&read("src/config.rs"));
+    assert_eq!(
+        structs["Config"], expected,
+        "RAW_CONFIG_FIELDS vs RawConfig"
+    );
+}
+
+/// `struct RawX { a: T, b: U }` blocks of src/config.rs: X → field names. Each must be
+/// `deny_unknown_fields`.
+fn raw_structs(src: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    let mut deny = false;
+    let mut current: Option<(String, BTreeSet<String>)> = None;
+    for line in src.lines() {
+        let t = line.trim();
+        if let Some((name, fields)) = current.as_mut() {
+            if t == "}" {
+                out.insert(name.clone(), std::mem::take(fields));
+                current = None;
+            } else if !t.is_empty() && !t.starts_with("#[") && !t.starts_with("//") {
+                let field = t
+                    .trim_start_matches("pub ")
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .trim();
+                fields.insert(field.to_string());
+            }
+            continue;
+        }
+        if t.starts_with("#[serde(") && t.contains("deny_unknown_fields") {
+            deny = true;
+        } else if let Some(rest) = t
+            .strip_prefix("struct Raw")
+            .or_else(|| t.strip_prefix("pub struct Raw"))
+        {
+            let name = rest.trim_end_matches('{').trim().to_string();
+            assert!(
+                deny,
+                "src/config.rs: Raw{name} is not deny_unknown_fields (the schema says it is)"
+            );
+            current = Some((name, BTreeSet::new()));
+            deny = false;
+        } else if !t.starts_with("#[") {
+            deny = false;
+        }
+    }
+    assert!(
+        out.len() >= 20 && out.contains_key("Config"),
+        "src/config.rs: Raw structs not found ({:?})",
+        out.keys()
+    );
+    out
+}
+
+/// Each `RawX` struct of src/config.rs is `$defs/X` (RawConfig: the root) with the same fields,
+/// and every object the schema describes refuses unknown fields, like the structs do.
+#[test]
+fn schema_objects_match_raw_structs() {
+    let schema = schema();
+    let structs = raw_structs(&read("src/config.rs"));
+    let defs = schema["$defs"].as_object().unwrap();
+    let object_defs: BTreeSet<String> = defs
+        .iter()
+        .filter(|(_, d)| d.get("properties").is_some())
+        .map(|(k, _)| k.clone())
+        .chain(std::iter::once("Config".to_string()))
+        .collect();
+    let struct_names: BTreeSet<String> = structs.keys().cloned().collect();
+    assert_eq!(
+        object_defs, struct_names,
+        "schema $defs with properties (plus the root as Config) vs src/config.rs Raw structs"
+    );
+    for (name, fields) in &structs {
+        let def = if name == "Config" {
+            &schema
+        } else {
+            &defs[name]
+        };
+        assert_eq!(
+            &property_names(def),
+            fields,
+            "fields of Raw{name} vs the schema's {}",
+            if name == "Config" { "root" } else { name }
+        );
+        assert_eq!(
+            def["additionalProperties"], false,
+            "schema {name}: must refuse unknown fields (deny_unknown_fields)"
+        );
+    }
+}
+
+/// A configuration that sets every field (token binding in `jwt` mode).
+fn kitchen_sink() -> Value {
+    json!({
+        "profile": "uk-obie",
+        "path": "/register",
+        "hold_headers": true,
+        "directories": [{
+            "issuer": "OpenBanking Ltd",
+            "jwks": [{"url": "https://keystore.example/keystore/openbanking.jwks", "upstream": "ks"}],
+            "algorithms": ["PS256", "ES256"],
+            "max_ssa_age_seconds": 86400,
+            "require_exp": false
+        }],
+        "software_jwks_hosts": [{"host": "*.tpp.example", "upstream": "ks"}],
+        "ssa_claims": {
+            "software_jwks": "software_jwks_endpoint",
+            "redirect_uris": "software_redirect_uris",
+            "uris": ["software_client_uri", "software_logo_uri"],
+            "roles": "software_roles",
+            "scope": "scope",
+            "environment": "software_environment"
+        },
+        "request_algorithms": ["PS256", "ES256"],
+        "leeway_seconds": 60,
+        "retry_after_seconds": 5,
+        "limits": {"body_bytes": 65536, "jwks_bytes": 262144, "jwks_keys": 100, "callout_timeout_ms": 2000},
+        "rules": {
+            "token_client_binding": {
+                "enabled": true,
+                "mode": "jwt",
+                "jwks": [{"url": "https://as.example/jwks", "upstream": "as"}],
+                "algorithms": ["PS256"],
+                "issuer": "https://as.example",
+                "audiences": ["https://as.example/register"],
+                "scope": "registration",
+                "client_id_claims": ["client_id", "azp"]
+            },
+            "request_jti": {"enabled": true, "format": "uuid4"},
+            "ssa_jti": {"enabled": true, "window_seconds": 86400},
+            "ssa_issuer": {"enabled": true},
+            "ssa_signature": {"enabled": true},
+            "request_signature": {"enabled": true},
+            "issuance_time": {"enabled": true, "max_age_seconds": 3600},
+            "software_status": {
+                "enabled": true,
+                "checks": [{"claim": "org_status", "equals": "Active", "required": true}],
+                "environment": "production"
+            },
+            "required_attributes": {
+                "enabled": true,
+                "claims": ["iss", "aud"],
+                "allowed_values": {"application_type": ["web", "mobile"]}
+            },
+            "issuer": {"enabled": true},
+            "audience": {"enabled": true, "audiences": ["0015800001HQQrZAAX"]},
+            "redirect_uri_format": {"enabled": true, "max_length": 256},
+            "redirect_uri_subset": {"enabled": true},
+            "uri_hostname": {"enabled": true},
+            "token_endpoint_auth": {"enabled": true, "methods": ["private_key_jwt", "tls_client_auth"]},
+            "signing_algorithms": {
+                "enabled": true,
+                "algorithms": ["PS256", "ES256"],
+                "claims": ["id_token_signed_response_alg", "request_object_signing_alg"]
+            },
+            "grant_and_response_types": {
+                "enabled": true,
+                "grant_types": ["authorization_code", "client_credentials", "refresh_token"],
+                "required_grant_types": ["authorization_code"],
+                "response_types": ["code", "code id_token"],
+                "application_types": ["web"],
+                "ciba_delivery_modes": ["poll"]
+            },
+            "software_roles": {
+                "enabled": true,
+                "mode": "role_mapping",
+                "scope_roles": {"accounts": ["AISP"], "payments": ["PISP"]},
+                "free_scopes": ["openid"]
+            },
+            "certificate_binding": {
+                "enabled": true,
+                "org": {"attribute": "OU", "prefix": "", "ssa_claim": "org_id"},
+                "software": {"attribute": "CN", "ssa_claim": "software_id"},
+                "thumbprint": false,
+                "subject_dn": true
+            }
+        },
+        "report_only": false,
+        "forward": "json",
+        "fact_headers": [{"claim": "software_id", "header": "x-tpp-software-id"}],
+        "replay": {"buckets": 64, "entries_per_bucket": 256, "max_retention_seconds": 86400},
+        "jwks_cache": {
+            "default_ttl_seconds": 600,
+            "min_ttl_seconds": 60,
+            "max_ttl_seconds": 86400,
+            "kid_refetch_cooldown_seconds": 30,
+            "stale_if_error_seconds": 3600,
+            "refresh_ahead_seconds": 60
+        },
+        "client_certificate": {"source": "connection"}
+    })
+}
+
+/// Two configurations that together use every field: both accepted by the filter and by the
+/// schema, and every schema path is used by one of them (so the schema has no field the filter
+/// would refuse).
+#[test]
+fn kitchen_sink_configurations_cover_the_schema() {
+    let jwt = kitchen_sink();
+    let mut introspection = jwt.clone();
+    introspection["rules"]["token_client_binding"] = json!({
+        "enabled": true,
+        "mode": "introspection",
+        "introspection": {
+            "url": "https://as.example/introspect",
+            "upstream": "as",
+            "client_id": "dcr-guard",
+            // The NAME of a variable holding the secret. PATH is always set, so the test need not
+            // change the process environment (racy with tests running in parallel).
+            "client_secret_env": "PATH"
+        },
+        "scope": "registration",
+        "client_id_claims": ["client_id"]
+    });
+
+    let schema = schema();
+    let mut used = BTreeSet::new();
+    for (what, cfg) in [("jwt", &jwt), ("introspection", &introspection)] {
+        if let Err(e) = Config::from_json(cfg.to_string().as_bytes()) {
+            panic!("kitchen sink ({what}) refused by the filter: {e}");
+        }
+        let errors = check(&schema, cfg, &mut used);
+        assert!(
+            errors.is_empty(),
+            "kitchen sink ({what}) vs {SCHEMA}: {errors:#?}"
+        );
+    }
+    let mut all = BTreeSet::new();
+    schema_paths(&schema, &schema, "", &mut all);
+    let unused: Vec<&String> = all.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "schema fields no kitchen-sink configuration uses (add them to the test, or remove them \
+         from the schema if the filter does not know them): {unused:?}"
+    );
+
+    // The check is not vacuous: an unknown field anywhere is reported.
+    let mut bad = jwt.clone();
+    bad["rules"]["software_roles"]["scope_rolez"] = json!({});
+    let errors = check(&schema, &bad, &mut BTreeSet::new());
+    assert_eq!(
+        errors,
+        vec!["rules.software_roles.scope_rolez: not in the schema".to_string()]
+    );
+    assert!(Config::from_json(bad.to_string().as_bytes()).is_err());
+}
+
+/// Each enum of the schema lists exactly the values the filter accepts: the filter's refusal of an
+/// unknown value names the supported ones.
+#[test]
+fn schema_enums_match_the_filter() {
+    let schema = schema();
+    let cases = [
+        ("/profile", "/properties/profile/enum"),
+        ("/forward", "/properties/forward/enum"),
+        ("/request_algorithms/0", "/$defs/Algorithms/items/enum"),
+        (
+            "/directories/0/algorithms/0",
+            "/$defs/Algorithms/items/enum",
+        ),
+        (
+            "/rules/request_jti/format",
+            "/$defs/RequestJti/properties/format/enum",
+        ),
+        (
+            "/rules/token_client_binding/mode",
+            "/$defs/Binding/properties/mode/enum",
+        ),
+        (
+            "/rules/software_roles/mode",
+            "/$defs/SoftwareRoles/properties/mode/enum",
+        ),
+    ];
+    for (field, enum_at) in cases {
+        let mut cfg = kitchen_sink();
+        *cfg.pointer_mut(field).unwrap_or_else(|| panic!("{field}")) = json!("no-such-value");
+        let e = Config::from_json(cfg.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{field}: an unknown value was accepted"))
+            .to_string();
+        // "... unknown profile `x` (supported: uk-obie, au-cdr)" → the list in the parentheses.
+        let list = e
+            .rsplit_once('(')
+            .and_then(|(_, l)| l.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{field}: no list of values in `{e}`"));
+        let accepted: BTreeSet<String> = list
+            .trim_start_matches("supported: ")
+            .split(", ")
+            .map(str::to_string)
+            .collect();
+        let listed: BTreeSet<String> = schema
+            .pointer(enum_at)
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("schema has no enum at {enum_at}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed, accepted, "{SCHEMA} {enum_at} vs the filter ({e})");
+    }
+}
