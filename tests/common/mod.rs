@@ -16,6 +16,7 @@ pub mod dcr;
 pub mod envoy;
 pub mod http;
 pub mod keys;
+pub mod oidc;
 
 pub use envoy::{Envoy, EnvoyConfig, StartFailure};
 pub use http::{Recorded, Reply, Response, TestServer};
