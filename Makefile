@@ -19,7 +19,7 @@ build: deps-wasm
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 ## run: Envoy with the filter in front of a local demo directory keystore and demo AS
-run: build deps-envoy
+run: build deps-envoy deps-as
 	cargo build --example demo
 	ENVOY="$(ENVOY_BIN)" WASM="$(WASM)" ./envoy/run-demo.sh
 

@@ -271,6 +271,23 @@ fn demo_config_validates() {
         "target/wasm32-wasip1/release/dcr_guard.wasm",
         &wasm.display().to_string(),
     );
+    // The demo PKI `make run` makes in .run/demo/pki, made here in a temp dir.
+    let pki = common::tls::Pki::new();
+    let server = pki.server(&["localhost"]);
+    let text = text
+        .replace(
+            ".run/demo/pki/server.pem",
+            &server.cert.display().to_string(),
+        )
+        .replace(
+            ".run/demo/pki/server-key.pem",
+            &server.key.display().to_string(),
+        )
+        .replace(".run/demo/pki/ca.pem", &pki.ca_path().display().to_string());
+    assert!(
+        !text.contains("filename: .run/demo/pki"),
+        "a demo PKI path the test does not know"
+    );
     let tmp = TempDir::new("demo");
     validate_ok(&tmp.write("demo.yaml", &text), "envoy/demo.yaml");
     check_envoy_kit("envoy/demo.yaml");

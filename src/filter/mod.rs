@@ -689,7 +689,13 @@ impl Stream {
                 return Flow::Continue;
             }
         }
-        host.count("dcr_guard.accepted");
+        // Registrations (creates and updates, whose bodies were validated) and management reads
+        // and deletes (only their token was checked) are counted apart.
+        host.count(if work.created().is_some() {
+            "dcr_guard.accepted"
+        } else {
+            "dcr_guard.management_forwarded"
+        });
         host.set_state("dcr_guard.verdict", "accepted");
         if let Some(id) = &facts.software_id {
             host.set_state("dcr_guard.software_id", id);

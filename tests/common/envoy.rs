@@ -78,6 +78,16 @@ pub struct EnvoyConfig {
     component_log_level: Option<String>,
     wasm: Option<PathBuf>,
     edits: Vec<Edit>,
+    downstream_tls: Option<DownstreamTls>,
+}
+
+/// TLS on the listener (`EnvoyConfig::downstream_tls`).
+#[derive(Clone, Debug)]
+struct DownstreamTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    require_client_certificate: bool,
 }
 
 impl std::fmt::Debug for EnvoyConfig {
@@ -89,6 +99,7 @@ impl std::fmt::Debug for EnvoyConfig {
             .field("hold_headers", &self.hold_headers)
             .field("with_filter", &self.with_filter)
             .field("concurrency", &self.concurrency)
+            .field("downstream_tls", &self.downstream_tls)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +118,7 @@ impl EnvoyConfig {
             component_log_level: None,
             wasm: None,
             edits: Vec::new(),
+            downstream_tls: None,
         }
     }
 
@@ -161,6 +173,26 @@ impl EnvoyConfig {
     /// Replaces the filter configuration.
     pub fn filter_config(mut self, config: Value) -> Self {
         self.filter_config = config;
+        self
+    }
+
+    /// Terminates TLS on the listener: a `DownstreamTlsContext` with the server certificate and key
+    /// (PEM files) and `ca` (PEM) to validate client certificates against. With
+    /// `require_client_certificate` false a client without a certificate is let in (one that
+    /// presents a certificate not from `ca` is still refused).
+    pub fn downstream_tls(
+        mut self,
+        server_cert_pem: impl Into<PathBuf>,
+        server_key_pem: impl Into<PathBuf>,
+        ca_pem: impl Into<PathBuf>,
+        require_client_certificate: bool,
+    ) -> Self {
+        self.downstream_tls = Some(DownstreamTls {
+            cert: server_cert_pem.into(),
+            key: server_key_pem.into(),
+            ca: ca_pem.into(),
+            require_client_certificate,
+        });
         self
     }
 
@@ -273,11 +305,34 @@ impl EnvoyConfig {
                 "clusters": clusters,
             },
         });
+        if let Some(tls) = &self.downstream_tls {
+            bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] =
+                downstream_tls_socket(tls);
+        }
         for edit in &self.edits {
             edit(&mut bootstrap);
         }
         bootstrap
     }
+}
+
+fn downstream_tls_socket(tls: &DownstreamTls) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": tls.require_client_certificate,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": { "filename": tls.cert.to_string_lossy() },
+                    "private_key": { "filename": tls.key.to_string_lossy() },
+                }],
+                "validation_context": {
+                    "trusted_ca": { "filename": tls.ca.to_string_lossy() },
+                },
+            },
+        },
+    })
 }
 
 fn socket_address(port: u16) -> Value {

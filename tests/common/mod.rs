@@ -17,6 +17,7 @@ pub mod envoy;
 pub mod http;
 pub mod keys;
 pub mod oidc;
+pub mod tls;
 
 pub use envoy::{Envoy, EnvoyConfig, StartFailure};
 pub use http::{Recorded, Reply, Response, TestServer};
