@@ -18,10 +18,9 @@ use common::dcr::{corrupt_signature, Tpp};
 use common::keys::TestKey;
 use common::oidc::Oidc;
 use common::tls::{self, ClientIdentity, DnKind, Pki, ServerFiles};
-use common::{Envoy, EnvoyConfig, Reply, Response, TestServer};
+use common::{Envoy, EnvoyConfig, Response, TestServer};
 use serde_json::{json, Value};
 
-const DIRECTORY_PATH: &str = "/keystore/openbanking.jwks";
 const BR_SOFTWARE: &str = "5f4d1e9a-1111-4a2b-9c3d-0123456789ab";
 const BR_ORG: &str = "74e929d9-33b6-4d85-8ba7-c146c867a817";
 const OTHER_SOFTWARE: &str = "00000000-0000-4000-8000-000000000000";
@@ -48,18 +47,7 @@ fn br_cert(pki: &Pki, software_id: &str, org_id: &str) -> ClientIdentity {
 
 /// The directory JWKS and the TPP's software JWKS.
 fn keystore(tpp: &Tpp) -> TestServer {
-    let directory_doc = tpp.directory_jwks();
-    let software_doc = tpp.software_jwks();
-    let software_path = tpp.jwks_path();
-    TestServer::start(move |r| {
-        if r.path == DIRECTORY_PATH {
-            Reply::json(200, &directory_doc)
-        } else if r.path == software_path {
-            Reply::json(200, &software_doc)
-        } else {
-            Reply::text(404, "text/plain", "not found")
-        }
-    })
+    common::keystore(tpp, Vec::new())
 }
 
 /// Envoy with mTLS (certificates from `pki`) and `filter`, in front of the AS.

@@ -23,7 +23,6 @@ use common::tls::{self, ClientIdentity, DnKind, Pki, ServerFiles};
 use common::{Envoy, EnvoyConfig, Recorded, Reply, Response, TestServer};
 use serde_json::{json, Value};
 
-const DIRECTORY_PATH: &str = "/keystore/openbanking.jwks";
 const BR_SOFTWARE: &str = "5f4d1e9a-1111-4a2b-9c3d-0123456789ab";
 const BR_ORG: &str = "74e929d9-33b6-4d85-8ba7-c146c867a817";
 const OTHER_ID: &str = "00000000-0000-4000-8000-000000000000";
@@ -57,22 +56,7 @@ fn br_cert(pki: &Pki, software_id: &str, org_id: &str) -> ClientIdentity {
 /// A keystore serving the directory JWKS and the TPP's software JWKS, with `transport_keys` added
 /// to the latter.
 fn keystore(tpp: &Tpp, transport_keys: Vec<Value>) -> TestServer {
-    let directory_doc = tpp.directory_jwks();
-    let mut software_doc = tpp.software_jwks();
-    software_doc["keys"]
-        .as_array_mut()
-        .unwrap()
-        .extend(transport_keys);
-    let software_path = tpp.jwks_path();
-    TestServer::start(move |r| {
-        if r.path == DIRECTORY_PATH {
-            Reply::json(200, &directory_doc)
-        } else if r.path == software_path {
-            Reply::json(200, &software_doc)
-        } else {
-            Reply::text(404, "text/plain", "not found")
-        }
-    })
+    common::keystore(tpp, transport_keys)
 }
 
 fn upstream() -> TestServer {

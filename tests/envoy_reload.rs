@@ -31,18 +31,7 @@ fn write_lds(path: &Path, listener: &Value) {
 #[test]
 fn state_survives_a_filter_configuration_update() {
     let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
-    let directory_doc = tpp.directory_jwks();
-    let software_doc = tpp.software_jwks();
-    let software_path = tpp.jwks_path();
-    let keystore = TestServer::start(move |r| {
-        if r.path == "/keystore/openbanking.jwks" {
-            Reply::json(200, &directory_doc)
-        } else if r.path == software_path {
-            Reply::json(200, &software_doc)
-        } else {
-            Reply::status(404)
-        }
-    });
+    let keystore = common::keystore(&tpp, Vec::new());
     let upstream = TestServer::always(Reply::json(201, &json!({"client_id": "c1"})));
 
     let dir: PathBuf = std::env::temp_dir().join(format!("dcr-guard-lds-{}", std::process::id()));

@@ -16,8 +16,6 @@ use common::keys::TestKey;
 use common::{Envoy, EnvoyConfig, Reply, Response, TestServer};
 use serde_json::{json, Value};
 
-const DIRECTORY_PATH: &str = "/keystore/openbanking.jwks";
-
 struct Stack {
     tpp: Tpp,
     keystore: TestServer,
@@ -29,18 +27,7 @@ struct Stack {
 const ACCESS_FORMAT: &str = "ACCESS status=%RESPONSE_CODE% verdict=%FILTER_STATE(wasm.dcr_guard.verdict:PLAIN)% rule=%FILTER_STATE(wasm.dcr_guard.rule:PLAIN)% software_id=%FILTER_STATE(wasm.dcr_guard.software_id:PLAIN)%\n";
 
 fn start(tpp: Tpp, filter: impl FnOnce(&Tpp) -> Value) -> Stack {
-    let directory_doc = tpp.directory_jwks();
-    let software_doc = tpp.software_jwks();
-    let software_path = tpp.jwks_path();
-    let keystore = TestServer::start(move |r| {
-        if r.path == DIRECTORY_PATH {
-            Reply::json(200, &directory_doc)
-        } else if r.path == software_path {
-            Reply::json(200, &software_doc)
-        } else {
-            Reply::text(404, "text/plain", "not found")
-        }
-    });
+    let keystore = common::keystore(&tpp, Vec::new());
     let upstream = TestServer::always(
         Reply::json(201, &json!({"client_id": "c1"})).with_header("x-upstream", "as"),
     );

@@ -181,9 +181,10 @@ impl Engine {
                     Some(s) if alive => {
                         s.on_call_response(host, &mut self.worker, token, &url, lease, body_size)
                     }
-                    _ => self
-                        .worker
-                        .orphan_response(host, &cfg, &url, lease, body_size),
+                    // The stream is gone: still publish, others may wait on this document.
+                    _ => {
+                        self.worker.read_answer(host, &cfg, &url, lease, body_size);
+                    }
                 }
             }
             Some(Owner::Call { ctx })
@@ -196,7 +197,7 @@ impl Engine {
             Some(Owner::Call { .. }) => {}
             Some(Owner::Refresh { url, lease }) => {
                 self.worker
-                    .orphan_response(host, &cfg, &url, Some(lease), body_size)
+                    .read_answer(host, &cfg, &url, Some(lease), body_size);
             }
             None => {}
         }
@@ -721,30 +722,9 @@ impl Stream {
             Some(c) => Rc::clone(c),
             None => return,
         };
-        let max = cfg.limits.jwks_bytes;
-        let (status, body) = host.call_response(body_size, max);
-        let fetched = Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
-        if let Fetched::Unavailable(why) | Fetched::Unusable(why) = &fetched {
-            host.count("dcr_guard.jwks_fetch_failures");
-            host.log(
-                Level::Info,
-                &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
-            );
-        }
-        let now = host.now();
-        // Publish (or record the failure) even if this stream is gone: other requests wait on it.
-        let fetched = worker.fetched(host, &cfg, url, lease, fetched, &body, now);
-        let phase = std::mem::replace(&mut self.phase, Phase::Done);
-        let (mut work, mut pending, waiting) = match phase {
-            Phase::Validating {
-                work,
-                pending,
-                waiting,
-            } => (work, pending, waiting),
-            other => {
-                self.phase = other;
-                return;
-            }
+        let fetched = worker.read_answer(host, &cfg, url, lease, body_size);
+        let Some((mut work, mut pending, waiting)) = self.take_validating() else {
+            return;
         };
         if let Some(i) = pending.iter().position(|t| *t == token) {
             pending.swap_remove(i);
@@ -766,17 +746,8 @@ impl Stream {
             None => return,
         };
         let (status, body) = host.call_response(body_size, MAX_ANSWER_BYTES);
-        let phase = std::mem::replace(&mut self.phase, Phase::Done);
-        let (mut work, mut pending, waiting) = match phase {
-            Phase::Validating {
-                work,
-                pending,
-                waiting,
-            } => (work, pending, waiting),
-            other => {
-                self.phase = other;
-                return;
-            }
+        let Some((mut work, mut pending, waiting)) = self.take_validating() else {
+            return;
         };
         if let Some(i) = pending.iter().position(|t| *t == token) {
             pending.swap_remove(i);
@@ -804,17 +775,8 @@ impl Stream {
             Some(c) => Rc::clone(c),
             None => return,
         };
-        let phase = std::mem::replace(&mut self.phase, Phase::Done);
-        let (mut work, pending, mut waiting) = match phase {
-            Phase::Validating {
-                work,
-                pending,
-                waiting,
-            } => (work, pending, waiting),
-            other => {
-                self.phase = other;
-                return;
-            }
+        let Some((mut work, pending, mut waiting)) = self.take_validating() else {
+            return;
         };
         if let Some(i) = waiting.iter().position(|u| u == url) {
             waiting.swap_remove(i);
@@ -827,6 +789,22 @@ impl Stream {
             work.supply(url, fetched);
         }
         self.go_on(host, worker, &cfg, work, pending, waiting);
+    }
+
+    /// Take the work and the callouts this stream waits for; `None` when it is not waiting (a
+    /// late answer after a verdict), leaving the phase as it was.
+    fn take_validating(&mut self) -> Option<(Box<Work>, Vec<u32>, Vec<String>)> {
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Validating {
+                work,
+                pending,
+                waiting,
+            } => Some((work, pending, waiting)),
+            other => {
+                self.phase = other;
+                None
+            }
+        }
     }
 
     fn go_on(

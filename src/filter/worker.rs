@@ -280,16 +280,16 @@ fn background_sources(cfg: &Config) -> impl Iterator<Item = &JwksSource> {
 }
 
 impl Worker {
-    /// A callout answered whose stream is gone (or a background refresh): still publish the
-    /// document or record the failure, so that waiting workers are not left hanging.
-    pub fn orphan_response(
+    /// Read a JWKS callout's answer for `url` and publish it (or record the failure) under
+    /// `lease`; done even when the stream that asked is gone, since other requests may wait on it.
+    pub fn read_answer(
         &mut self,
         host: &mut dyn Host,
         cfg: &Config,
         url: &str,
         lease: Option<u64>,
         body_size: usize,
-    ) {
+    ) -> Fetched {
         let max = cfg.limits.jwks_bytes;
         let (status, body) = host.call_response(body_size, max);
         let fetched = Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
@@ -301,6 +301,6 @@ impl Worker {
             );
         }
         let now = host.now();
-        let _ = self.fetched(host, cfg, url, lease, fetched, &body, now);
+        self.fetched(host, cfg, url, lease, fetched, &body, now)
     }
 }
