@@ -98,3 +98,12 @@ deps-as:
 		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in envoy/as"; exit 1; }; \
 		touch envoy/as/node_modules; \
 	fi
+
+## bench: side-by-side performance benchmark on one Envoy worker (not part of `make test`; see bench/README.md)
+.PHONY: bench
+BENCH_BARE := target/bench/wasm32-wasip1/release/dcr_guard_bench_bare.wasm
+bench: build deps-envoy
+	@command -v taskset >/dev/null || echo "taskset not found (Debian: apt-get install util-linux): running unpinned, numbers will be noisier"
+	cargo build --release --target $(TARGET) --target-dir target/bench --manifest-path bench/bare/Cargo.toml
+	cargo build --release --example bench
+	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath $(ENVOY_BIN))" BENCH_BARE_WASM="$(abspath $(BENCH_BARE))" target/release/examples/bench

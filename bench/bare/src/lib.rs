@@ -1,0 +1,164 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! Bench-only proxy-wasm plugins used by `make bench` (see bench/README.md). Never part of the
+//! release filter: this is a separate crate that compiles dcr-guard's own JOSE sources
+//! (`src/jose`) unchanged.
+//!
+//! Configuration (JSON, the plugin configuration):
+//! - `{"mode": "verify", "ssa_jwks": {...}, "request_jwks": {...}}`: an HTTP filter that verifies
+//!   the JWS in `x-ssa` with `ssa_jwks` and the one in `x-request-jwt` with `request_jwks` (PS256,
+//!   key sets parsed once at configure time) and answers 401 when either fails. Nothing else: the
+//!   floor for two verifications inside V8.
+//! - `{"mode": "prefill", "buckets": B, "entries": N, "key_prefix": "dcr_guard.replay.",
+//!   "expires_at": T}`: at configure time, writes N live replay entries (random 16-byte ids,
+//!   expiry T) spread over B buckets in dcr-guard's bucket format (src/replay.rs, version 1).
+//!   Meant as a singleton wasm service sharing dcr-guard's `vm_id`.
+
+#[path = "../../../src/jose/mod.rs"]
+#[allow(dead_code)]
+pub mod jose;
+
+use jose::{Alg, JwkSet, Jws};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { keys: None }) });
+}}
+
+struct Keys {
+    ssa: JwkSet,
+    request: JwkSet,
+}
+
+struct Root {
+    keys: Option<Rc<Keys>>,
+}
+
+impl Context for Root {}
+
+fn prefill(cfg: &serde_json::Value) -> Result<u64, String> {
+    let buckets = cfg["buckets"].as_u64().unwrap_or(64).max(1);
+    let entries = cfg["entries"].as_u64().unwrap_or(0);
+    let prefix = cfg["key_prefix"].as_str().unwrap_or("dcr_guard.replay.");
+    let expires_at = cfg["expires_at"].as_i64().unwrap_or(i64::MAX / 2);
+    // Bucket by bucket, so that this VM never holds more than one bucket value: ids are SHA-256 of
+    // (bucket, n) — never equal to a real (issuer, jti) digest in practice — placed round-robin
+    // (entries / buckets per bucket, the remainder one more each in the first buckets).
+    let mut max = 0u64;
+    let mut v = Vec::new();
+    for b in 0..buckets {
+        let count = entries / buckets + u64::from(b < entries % buckets);
+        v.clear();
+        v.push(1u8);
+        for j in 0..count {
+            let mut seed = [0u8; 16];
+            seed[..8].copy_from_slice(&b.to_le_bytes());
+            seed[8..].copy_from_slice(&j.to_le_bytes());
+            let d = ring::digest::digest(&ring::digest::SHA256, &seed);
+            v.extend_from_slice(&d.as_ref()[..16]);
+            v.extend_from_slice(&expires_at.to_le_bytes());
+        }
+        max = max.max(count);
+        let key = format!("{prefix}v1.{b}");
+        hostcalls::set_shared_data(&key, Some(&v), None).map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(max)
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let doc = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let cfg: serde_json::Value = match serde_json::from_slice(&doc) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = hostcalls::log(LogLevel::Error, &format!("bench-bare: bad config: {e}"));
+                return false;
+            }
+        };
+        match cfg["mode"].as_str() {
+            Some("prefill") => match prefill(&cfg) {
+                Ok(max) => {
+                    let _ = hostcalls::log(
+                        LogLevel::Info,
+                        &format!(
+                            "bench-bare: prefilled {} replay entries, fullest bucket {max} entries",
+                            cfg["entries"]
+                        ),
+                    );
+                    true
+                }
+                Err(e) => {
+                    let _ = hostcalls::log(LogLevel::Error, &format!("bench-bare: prefill: {e}"));
+                    false
+                }
+            },
+            _ => {
+                let parse = |v: &serde_json::Value| {
+                    JwkSet::parse(v.to_string().as_bytes(), 64).map_err(|e| e.to_string())
+                };
+                match (parse(&cfg["ssa_jwks"]), parse(&cfg["request_jwks"])) {
+                    (Ok(ssa), Ok(request)) => {
+                        self.keys = Some(Rc::new(Keys { ssa, request }));
+                        true
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ =
+                            hostcalls::log(LogLevel::Error, &format!("bench-bare: bad JWKS: {e}"));
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            keys: self.keys.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    keys: Option<Rc<Keys>>,
+}
+
+impl Context for Stream {}
+
+fn verify_one(token: Option<String>, set: &JwkSet) -> bool {
+    let Some(token) = token else { return false };
+    match Jws::parse(&token) {
+        Ok(jws) => jose::verify(&jws, &[set], &[Alg::Ps256]).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        let Some(keys) = self.keys.clone() else {
+            return Action::Continue;
+        };
+        let ssa = self.get_http_request_header("x-ssa");
+        let req = self.get_http_request_header("x-request-jwt");
+        if verify_one(ssa, &keys.ssa) && verify_one(req, &keys.request) {
+            Action::Continue
+        } else {
+            self.send_http_response(401, vec![], Some(b"bench-bare: signature"));
+            Action::Pause
+        }
+    }
+}
