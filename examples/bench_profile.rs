@@ -26,15 +26,16 @@ use common::dcr::Tpp;
 use common::keys::TestKey;
 use dcr_guard::config::Config;
 use dcr_guard::jose::{self, Alg, JwkSet, Jws};
-use dcr_guard::pipeline::{Create, Fetched, Step};
+use dcr_guard::pipeline::{Create, Fetched, Step, Verdicts};
 
 #[inline(never)]
 fn run_pipeline(cfg: &Config, bodies: &[String], sets: &[(String, Rc<JwkSet>)], now: i64) -> usize {
     let mut ok = 0;
+    let mut verdicts = Verdicts::default();
     for body in bodies {
         let mut c = Create::parse(cfg, body.as_bytes()).unwrap();
         loop {
-            match c.step(cfg, now) {
+            match c.step(cfg, now, &mut verdicts) {
                 Step::Fetch(srcs) | Step::Refetch(srcs) => {
                     for s in srcs {
                         let set = sets.iter().find(|(u, _)| *u == s.url).unwrap();

@@ -282,10 +282,10 @@ impl Create {
     }
 
     /// Run as far as possible.
-    pub fn step(&mut self, cfg: &Config, now: i64) -> Step {
+    pub fn step(&mut self, cfg: &Config, now: i64, verdicts: &mut Verdicts) -> Step {
         loop {
             let progress = match self.stage {
-                Stage::Ssa => self.verify_ssa(cfg, now),
+                Stage::Ssa => self.verify_ssa(cfg, now, verdicts),
                 Stage::Request => self.verify_request(cfg),
                 Stage::Claims => self.claim_rules(cfg, now),
                 Stage::Done => return Step::Forward,
@@ -341,7 +341,12 @@ impl Create {
     }
 
     /// Step 5: `ssa_signature` (signature against the issuer's directory JWKS, then SSA time).
-    fn verify_ssa(&mut self, cfg: &Config, now: i64) -> Result<Progress, DcrError> {
+    fn verify_ssa(
+        &mut self,
+        cfg: &Config,
+        now: i64,
+        verdicts: &mut Verdicts,
+    ) -> Result<Progress, DcrError> {
         let rule = RuleId::SsaSignature;
         if !cfg.rules.ssa_signature || self.failed(rule) {
             return Ok(Progress::Next(Stage::Request));
@@ -363,8 +368,10 @@ impl Create {
         };
         let verified = match self.gather(&dir.jwks) {
             Err(missing) => return Ok(Progress::Need(missing)),
+            // The same SSA verified against the same key set before: no second verification.
+            Ok(g) if verdicts.known(&self.ssa, &g.sets, now) => Ok(()),
             Ok(g) => jose::verify(&self.ssa, &g.sets, &dir.algorithms)
-                .map(|_| ())
+                .map(|_| verdicts.remember(&self.ssa, &g.sets, now))
                 .map_err(|e| {
                     let unknown_kid = matches!(e, JoseError::UnknownKid(_));
                     (
@@ -646,6 +653,83 @@ fn is_uuid4(s: &str) -> bool {
         })
 }
 
+/// A per-worker cache of SSA signature verdicts: TPPs reuse their SSA, so its signature need not
+/// be verified again while the directory's key set is the same. Keyed by the SHA-256 of the exact
+/// SSA and of the key sets' documents, bounded, expiring; only successes are remembered, and the
+/// SSA's time checks still run on every request.
+#[derive(Debug)]
+pub struct Verdicts {
+    entries: std::collections::HashMap<[u8; 32], ([u8; 32], i64)>,
+    order: std::collections::VecDeque<[u8; 32]>,
+    capacity: usize,
+    ttl: i64,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Verdicts::new(4096, 600)
+    }
+}
+
+impl Verdicts {
+    pub fn new(capacity: usize, ttl_seconds: i64) -> Verdicts {
+        Verdicts {
+            entries: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            capacity: capacity.max(1),
+            ttl: ttl_seconds,
+        }
+    }
+
+    fn keys(jws: &Jws, sets: &[&JwkSet]) -> ([u8; 32], [u8; 32]) {
+        use ring::digest::{Context, SHA256};
+        let mut ssa = Context::new(&SHA256);
+        ssa.update(jws.signing_input());
+        ssa.update(b".");
+        ssa.update(&jws.signature);
+        let mut ids = Context::new(&SHA256);
+        for s in sets {
+            ids.update(&s.fingerprint);
+        }
+        let out = |c: Context| <[u8; 32]>::try_from(c.finish().as_ref()).unwrap_or([0; 32]);
+        (out(ssa), out(ids))
+    }
+
+    pub fn known(&self, jws: &Jws, sets: &[&JwkSet], now: i64) -> bool {
+        let (ssa, ids) = Self::keys(jws, sets);
+        self.entries
+            .get(&ssa)
+            .is_some_and(|(set, until)| *set == ids && now < *until)
+    }
+
+    pub fn remember(&mut self, jws: &Jws, sets: &[&JwkSet], now: i64) {
+        let (ssa, ids) = Self::keys(jws, sets);
+        if self
+            .entries
+            .insert(ssa, (ids, now.saturating_add(self.ttl)))
+            .is_none()
+        {
+            self.order.push_back(ssa);
+        }
+        while self.entries.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// One request's validation: the management binding (GET, PUT, DELETE), then for a create or an
 /// update the create pipeline, then for an update the RFC 7592 body rules.
 #[derive(Debug)]
@@ -810,7 +894,7 @@ impl Work {
         }
     }
 
-    pub fn step(&mut self, cfg: &Config, now: i64) -> Step {
+    pub fn step(&mut self, cfg: &Config, now: i64, verdicts: &mut Verdicts) -> Step {
         if let (Some(b), Some(mode)) = (&mut self.binding, &cfg.binding) {
             match b.step(
                 mode,
@@ -837,7 +921,7 @@ impl Work {
             Some(c) => c,
             None => return Step::Forward,
         };
-        match create.step(cfg, now) {
+        match create.step(cfg, now, verdicts) {
             Step::Forward => {}
             other => return other,
         }

@@ -488,7 +488,7 @@ impl Stream {
     ) -> Flow {
         let now = host.now();
         loop {
-            let (sources, need) = match work.step(cfg, now) {
+            let (sources, need) = match work.step(cfg, now, &mut worker.verdicts) {
                 Step::Forward => {
                     // Replay last, so that a rejected request does not consume its jti; in
                     // report-only mode only for a request that passed everything else.

@@ -48,6 +48,8 @@ pub struct Worker {
     pub holder: u64,
     pub tokens: HashMap<u32, Owner>,
     pub waiters: Vec<Waiter>,
+    /// SSA signature verdicts (TPPs reuse their SSA).
+    pub verdicts: crate::pipeline::Verdicts,
     next_refresh: i64,
 }
 
@@ -62,6 +64,7 @@ impl Worker {
             holder,
             tokens: HashMap::new(),
             waiters: Vec::new(),
+            verdicts: crate::pipeline::Verdicts::default(),
             next_refresh: 0,
         }
     }

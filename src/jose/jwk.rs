@@ -74,6 +74,9 @@ pub struct JwkSet {
     /// for signatures and still counted in `skipped`): the SHA-256 of the DER of `x5c[0]` and/or the
     /// decoded `x5t#S256`.
     pub tls_thumbprints: Vec<[u8; 32]>,
+    /// SHA-256 of the document the set was parsed from: the identity of the key set (a verdict
+    /// cached against one set is never reused for another).
+    pub fingerprint: [u8; 32],
 }
 
 /// Members whose presence marks a private (or symmetric) key. A key that
@@ -107,6 +110,11 @@ impl JwkSet {
             return Err(JoseError::BadJwks("too many keys".into()));
         }
         let mut set = JwkSet::default();
+        if let Ok(fp) =
+            <[u8; 32]>::try_from(ring::digest::digest(&ring::digest::SHA256, doc).as_ref())
+        {
+            set.fingerprint = fp;
+        }
         for entry in entries {
             for t in tls_thumbprints(entry) {
                 if !set.tls_thumbprints.contains(&t) {

@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::error::{ErrorCode, Source};
+use crate::jose::JwkSet;
 use crate::testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
 use crate::testkit::keys::{now, TestKey};
 
@@ -19,6 +20,16 @@ fn run(cfg: &Config, body: &str, docs: &[(String, Value)]) -> Run {
 }
 
 fn run_with_cert(cfg: &Config, body: &str, docs: &[(String, Value)], subject: Option<&str>) -> Run {
+    run_full(cfg, body, docs, subject, &mut Verdicts::default())
+}
+
+fn run_full(
+    cfg: &Config,
+    body: &str,
+    docs: &[(String, Value)],
+    subject: Option<&str>,
+    verdicts: &mut Verdicts,
+) -> Run {
     let mut fetched = Vec::new();
     let cert = subject.map(|s| crate::cert::ClientCert::from_envoy(s, None, None).unwrap());
     let mut create = match Create::parse(cfg, body.as_bytes()) {
@@ -33,7 +44,7 @@ fn run_with_cert(cfg: &Config, body: &str, docs: &[(String, Value)], subject: Op
     };
     create.set_client_cert(Ok(cert));
     for _ in 0..10 {
-        match create.step(cfg, now() as i64) {
+        match create.step(cfg, now() as i64, verdicts) {
             Step::Forward => {
                 let (f, s) = create.report();
                 return Run {
@@ -661,4 +672,65 @@ fn brazil_refuses_rules_that_need_a_request_jwt() {
         let e = Config::from_json(v.to_string().as_bytes()).unwrap_err();
         assert_eq!(e.field, format!("rules.{rule}.enabled"), "{e}");
     }
+}
+
+#[test]
+fn ssa_verdicts_are_reused_only_for_the_same_ssa_and_key_set() {
+    let (tpp, cfg, docs) = uk();
+    let mut verdicts = Verdicts::default();
+    let ssa = tpp.ssa();
+    let body = |ssa: &str| tpp.key.sign_default(&tpp.request_claims(ssa));
+    assert!(run_full(&cfg, &body(&ssa), &docs, None, &mut verdicts)
+        .result
+        .is_ok());
+    assert_eq!(verdicts.len(), 1);
+    // The same SSA again (a fresh request each time): the verdict is reused.
+    assert!(run_full(&cfg, &body(&ssa), &docs, None, &mut verdicts)
+        .result
+        .is_ok());
+    assert_eq!(verdicts.len(), 1);
+    // A corrupted copy is another SSA: verified, and refused.
+    let bad = crate::testkit::dcr::corrupt_signature(&ssa);
+    let r = run_full(&cfg, &body(&bad), &docs, None, &mut verdicts);
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::SsaSignature)
+    );
+    // The directory rotates its key away: the old verdict no longer counts.
+    let rotated = TestKey::ec("dir-2");
+    let mut docs2 = docs.clone();
+    docs2[0].1 = crate::testkit::keys::jwks(&[&rotated]);
+    let r = run_full(&cfg, &body(&ssa), &docs2, None, &mut verdicts);
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::SsaSignature)
+    );
+    // Time checks still run on a cached verdict: an expired SSA is refused every time, although
+    // its signature verdict is remembered after the first.
+    let expired = tpp.ssa_with(|c| c["exp"] = json!(now() - 3600));
+    for _ in 0..2 {
+        let r = run_full(&cfg, &body(&expired), &docs, None, &mut verdicts);
+        let e = r.result.unwrap_err();
+        assert!(e.description.contains("expired"), "{}", e.description);
+    }
+    assert_eq!(verdicts.len(), 2);
+}
+
+#[test]
+fn the_verdict_cache_is_bounded_and_expires() {
+    let (tpp, cfg, docs) = uk();
+    let mut verdicts = Verdicts::new(2, 600);
+    for _ in 0..5 {
+        let body = tpp.request();
+        assert!(run_full(&cfg, &body, &docs, None, &mut verdicts)
+            .result
+            .is_ok());
+    }
+    assert_eq!(verdicts.len(), 2);
+    let jws = crate::jose::Jws::parse(&tpp.ssa()).unwrap();
+    let set = JwkSet::parse(tpp.directory_jwks().to_string().as_bytes(), 10).unwrap();
+    let mut v = Verdicts::new(8, 10);
+    v.remember(&jws, &[&set], 100);
+    assert!(v.known(&jws, &[&set], 109));
+    assert!(!v.known(&jws, &[&set], 110));
 }
