@@ -230,6 +230,12 @@ impl Engine {
     pub fn remove(&mut self, ctx: u32) {
         self.streams.remove(&ctx);
         self.worker.waiters.retain(|w| w.ctx != ctx);
+        // The host cancels a finished context's callouts: their answers never come back. (A lease
+        // such a fetch held expires by itself.)
+        self.worker.tokens.retain(|_, owner| match owner {
+            Owner::Stream { ctx: c, .. } | Owner::Call { ctx: c } => *c != ctx,
+            Owner::Refresh { .. } => true,
+        });
     }
 }
 

@@ -1145,3 +1145,21 @@ fn introspection_secret_must_be_in_the_environment() {
     v2["rules"]["token_client_binding"]["mode"] = json!("jwt");
     assert!(Config::from_json(v2.to_string().as_bytes()).is_err());
 }
+
+#[test]
+fn a_finished_stream_leaves_nothing_behind() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(
+        w.engine.worker.tokens.len(),
+        1,
+        "the directory fetch is in flight"
+    );
+    assert_eq!(w.engine.tracked(), 1);
+    // The client went away before the keystore answered.
+    w.engine.remove(1);
+    assert_eq!(w.engine.tracked(), 0);
+    assert!(w.engine.worker.tokens.is_empty());
+    assert!(w.engine.worker.waiters.is_empty());
+}
