@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::{br_cert, br_tpp, BR_ORG, BR_SOFTWARE};
+
 use std::time::Duration;
 
 use common::dcr::Tpp;
@@ -23,35 +25,10 @@ use common::tls::{self, ClientIdentity, DnKind, Pki, ServerFiles};
 use common::{Envoy, EnvoyConfig, Recorded, Reply, Response, TestServer};
 use serde_json::{json, Value};
 
-const BR_SOFTWARE: &str = "5f4d1e9a-1111-4a2b-9c3d-0123456789ab";
-const BR_ORG: &str = "74e929d9-33b6-4d85-8ba7-c146c867a817";
 const OTHER_ID: &str = "00000000-0000-4000-8000-000000000000";
 /// The upstream echoes Envoy's rendering of the client certificate subject in this header (added
 /// by the route, after the filter ran) so that the test can show what the filter was given.
 const PEER_SUBJECT_HEADER: &str = "x-test-peer-subject";
-
-/// The TPP: a Brazilian-style software and organisation id (UUIDs), an RSA directory key (the BR
-/// profile allows PS256 only).
-fn br_tpp() -> Tpp {
-    let mut tpp = Tpp::new(TestKey::rsa("dir"), TestKey::ec("tpp"));
-    tpp.software_id = BR_SOFTWARE.to_string();
-    tpp.org_id = BR_ORG.to_string();
-    tpp
-}
-
-/// A certificate shaped like an Open Finance Brasil transport certificate, in certificate order
-/// (C first, CN last).
-fn br_cert(pki: &Pki, software_id: &str, org_id: &str) -> ClientIdentity {
-    let oi = format!("OFBBR-{org_id}");
-    pki.client(&[
-        (DnKind::C, "BR"),
-        (DnKind::O, "TPP Brasil Ltda"),
-        (DnKind::Ou, org_id),
-        (DnKind::OrganizationIdentifier, &oi),
-        (DnKind::Uid, software_id),
-        (DnKind::Cn, "tpp.example.com.br"),
-    ])
-}
 
 /// A keystore serving the directory JWKS and the TPP's software JWKS, with `transport_keys` added
 /// to the latter.

@@ -45,3 +45,28 @@ pub fn keystore(tpp: &dcr::Tpp, extra_software_keys: Vec<serde_json::Value>) -> 
         }
     })
 }
+
+/// A Brazilian TPP for the mTLS tests: UUID software and organisation ids, an RSA directory key
+/// (the BR profile allows PS256 only).
+pub const BR_SOFTWARE: &str = "5f4d1e9a-1111-4a2b-9c3d-0123456789ab";
+pub const BR_ORG: &str = "74e929d9-33b6-4d85-8ba7-c146c867a817";
+
+pub fn br_tpp() -> dcr::Tpp {
+    let mut tpp = dcr::Tpp::new(keys::TestKey::rsa("dir"), keys::TestKey::ec("tpp"));
+    tpp.software_id = BR_SOFTWARE.to_string();
+    tpp.org_id = BR_ORG.to_string();
+    tpp
+}
+
+/// An Open Finance Brasil-style transport certificate, in certificate order (C first, CN last).
+pub fn br_cert(pki: &tls::Pki, software_id: &str, org_id: &str) -> tls::ClientIdentity {
+    let oi = format!("OFBBR-{org_id}");
+    pki.client(&[
+        (tls::DnKind::C, "BR"),
+        (tls::DnKind::O, "TPP Brasil Ltda"),
+        (tls::DnKind::Ou, org_id),
+        (tls::DnKind::OrganizationIdentifier, &oi),
+        (tls::DnKind::Uid, software_id),
+        (tls::DnKind::Cn, "tpp.example.com.br"),
+    ])
+}
