@@ -1163,3 +1163,35 @@ fn a_finished_stream_leaves_nothing_behind() {
     assert!(w.engine.worker.tokens.is_empty());
     assert!(w.engine.worker.waiters.is_empty());
 }
+
+#[test]
+fn a_waiter_that_saw_the_new_document_too_early_still_gets_it() {
+    // Worker 1 fetches and publishes the directory document.
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    // Worker 2 decided to wait, but read the generation after the publish (the race): polling
+    // finds no newer generation and a free lease. The fresh document is still what it waited for.
+    let cfg = w.engine.config().cloned().unwrap();
+    let mut other = Engine::new(Some(Rc::clone(&cfg)), 2);
+    let seen = other
+        .worker
+        .cache
+        .peek(&HostStore(&mut w.host), DIRECTORY_JWKS_URL)
+        .unwrap()
+        .map(|e| e.generation);
+    assert!(seen.is_some());
+    other.worker.waiters.push(Waiter {
+        ctx: 9,
+        url: DIRECTORY_JWKS_URL.to_string(),
+        seen,
+        deadline: now() as i64 + 5,
+    });
+    let done = other.worker.poll_waiters(&mut w.host, &cfg, now() as i64);
+    assert_eq!(done.len(), 1);
+    assert!(
+        matches!(done[0].2, WaitOver::Ready(Fetched::Keys(_))),
+        "timed out instead"
+    );
+}

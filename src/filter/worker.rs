@@ -255,7 +255,14 @@ impl Worker {
         for w in std::mem::take(&mut self.waiters) {
             let outcome = match self.cache.poll(&HostStore(host), &w.url, w.seen, now) {
                 Ok(Poll::Ready(entry)) => Some(WaitOver::Ready(self.keys(cfg, &w.url, &entry))),
-                Ok(Poll::TimedOut) => Some(WaitOver::TimedOut),
+                // The fetch we waited for may have landed between our decision to wait and our
+                // reading of the generation we had seen: a fresh document is what we waited for.
+                Ok(Poll::TimedOut) => match self.cache.peek(&HostStore(host), &w.url) {
+                    Ok(Some(entry)) if now < entry.expires_at => {
+                        Some(WaitOver::Ready(self.keys(cfg, &w.url, &entry)))
+                    }
+                    _ => Some(WaitOver::TimedOut),
+                },
                 Ok(Poll::Waiting) if now > w.deadline.saturating_add(1) => Some(WaitOver::TimedOut),
                 Ok(Poll::Waiting) => None,
                 Err(_) => Some(WaitOver::TimedOut),
