@@ -190,71 +190,93 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>)
     Ok((status, body))
 }
 
-/// Sends `total` requests over `conns` keep-alive connections, taking request `i % pool.len()`.
-fn run_load(port: u16, pool: &Arc<Vec<Vec<u8>>>, total: usize, conns: usize, expect: u16) -> Load {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..conns)
-        .map(|_| {
-            let pool = Arc::clone(pool);
-            let next = Arc::clone(&next);
-            thread::spawn(move || {
-                let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                stream.set_nodelay(true).unwrap();
-                let mut w = stream.try_clone().unwrap();
-                let mut r = BufReader::with_capacity(64 * 1024, stream);
-                let mut lat = Vec::with_capacity(total / conns + 1);
-                let (mut errors, mut first_error) = (0usize, None);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let t = Instant::now();
-                    w.write_all(&pool[i % pool.len()]).unwrap();
-                    match read_response(&mut r) {
-                        Ok((status, body)) => {
-                            lat.push(t.elapsed().as_micros() as u64);
-                            if status != expect {
-                                errors += 1;
-                                if first_error.is_none() {
-                                    first_error = Some(format!(
-                                        "{status} {}",
-                                        String::from_utf8_lossy(&body)
-                                    ));
+/// Keep-alive connections to one Envoy, kept across rounds (a round does not pay for new
+/// connections).
+struct Client {
+    port: u16,
+    conns: Vec<Option<(TcpStream, BufReader<TcpStream>)>>,
+}
+
+impl Client {
+    fn new(port: u16, conns: usize) -> Client {
+        Client {
+            port,
+            conns: (0..conns.max(1)).map(|_| None).collect(),
+        }
+    }
+
+    /// Sends `total` requests over the connections (re-opening any that broke), taking request
+    /// `(first + i) % pool.len()`.
+    fn run(&mut self, pool: &[Vec<u8>], first: usize, total: usize, expect: u16) -> Load {
+        let next = AtomicUsize::new(0);
+        let start = Instant::now();
+        let port = self.port;
+        let per_conn: Vec<(Vec<u64>, usize, Option<String>)> = thread::scope(|s| {
+            let handles: Vec<_> = self
+                .conns
+                .iter_mut()
+                .map(|slot| {
+                    let next = &next;
+                    s.spawn(move || {
+                        let mut lat = Vec::new();
+                        let (mut errors, mut first_error) = (0usize, None);
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= total {
+                                break;
+                            }
+                            if slot.is_none() {
+                                let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                                stream.set_nodelay(true).unwrap();
+                                let w = stream.try_clone().unwrap();
+                                *slot = Some((w, BufReader::with_capacity(64 * 1024, stream)));
+                            }
+                            let (w, r) = slot.as_mut().unwrap();
+                            let t = Instant::now();
+                            let answer = w
+                                .write_all(&pool[(first + i) % pool.len()])
+                                .and_then(|()| read_response(r));
+                            match answer {
+                                Ok((status, body)) => {
+                                    lat.push(t.elapsed().as_micros() as u64);
+                                    if status != expect {
+                                        errors += 1;
+                                        first_error.get_or_insert_with(|| {
+                                            format!("{status} {}", String::from_utf8_lossy(&body))
+                                        });
+                                    }
+                                }
+                                Err(e) => {
+                                    errors += 1;
+                                    first_error.get_or_insert(format!("I/O: {e}"));
+                                    *slot = None;
                                 }
                             }
                         }
-                        Err(e) => {
-                            errors += 1;
-                            first_error.get_or_insert(format!("I/O: {e}"));
-                            break;
-                        }
-                    }
-                }
-                (lat, errors, first_error)
-            })
-        })
-        .collect();
-    let mut out = Load {
-        n: 0,
-        secs: 0.0,
-        lat_us: Vec::new(),
-        errors: 0,
-        first_error: None,
-    };
-    for h in handles {
-        let (lat, errors, fe) = h.join().unwrap();
-        out.lat_us.extend(lat);
-        out.errors += errors;
-        if out.first_error.is_none() {
-            out.first_error = fe;
+                        (lat, errors, first_error)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut out = Load {
+            n: 0,
+            secs: start.elapsed().as_secs_f64(),
+            lat_us: Vec::new(),
+            errors: 0,
+            first_error: None,
+        };
+        for (lat, errors, fe) in per_conn {
+            out.lat_us.extend(lat);
+            out.errors += errors;
+            if out.first_error.is_none() {
+                out.first_error = fe;
+            }
         }
+        out.n = out.lat_us.len();
+        out.lat_us.sort_unstable();
+        out
     }
-    out.secs = start.elapsed().as_secs_f64();
-    out.n = out.lat_us.len();
-    out.lat_us.sort_unstable();
-    out
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -328,8 +350,12 @@ struct Row {
     id: &'static str,
     name: String,
     load: Load,
+    /// Over all rounds (schedstat run time).
     cpu_us: f64,
-    cpu_us_schedstat: f64,
+    /// Per block of rounds.
+    blocks_us: Vec<f64>,
+    /// /proc/<pid>/stat utime+stime over all rounds, per request.
+    cpu_us_stat: f64,
     rss_kb: u64,
     extra: Value,
 }
@@ -341,66 +367,234 @@ struct Ctx {
     pinned: bool,
 }
 
-/// Starts Envoy, pins it, warms up, measures `total` requests from `pool`.
-fn measure(
-    ctx: &Ctx,
-    cfg: &EnvoyConfig,
-    warm: &Arc<Vec<Vec<u8>>>,
-    pool: &Arc<Vec<Vec<u8>>>,
+/// One scenario of a side-by-side measurement.
+struct Scenario {
+    id: &'static str,
+    name: String,
+    cfg: EnvoyConfig,
+    warm: Arc<Vec<Vec<u8>>>,
+    pool: Arc<Vec<Vec<u8>>>,
+    /// Requests measured in all (taken in order from `pool`, wrapping around: only scenarios
+    /// without replay detection may ask for more than the pool holds).
     total: usize,
-    expect: u16,
-) -> (Envoy, Load, f64, f64, u64) {
-    let envoy = Envoy::start(cfg);
-    if ctx.pinned {
-        taskset(0, envoy.pid());
-    }
-    let w = run_load(envoy.port, warm, warm.len(), ctx.conns, expect);
-    if w.errors > 0 {
-        eprintln!(
-            "  warm-up: {} errors, first: {}",
-            w.errors,
-            w.first_error.unwrap_or_default()
-        );
-    }
-    thread::sleep(Duration::from_millis(200));
-    let (t0, n0) = (cpu_ticks(envoy.pid()), cpu_ns(envoy.pid()));
-    let load = run_load(envoy.port, pool, total, ctx.conns, expect);
-    let (t1, n1) = (cpu_ticks(envoy.pid()), cpu_ns(envoy.pid()));
-    let cpu = (t1 - t0) as f64 / ctx.tck * 1e6 / load.n.max(1) as f64;
-    let cpu_ss = (n1 - n0) as f64 / 1e3 / load.n.max(1) as f64;
-    let rss = vm_rss_kb(envoy.pid());
-    if load.errors > 0 {
-        eprintln!(
-            "  {} of {} requests failed, first: {}",
-            load.errors,
-            load.n,
-            load.first_error.clone().unwrap_or_default()
-        );
-    }
-    (envoy, load, cpu, cpu_ss, rss)
 }
 
-fn row(id: &'static str, name: &str, m: (Envoy, Load, f64, f64, u64), extra: Value) -> Row {
-    let (_envoy, load, cpu, cpu_ss, rss) = m;
+/// A scenario measured: its Envoy (still running, for its stats), the load of all rounds, and
+/// its CPU time.
+struct Measured {
+    envoy: Envoy,
+    client: Client,
+    load: Load,
+    /// Envoy run time (schedstat, ns) and requests in each of [`BLOCKS`] consecutive blocks of
+    /// rounds.
+    blocks: Vec<(u64, usize)>,
+    stat_ticks: u64,
+    rss_kb: u64,
+}
+
+/// The rounds are reported in this many blocks, to show how much the ratios move within a run.
+const BLOCKS: usize = 5;
+
+/// Starts one Envoy per scenario (each pinned to CPU 0), warms each up, then measures them in
+/// `rounds` interleaved rounds: round r sends `total / rounds` requests to every scenario's
+/// Envoy in turn (tens of milliseconds each; the order rotates). These shared machines change
+/// speed by up to 2× within seconds (other tenants); interleaving finely makes every scenario
+/// see the same slow and fast periods, so that the ratios hold although absolute times move.
+/// CPU per request = the Envoy process's run time over its rounds (schedstat, nanoseconds; the
+/// /proc/<pid>/stat utime+stime sum is kept too) / requests.
+fn measure_side_by_side(ctx: &Ctx, scenarios: &[Scenario], rounds: usize) -> Vec<Measured> {
+    let rounds = rounds.max(BLOCKS);
+    let mut out: Vec<Measured> = scenarios
+        .iter()
+        .map(|sc| {
+            eprintln!("bench: {} {}: start, warm up", sc.id, sc.name);
+            let envoy = Envoy::start(&sc.cfg);
+            if ctx.pinned {
+                taskset(0, envoy.pid());
+            }
+            let mut client = Client::new(envoy.port, ctx.conns);
+            let w = client.run(&sc.warm, 0, sc.warm.len(), 201);
+            if w.errors > 0 {
+                eprintln!(
+                    "  warm-up: {} errors, first: {}",
+                    w.errors,
+                    w.first_error.unwrap_or_default()
+                );
+            }
+            Measured {
+                envoy,
+                client,
+                load: Load {
+                    n: 0,
+                    secs: 0.0,
+                    lat_us: Vec::new(),
+                    errors: 0,
+                    first_error: None,
+                },
+                blocks: vec![(0, 0); BLOCKS],
+                stat_ticks: 0,
+                rss_kb: 0,
+            }
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let perf: Vec<_> = out
+        .iter()
+        .zip(scenarios)
+        .map(|(m, sc)| perf_start(sc.id, m.envoy.pid()))
+        .collect();
+    eprintln!(
+        "bench: {rounds} interleaved rounds of {}",
+        scenarios
+            .iter()
+            .map(|sc| format!("{} × {}", sc.total / rounds, sc.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for r in 0..rounds {
+        let block = r * BLOCKS / rounds;
+        for k in 0..scenarios.len() {
+            let i = (k + r) % scenarios.len();
+            let (sc, m) = (&scenarios[i], &mut out[i]);
+            let per = sc.total / rounds;
+            let pid = m.envoy.pid();
+            let (t0, n0) = (cpu_ticks(pid), cpu_ns(pid));
+            let load = m.client.run(&sc.pool, r * per, per, 201);
+            let (t1, n1) = (cpu_ticks(pid), cpu_ns(pid));
+            m.blocks[block].0 += n1 - n0;
+            m.blocks[block].1 += load.n;
+            m.stat_ticks += t1 - t0;
+            m.load.n += load.n;
+            m.load.secs += load.secs;
+            m.load.lat_us.extend(load.lat_us);
+            m.load.errors += load.errors;
+            if m.load.first_error.is_none() {
+                m.load.first_error = load.first_error;
+            }
+        }
+    }
+    for p in perf {
+        perf_stop(p);
+    }
+    for m in &mut out {
+        m.load.lat_us.sort_unstable();
+        m.rss_kb = vm_rss_kb(m.envoy.pid());
+        if m.load.errors > 0 {
+            eprintln!(
+                "  {} of {} requests failed, first: {}",
+                m.load.errors,
+                m.load.n,
+                m.load.first_error.clone().unwrap_or_default()
+            );
+        }
+    }
+    out
+}
+
+/// `BENCH_PERF=DIR`: `perf record` Envoy during each measured load into `DIR/perf-<id>.data`
+/// (for `perf report --sort dso,sym`; V8's JIT code shows as anonymous memory).
+fn perf_start(id: &str, pid: u32) -> Option<std::process::Child> {
+    let dir = std::env::var_os("BENCH_PERF")?;
+    std::fs::create_dir_all(&dir).ok()?;
+    let out = Path::new(&dir).join(format!("perf-{id}.data"));
+    let child = Command::new("perf")
+        .args(["record", "-q", "-F", "2999", "-p", &pid.to_string(), "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    thread::sleep(Duration::from_millis(300));
+    Some(child)
+}
+
+fn perf_stop(child: Option<std::process::Child>) {
+    if let Some(mut c) = child {
+        let _ = Command::new("kill")
+            .args(["-INT", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+}
+
+/// `BENCH_ONLY=3,5`: run only these scenarios (ids as in the table; `7` runs 7a and 7b).
+fn selected(id: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| {
+        only.split(',')
+            .map(str::trim)
+            .any(|o| o == id || (id.len() > o.len() && id.starts_with(o)))
+    })
+}
+
+fn row(ctx: &Ctx, sc: &Scenario, m: Measured, extra: Value) -> (Row, Envoy) {
+    let ns: u64 = m.blocks.iter().map(|b| b.0).sum();
     let r = Row {
-        id,
-        name: name.to_string(),
-        load,
-        cpu_us: cpu,
-        cpu_us_schedstat: cpu_ss,
-        rss_kb: rss,
+        id: sc.id,
+        name: sc.name.clone(),
+        cpu_us: ns as f64 / 1e3 / m.load.n.max(1) as f64,
+        blocks_us: m
+            .blocks
+            .iter()
+            .map(|(ns, n)| *ns as f64 / 1e3 / (*n).max(1) as f64)
+            .collect(),
+        cpu_us_stat: m.stat_ticks as f64 / ctx.tck * 1e6 / m.load.n.max(1) as f64,
+        load: m.load,
+        rss_kb: m.rss_kb,
         extra,
     };
     eprintln!(
-        "  {id} {name}: {:.1} µs CPU/req (schedstat {:.1}), {:.0} req/s, p50 {} µs, p99 {} µs, errors {}",
+        "  {} {}: {:.1} µs CPU/req (blocks {:?}; /proc/stat {:.1}), {:.0} req/s, p50 {} µs, p99 {} µs, errors {}",
+        r.id,
+        r.name,
         r.cpu_us,
-        r.cpu_us_schedstat,
+        r.blocks_us.iter().map(|v| v.round() as i64).collect::<Vec<_>>(),
+        r.cpu_us_stat,
         r.load.n as f64 / r.load.secs,
         pct(&r.load.lat_us, 0.5),
         pct(&r.load.lat_us, 0.99),
         r.load.errors
     );
-    r
+    (r, m.envoy)
+}
+
+/// `BENCH_V8_DUMP=FILE`: write the scenarios' inputs (filter configurations, JWKS documents by
+/// path, raw requests, the signing time) for `bench/v8/harness.mjs`, which runs the same `.wasm`
+/// files in Node's V8 under a minimal proxy-wasm host, and stop.
+fn dump_for_v8(
+    path: &Path,
+    tpps: &[Tpp],
+    warm: &[Vec<u8>],
+    unique: &[Vec<u8>],
+    warm_mix: &[Vec<u8>],
+    mix: &[Vec<u8>],
+) {
+    let tpp = &tpps[0];
+    let mut docs = serde_json::Map::new();
+    docs.insert(DIRECTORY_PATH.to_string(), tpp.directory_jwks());
+    for t in tpps {
+        docs.insert(t.jwks_path(), t.software_jwks());
+    }
+    let text = |pool: &[Vec<u8>]| -> Vec<String> {
+        pool.iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    };
+    let out = json!({
+        "guard_config": tpp.filter_config("keystore", "keystore"),
+        "bare_config": {
+            "mode": "verify",
+            "ssa_jwks": tpp.directory_jwks(),
+            "request_jwks": tpp.software_jwks(),
+        },
+        "docs": docs,
+        "now": keys::now(),
+        "warm": text(warm),
+        "unique": text(unique),
+        "warm_mix": text(warm_mix),
+        "mix": text(mix),
+    });
+    std::fs::write(path, serde_json::to_vec(&out).unwrap()).unwrap();
+    eprintln!("bench: wrote {}", path.display());
 }
 
 fn keystore_for(tpps: &[&Tpp], delay: Option<Duration>) -> TestServer {
@@ -494,7 +688,7 @@ fn main() {
     let tpp = &tpps[0];
     eprintln!("bench: signing request pools (PS256, RSA-2048)");
     let t_sign = Instant::now();
-    let warm: Arc<Vec<Vec<u8>>> = Arc::new(par(100, |_| pool_unique(tpp, 1).remove(0)));
+    let warm: Arc<Vec<Vec<u8>>> = Arc::new(par(300, |_| pool_unique(tpp, 1).remove(0)));
     let unique: Arc<Vec<Vec<u8>>> = Arc::new(par(n, |_| pool_unique(tpp, 1).remove(0)));
     let ssas: Vec<String> = par(tpps.len(), |i| tpps[i].ssa());
     let mix: Arc<Vec<Vec<u8>>> = Arc::new(par(n, |i| {
@@ -511,9 +705,14 @@ fn main() {
     let burst_warm = burst.split_off(200);
     eprintln!(
         "bench: {} requests signed in {:.1} s",
-        100 + 2 * n + 2 * tpps.len() + 400,
+        300 + 2 * n + 2 * tpps.len() + 400,
         t_sign.elapsed().as_secs_f64()
     );
+
+    if let Some(path) = std::env::var_os("BENCH_V8_DUMP") {
+        dump_for_v8(Path::new(&path), &tpps, &warm, &unique, &warm_mix, &mix);
+        return;
+    }
 
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = cpus >= 2 && taskset(1, std::process::id());
@@ -529,18 +728,18 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     let keystore = keystore_for(&tpps.iter().collect::<Vec<_>>(), None);
 
-    // 1. passthrough
-    eprintln!("bench: 1 passthrough");
-    let cfg = guard_config(tpp, &keystore, &ctx, false).without_filter();
-    rows.push(row(
-        "1",
-        "passthrough (no filter)",
-        measure(&ctx, &cfg, &warm, &unique, n * 6, 201),
-        json!({}),
-    ));
-
+    let rounds = env_usize("BENCH_ROUNDS", 75);
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    // 1. passthrough (cheap: more requests, for a steadier number)
+    scenarios.push(Scenario {
+        id: "1",
+        name: "passthrough (no filter)".into(),
+        cfg: guard_config(tpp, &keystore, &ctx, false).without_filter(),
+        warm: Arc::clone(&warm),
+        pool: Arc::clone(&unique),
+        total: n * 4,
+    });
     // 2. native jwt_authn
-    eprintln!("bench: 2 native jwt_authn");
     let jwt_authn = json!({
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
@@ -565,98 +764,137 @@ fn main() {
             }],
         },
     });
-    let cfg = guard_config(tpp, &keystore, &ctx, false)
-        .without_filter()
-        .extra_filter_before(jwt_authn);
-    rows.push(row(
-        "2",
-        "native jwt_authn, 2 × PS256",
-        measure(&ctx, &cfg, &warm, &unique, n * 3, 201),
-        json!({}),
-    ));
-
+    scenarios.push(Scenario {
+        id: "2",
+        name: "native jwt_authn, 2 × PS256".into(),
+        cfg: guard_config(tpp, &keystore, &ctx, false)
+            .without_filter()
+            .extra_filter_before(jwt_authn),
+        warm: Arc::clone(&warm),
+        pool: Arc::clone(&unique),
+        total: n * 2,
+    });
     // 3. bare wasm verification
-    eprintln!("bench: 3 bare wasm verification");
-    let cfg = guard_config(tpp, &keystore, &ctx, false)
-        .wasm(&bare)
-        .filter_config(json!({
-            "mode": "verify",
-            "ssa_jwks": tpp.directory_jwks(),
-            "request_jwks": tpp.software_jwks(),
-        }));
-    rows.push(row(
-        "3",
-        "bare wasm, 2 × PS256 (dcr_guard::jose)",
-        measure(&ctx, &cfg, &warm, &unique, n, 201),
-        json!({}),
-    ));
-
+    let mut bare_cfg = json!({
+        "mode": "verify",
+        "ssa_jwks": tpp.directory_jwks(),
+        "request_jwks": tpp.software_jwks(),
+    });
+    // BENCH_BARE_PROBE='{"probe_calls": 50, "probe_only": true}': measure hostcalls instead.
+    if let Ok(probe) = std::env::var("BENCH_BARE_PROBE") {
+        let probe: Value = serde_json::from_str(&probe).expect("BENCH_BARE_PROBE: JSON object");
+        for (k, v) in probe.as_object().expect("BENCH_BARE_PROBE: JSON object") {
+            bare_cfg[k] = v.clone();
+        }
+    }
+    scenarios.push(Scenario {
+        id: "3",
+        name: "bare wasm, 2 × PS256 (dcr_guard::jose)".into(),
+        cfg: guard_config(tpp, &keystore, &ctx, false)
+            .wasm(&bare)
+            .filter_config(bare_cfg),
+        warm: Arc::clone(&warm),
+        pool: Arc::clone(&unique),
+        total: n,
+    });
     // 4. dcr-guard all-unique
-    eprintln!("bench: 4 dcr-guard all-unique");
-    let cfg = guard_config(tpp, &keystore, &ctx, false);
-    let m = measure(&ctx, &cfg, &warm, &unique, n, 201);
-    let accepted = m.0.stat("dcr_guard.accepted");
-    rows.push(row(
-        "4",
-        "dcr-guard, all-unique",
-        m,
-        json!({"accepted": accepted}),
-    ));
-
+    scenarios.push(Scenario {
+        id: "4",
+        name: "dcr-guard, all-unique".into(),
+        cfg: guard_config(tpp, &keystore, &ctx, false),
+        warm: Arc::clone(&warm),
+        pool: Arc::clone(&unique),
+        total: n,
+    });
     // 5. dcr-guard realistic mix
-    eprintln!("bench: 5 dcr-guard realistic mix ({} TPPs)", tpps.len());
-    let m = measure(&ctx, &cfg, &warm_mix, &mix, n, 201);
-    let accepted = m.0.stat("dcr_guard.accepted");
-    rows.push(row(
-        "5",
-        &format!("dcr-guard, mix of {} TPPs", tpps.len()),
-        m,
-        json!({"accepted": accepted, "tpps": tpps.len()}),
-    ));
+    scenarios.push(Scenario {
+        id: "5",
+        name: format!("dcr-guard, mix of {} TPPs", tpps.len()),
+        cfg: guard_config(tpp, &keystore, &ctx, false),
+        warm: Arc::clone(&warm_mix),
+        pool: Arc::clone(&mix),
+        total: n,
+    });
+    scenarios.retain(|sc| selected(sc.id));
+    let measured = measure_side_by_side(&ctx, &scenarios, rounds);
+    for (sc, m) in scenarios.iter().zip(measured) {
+        let extra = match sc.id {
+            "4" | "5" => json!({"accepted": m.envoy.stat("dcr_guard.accepted")}),
+            _ => json!({}),
+        };
+        rows.push(row(&ctx, sc, m, extra).0);
+    }
 
-    // 7. replay store: empty vs 1,000,000 live entries (4096 buckets × 512 max).
+    // 7. replay store: empty vs 1,000,000 live entries (4096 buckets × 512 max), side by side.
+    let mut replay: Vec<Scenario> = Vec::new();
     for (id, entries) in [("7a", 0u64), ("7b", 1_000_000u64)] {
-        eprintln!("bench: {id} replay store prefilled with {entries} entries");
         let ext = prefill_extension(&bare, entries);
-        let cfg = guard_config(tpp, &keystore, &ctx, true)
-            .edit(move |b| b["bootstrap_extensions"] = ext.clone());
-        let m = measure(&ctx, &cfg, &warm, &unique, n, 201);
-        let prefilled =
-            m.0.log()
-                .lines()
-                .rev()
-                .find(|l| l.contains("bench-bare: prefilled"))
-                .map(str::to_string);
-        rows.push(row(
+        replay.push(Scenario {
             id,
-            &format!("dcr-guard, replay store {entries} entries"),
-            m,
-            json!({"entries": entries, "prefill_log": prefilled}),
-        ));
+            name: format!("dcr-guard, replay store {entries} entries"),
+            cfg: guard_config(tpp, &keystore, &ctx, true)
+                .edit(move |b| b["bootstrap_extensions"] = ext.clone()),
+            warm: Arc::clone(&warm),
+            pool: Arc::clone(&unique),
+            total: n,
+        });
+    }
+    replay.retain(|sc| selected(sc.id));
+    let measured = measure_side_by_side(&ctx, &replay, rounds);
+    for (sc, m) in replay.iter().zip(measured) {
+        let prefilled = m
+            .envoy
+            .log()
+            .lines()
+            .rev()
+            .find(|l| l.contains("bench-bare: prefilled"))
+            .map(str::to_string);
+        let entries = if sc.id == "7a" { 0 } else { 1_000_000 };
+        rows.push(
+            row(
+                &ctx,
+                sc,
+                m,
+                json!({"entries": entries, "prefill_log": prefilled}),
+            )
+            .0,
+        );
     }
 
     // 6. cold burst: fresh Envoy, 200 concurrent registrations of one TPP, keystore answering
     // after 50 ms.
-    eprintln!("bench: 6 cold burst");
-    let cold_ks = keystore_for(&[tpp], Some(Duration::from_millis(50)));
-    let cfg = guard_config(tpp, &cold_ks, &ctx, false);
-    let envoy = Envoy::start(&cfg);
-    if pinned {
-        taskset(0, envoy.pid());
-    }
-    let (res, burst_secs) = fire_burst(envoy.port, burst);
-    // The same burst again on the now warm Envoy: the baseline for "added latency".
-    let (res_warm, _) = fire_burst(envoy.port, burst_warm);
+    let (res, res_warm, burst_secs, dir_fetches, sw_fetches, fetch_stat, waits) = if selected("6") {
+        eprintln!("bench: 6 cold burst");
+        let cold_ks = keystore_for(&[tpp], Some(Duration::from_millis(50)));
+        let cfg = guard_config(tpp, &cold_ks, &ctx, false);
+        let envoy = Envoy::start(&cfg);
+        if pinned {
+            taskset(0, envoy.pid());
+        }
+        let (res, burst_secs) = fire_burst(envoy.port, burst);
+        // The same burst again on the now warm Envoy: the baseline for "added latency".
+        let (res_warm, _) = fire_burst(envoy.port, burst_warm);
+        let dir_fetches = cold_ks.count(DIRECTORY_PATH);
+        let sw_fetches = cold_ks.count(&tpp.jwks_path());
+        let fetch_stat = envoy.stat("dcr_guard.jwks_fetches");
+        let waits = envoy.stat("dcr_guard.jwks_lease_waits");
+        (
+            res,
+            res_warm,
+            burst_secs,
+            dir_fetches,
+            sw_fetches,
+            fetch_stat,
+            waits,
+        )
+    } else {
+        (Vec::new(), Vec::new(), 0.0, 0, 0, None, None)
+    };
     let mut lat_warm: Vec<u64> = res_warm.iter().map(|r| r.1).collect();
     lat_warm.sort_unstable();
     let mut lat: Vec<u64> = res.iter().map(|r| r.1).collect();
     lat.sort_unstable();
     let ok = res.iter().filter(|r| r.0 == 201).count();
-    let dir_fetches = cold_ks.count(DIRECTORY_PATH);
-    let sw_fetches = cold_ks.count(&tpp.jwks_path());
-    let fetch_stat = envoy.stat("dcr_guard.jwks_fetches");
-    let waits = envoy.stat("dcr_guard.jwks_lease_waits");
-    drop(envoy);
     let cold = json!({
         "requests": res.len(), "accepted_201": ok,
         "directory_fetches": dir_fetches, "software_jwks_fetches": sw_fetches,
@@ -678,6 +916,30 @@ fn main() {
     };
     let (c1, c2, c3, c4, c5) = (get("1"), get("2"), get("3"), get("4"), get("5"));
     let (c7a, c7b) = (get("7a"), get("7b"));
+    // The same ratio in each block of rounds: how much it moved during the run.
+    let blocks = |id: &str| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .map_or_else(|| vec![f64::NAN; BLOCKS], |r| r.blocks_us.clone())
+    };
+    type Cpu<'a> = &'a dyn Fn(&str) -> f64;
+    let spread = |f: &dyn Fn(Cpu) -> f64| -> String {
+        let per: Vec<f64> = (0..BLOCKS)
+            .map(|b| f(&|id: &str| blocks(id)[b]))
+            .filter(|v| v.is_finite())
+            .collect();
+        if per.is_empty() {
+            return String::new();
+        }
+        let lo = per.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = per.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("(blocks {lo:.2}–{hi:.2})")
+    };
+    let s43 = spread(&|c| (c("4") - c("1")) / (c("3") - c("1")));
+    let s5 = spread(&|c| (c("5") - c("1")) / ((c("3") - c("1")) / 2.0));
+    let s52 = spread(&|c| (c("5") - c("1")) / (c("2") - c("1")));
+    let s32 = spread(&|c| (c("3") - c("1")) / (c("2") - c("1")));
+    let s7 = spread(&|c| c("7b") / c("7a"));
     println!();
     println!("dcr-guard benchmark: Envoy {}, --concurrency 1, {} keep-alive connections, PS256 RSA-2048, Envoy {} CPU 0 / load on CPU 1",
         envoy_version(), conns, if pinned { "pinned to" } else { "NOT pinned:" });
@@ -722,16 +984,16 @@ fn main() {
     println!();
     println!("Ratios (Envoy CPU per request):");
     println!(
-        "  all-unique   (4−1)/(3−1)       = {r43:.2}   target ≤ 1.25  {}",
+        "  all-unique   (4−1)/(3−1)       = {r43:.2}   target ≤ 1.25  {}  {s43}",
         verdict(r43 <= 1.25)
     );
     println!(
-        "  mix          (5−1)/((3−1)/2)   = {r5:.2}   target ≤ 1.20  {}",
+        "  mix          (5−1)/((3−1)/2)   = {r5:.2}   target ≤ 1.20  {}  {s5}",
         verdict(r5 <= 1.2)
     );
-    println!("  mix vs native (5−1)/(2−1)      = {r52:.2}   (floor for one wasm vs two native verifications ≈ 3.3)");
+    println!("  mix vs native (5−1)/(2−1)      = {r52:.2}   {s52} (floor for one wasm vs two native verifications ≈ 3.3)");
     println!(
-        "  bare vs native (3−1)/(2−1)     = {:.2}",
+        "  bare vs native (3−1)/(2−1)     = {:.2}   {s32}",
         (c3 - c1) / (c2 - c1)
     );
     println!(
@@ -745,13 +1007,13 @@ fn main() {
         res.len()
     );
     println!(
-        "  replay 1M    7b/7a              = {r7:.3}  target ≤ 1.10  {}   VmRSS {:.1} MB vs {:.1} MB",
+        "  replay 1M    7b/7a              = {r7:.3}  target ≤ 1.10  {}  {s7}  VmRSS {:.1} MB vs {:.1} MB",
         verdict(r7 <= 1.10),
         rows.iter().find(|r| r.id == "7b").map_or(0.0, |r| r.rss_kb as f64 / 1024.0),
         rows.iter().find(|r| r.id == "7a").map_or(0.0, |r| r.rss_kb as f64 / 1024.0),
     );
     println!();
-    println!("(µs are /proc/<pid>/stat utime+stime; clock ticks {} Hz. Whole run {:.0} s. Load average before: {load_before}; after: {}. Other load on the machine inflates every number: compare ratios.)", ctx.tck, began.elapsed().as_secs_f64(), loadavg());
+    println!("(CPU µs are the Envoy process's run time over its {rounds} interleaved rounds (schedstat; /proc/<pid>/stat utime+stime agrees, see results.json) / requests; \"blocks\" is the range of the same ratio over {BLOCKS} consecutive blocks of rounds. Whole run {:.0} s. Load average before: {load_before}; after: {}. This machine's speed changes under other tenants: compare ratios, not µs.)", began.elapsed().as_secs_f64(), loadavg());
 
     let out = json!({
         "envoy": envoy_version(),
@@ -764,7 +1026,8 @@ fn main() {
         "scenarios": rows.iter().map(|r| json!({
             "id": r.id, "name": r.name, "requests": r.load.n, "errors": r.load.errors,
             "first_error": r.load.first_error, "seconds": r.load.secs,
-            "cpu_us_per_request": r.cpu_us, "cpu_us_per_request_schedstat": r.cpu_us_schedstat,
+            "cpu_us_per_request": r.cpu_us, "cpu_us_per_request_blocks": r.blocks_us,
+            "cpu_us_per_request_proc_stat": r.cpu_us_stat,
             "throughput_rps": r.load.n as f64 / r.load.secs,
             "latency_us": {"p50": pct(&r.load.lat_us, 0.5), "p90": pct(&r.load.lat_us, 0.9), "p99": pct(&r.load.lat_us, 0.99), "max": r.load.lat_us.last()},
             "vm_rss_kb": r.rss_kb, "extra": r.extra,

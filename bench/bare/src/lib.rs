@@ -36,6 +36,10 @@ proxy_wasm::main! {{
 struct Keys {
     ssa: JwkSet,
     request: JwkSet,
+    /// Hostcalls (`get_http_request_header(":path")`) made before verifying.
+    probe_calls: u64,
+    /// Make the probe calls only, verify nothing.
+    probe_only: bool,
 }
 
 struct Root {
@@ -109,7 +113,12 @@ impl RootContext for Root {
                 };
                 match (parse(&cfg["ssa_jwks"]), parse(&cfg["request_jwks"])) {
                     (Ok(ssa), Ok(request)) => {
-                        self.keys = Some(Rc::new(Keys { ssa, request }));
+                        self.keys = Some(Rc::new(Keys {
+                            ssa,
+                            request,
+                            probe_calls: cfg["probe_calls"].as_u64().unwrap_or(0),
+                            probe_only: cfg["probe_only"].as_bool().unwrap_or(false),
+                        }));
                         true
                     }
                     (Err(e), _) | (_, Err(e)) => {
@@ -152,6 +161,13 @@ impl HttpContext for Stream {
         let Some(keys) = self.keys.clone() else {
             return Action::Continue;
         };
+        // Probe (bench/README.md): the cost of a hostcall that returns a value.
+        for _ in 0..keys.probe_calls {
+            let _ = self.get_http_request_header(":path");
+        }
+        if keys.probe_only {
+            return Action::Continue;
+        }
         let ssa = self.get_http_request_header("x-ssa");
         let req = self.get_http_request_header("x-request-jwt");
         if verify_one(ssa, &keys.ssa) && verify_one(req, &keys.request) {
