@@ -33,7 +33,7 @@ fn run_pipeline(cfg: &Config, bodies: &[String], sets: &[(String, Rc<JwkSet>)], 
     let mut ok = 0;
     let mut verdicts = Verdicts::default();
     for body in bodies {
-        let mut c = Create::parse(cfg, body.as_bytes()).unwrap();
+        let mut c = Create::parse(cfg, body.as_bytes(), &verdicts).unwrap();
         loop {
             match c.step(cfg, now, &mut verdicts) {
                 Step::Fetch(srcs) | Step::Refetch(srcs) => {

@@ -7,6 +7,8 @@ use crate::config::{jwks_source, Config, JwksSource};
 use crate::error::{clip, DcrError, ErrorCode, RuleId};
 use crate::jose::{self, Alg, JoseError, JwkSet, Jws};
 use crate::rules::{time, Ctx};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// The outcome of fetching one JWKS document.
 #[derive(Debug, Clone)]
@@ -83,7 +85,11 @@ pub struct Create {
     request: Option<Jws>,
     /// The request's claims: the JWT payload, or the JSON body.
     claims: Claims,
-    ssa: Jws,
+    /// The SSA, parsed (shared with the verdict cache when it came from there).
+    ssa: Rc<Jws>,
+    /// A verdict cache hit: the key-set identity the SSA verified against, and until when the
+    /// verdict holds.
+    ssa_verified_for: Option<([u8; 32], i64)>,
     stage: Stage,
     docs: Vec<(String, Fetched)>,
     software: Option<JwksSource>,
@@ -125,7 +131,7 @@ fn jose_description(what: &str, e: &JoseError) -> String {
 impl Create {
     /// Steps 2–4: parse the request JWT and the SSA, check the SSA issuer, and refuse algorithms
     /// before anything is fetched.
-    pub fn parse(cfg: &Config, body: &[u8]) -> Result<Create, DcrError> {
+    pub fn parse(cfg: &Config, body: &[u8], verdicts: &Verdicts) -> Result<Create, DcrError> {
         let (request, claims) = if cfg.json_body {
             let claims = json_object(body)?;
             (None, claims)
@@ -138,7 +144,7 @@ impl Create {
             if text.is_empty() {
                 return Err(DcrError::invalid_request("a signed JWT body is required"));
             }
-            let request = Jws::parse(text).map_err(|e| match e {
+            let mut request = Jws::parse(text).map_err(|e| match e {
                 JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => DcrError::rule(
                     RuleId::RequestSignature,
                     jose_description("request JWT", &e),
@@ -148,7 +154,8 @@ impl Create {
                     &other,
                 )),
             })?;
-            let claims = request.claims.clone();
+            // The claims live in `Create::claims`; the request JWT keeps what verification needs.
+            let claims = std::mem::take(&mut request.claims);
             (Some(request), claims)
         };
         let facts = Facts {
@@ -157,13 +164,13 @@ impl Create {
         };
 
         let ssa_text = match claims.get("software_statement") {
+            Some(serde_json::Value::String(s)) => s.as_str(),
             None => {
                 return Err(DcrError::envelope(
                     ErrorCode::InvalidSoftwareStatement,
                     "claim `software_statement` not found",
                 ))
             }
-            Some(serde_json::Value::String(s)) => s.clone(),
             Some(other) => {
                 return Err(DcrError::envelope(
                     ErrorCode::InvalidSoftwareStatement,
@@ -174,20 +181,28 @@ impl Create {
                 ))
             }
         };
-        let ssa = Jws::parse(&ssa_text).map_err(|e| match e {
-            JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
-                DcrError::rule(RuleId::SsaSignature, jose_description("SSA", &e))
+        // A TPP reuses its SSA: one verified before is taken parsed from the verdict cache.
+        let (ssa, ssa_verified_for) = match verdicts.lookup(ssa_text) {
+            Some((ssa, sets, until)) => (ssa, Some((sets, until))),
+            None => {
+                let ssa = Jws::parse(ssa_text).map_err(|e| match e {
+                    JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
+                        DcrError::rule(RuleId::SsaSignature, jose_description("SSA", &e))
+                    }
+                    other => DcrError::envelope(
+                        ErrorCode::InvalidSoftwareStatement,
+                        jose_description("`software_statement` is not a compact JWS", &other),
+                    ),
+                })?;
+                (Rc::new(ssa), None)
             }
-            other => DcrError::envelope(
-                ErrorCode::InvalidSoftwareStatement,
-                jose_description("`software_statement` is not a compact JWS", &other),
-            ),
-        })?;
+        };
 
         let mut create = Create {
             request,
             claims,
             ssa,
+            ssa_verified_for,
             stage: Stage::Ssa,
             docs: Vec::new(),
             software: None,
@@ -369,9 +384,21 @@ impl Create {
         let verified = match self.gather(&dir.jwks) {
             Err(missing) => return Ok(Progress::Need(missing)),
             // The same SSA verified against the same key set before: no second verification.
-            Ok(g) if verdicts.known(&self.ssa, &g.sets, now) => Ok(()),
+            Ok(g)
+                if self.ssa_verified_for.is_some_and(|(sets, until)| {
+                    now < until && sets == Verdicts::set_id(&g.sets)
+                }) =>
+            {
+                Ok(())
+            }
             Ok(g) => jose::verify(&self.ssa, &g.sets, &dir.algorithms)
-                .map(|_| verdicts.remember(&self.ssa, &g.sets, now))
+                .map(|_| {
+                    if let Some(serde_json::Value::String(text)) =
+                        self.claims.get("software_statement")
+                    {
+                        verdicts.remember(text, &self.ssa, &g.sets, now);
+                    }
+                })
                 .map_err(|e| {
                     let unknown_kid = matches!(e, JoseError::UnknownKid(_));
                     (
@@ -654,16 +681,30 @@ fn is_uuid4(s: &str) -> bool {
 }
 
 /// A per-worker cache of SSA signature verdicts: TPPs reuse their SSA, so its signature need not
-/// be verified again while the directory's key set is the same. Keyed by the SHA-256 of the exact
-/// SSA and of the key sets' documents, bounded, expiring; only successes are remembered, and the
-/// SSA's time checks still run on every request.
+/// be verified (nor the SSA parsed) again while the directory's key set is the same. Keyed by the
+/// exact SSA text (compared whole, not by a hash), it keeps the parsed SSA and the identity of the
+/// key sets it verified against (SHA-256 of their documents); bounded in entries and bytes,
+/// expiring, first in first out. Only successes are remembered, and the SSA's time checks still
+/// run on every request.
 #[derive(Debug)]
 pub struct Verdicts {
-    entries: std::collections::HashMap<[u8; 32], ([u8; 32], i64)>,
-    order: std::collections::VecDeque<[u8; 32]>,
+    entries: HashMap<Rc<str>, Verdict>,
+    order: VecDeque<Rc<str>>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
     ttl: i64,
 }
+
+#[derive(Debug)]
+struct Verdict {
+    ssa: Rc<Jws>,
+    sets: [u8; 32],
+    until: i64,
+}
+
+/// An SSA longer than this is verified every time (never cached).
+pub const VERDICT_MAX_SSA_BYTES: usize = 16 * 1024;
 
 impl Default for Verdicts {
     fn default() -> Self {
@@ -672,49 +713,62 @@ impl Default for Verdicts {
 }
 
 impl Verdicts {
+    /// At most `capacity` SSAs and about 8 MiB (text and parsed form) per worker.
     pub fn new(capacity: usize, ttl_seconds: i64) -> Verdicts {
         Verdicts {
-            entries: std::collections::HashMap::new(),
-            order: std::collections::VecDeque::new(),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
             capacity: capacity.max(1),
+            max_bytes: 8 * 1024 * 1024,
+            bytes: 0,
             ttl: ttl_seconds,
         }
     }
 
-    fn keys(jws: &Jws, sets: &[&JwkSet]) -> ([u8; 32], [u8; 32]) {
-        use ring::digest::{Context, SHA256};
-        let mut ssa = Context::new(&SHA256);
-        ssa.update(jws.signing_input());
-        ssa.update(b".");
-        ssa.update(&jws.signature);
-        let mut ids = Context::new(&SHA256);
+    /// What an entry is charged: its text, and about twice that for the parsed claims.
+    fn cost(text: &str) -> usize {
+        text.len().saturating_mul(3).saturating_add(256)
+    }
+
+    /// The identity of the key sets a signature was checked against.
+    pub fn set_id(sets: &[&JwkSet]) -> [u8; 32] {
+        let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
         for s in sets {
             ids.update(&s.fingerprint);
         }
-        let out = |c: Context| <[u8; 32]>::try_from(c.finish().as_ref()).unwrap_or([0; 32]);
-        (out(ssa), out(ids))
+        <[u8; 32]>::try_from(ids.finish().as_ref()).unwrap_or([0; 32])
     }
 
-    pub fn known(&self, jws: &Jws, sets: &[&JwkSet], now: i64) -> bool {
-        let (ssa, ids) = Self::keys(jws, sets);
+    /// The parsed SSA, the key-set identity it verified against and until when that verdict
+    /// holds (the caller compares both).
+    pub fn lookup(&self, text: &str) -> Option<(Rc<Jws>, [u8; 32], i64)> {
         self.entries
-            .get(&ssa)
-            .is_some_and(|(set, until)| *set == ids && now < *until)
+            .get(text)
+            .map(|v| (Rc::clone(&v.ssa), v.sets, v.until))
     }
 
-    pub fn remember(&mut self, jws: &Jws, sets: &[&JwkSet], now: i64) {
-        let (ssa, ids) = Self::keys(jws, sets);
-        if self
-            .entries
-            .insert(ssa, (ids, now.saturating_add(self.ttl)))
-            .is_none()
-        {
-            self.order.push_back(ssa);
+    pub fn remember(&mut self, text: &str, ssa: &Rc<Jws>, sets: &[&JwkSet], now: i64) {
+        if text.len() > VERDICT_MAX_SSA_BYTES {
+            return;
         }
-        while self.entries.len() > self.capacity {
+        let verdict = Verdict {
+            ssa: Rc::clone(ssa),
+            sets: Self::set_id(sets),
+            until: now.saturating_add(self.ttl),
+        };
+        if let Some(v) = self.entries.get_mut(text) {
+            *v = verdict;
+            return;
+        }
+        let key: Rc<str> = Rc::from(text);
+        self.bytes = self.bytes.saturating_add(Self::cost(text));
+        self.entries.insert(Rc::clone(&key), verdict);
+        self.order.push_back(key);
+        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
             match self.order.pop_front() {
                 Some(old) => {
                     self.entries.remove(&old);
+                    self.bytes = self.bytes.saturating_sub(Self::cost(&old));
                 }
                 None => break,
             }
@@ -907,7 +961,7 @@ impl Work {
             }
         }
         if let Some(body) = self.body.take() {
-            match Create::parse(cfg, &body) {
+            match Create::parse(cfg, &body, verdicts) {
                 Ok(mut c) => {
                     if let Some(cert) = self.cert.take() {
                         c.set_client_cert(cert);

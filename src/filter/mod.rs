@@ -452,7 +452,7 @@ impl Stream {
         };
         let work = match client_id {
             Some(id) => Work::update(binding.map(|b| *b), &id, body),
-            None => match Create::parse(&cfg, &body) {
+            None => match Create::parse(&cfg, &body, &worker.verdicts) {
                 Err(e) => return self.refuse(host, e, &Facts::default(), false),
                 Ok(create) => Work::create(create),
             },

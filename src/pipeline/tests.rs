@@ -32,7 +32,7 @@ fn run_full(
 ) -> Run {
     let mut fetched = Vec::new();
     let cert = subject.map(|s| crate::cert::ClientCert::from_envoy(s, None, None).unwrap());
-    let mut create = match Create::parse(cfg, body.as_bytes()) {
+    let mut create = match Create::parse(cfg, body.as_bytes(), verdicts) {
         Ok(c) => c,
         Err(e) => {
             return Run {
@@ -727,10 +727,72 @@ fn the_verdict_cache_is_bounded_and_expires() {
             .is_ok());
     }
     assert_eq!(verdicts.len(), 2);
-    let jws = crate::jose::Jws::parse(&tpp.ssa()).unwrap();
+    let text = tpp.ssa();
+    let jws = std::rc::Rc::new(crate::jose::Jws::parse(&text).unwrap());
     let set = JwkSet::parse(tpp.directory_jwks().to_string().as_bytes(), 10).unwrap();
     let mut v = Verdicts::new(8, 10);
-    v.remember(&jws, &[&set], 100);
-    assert!(v.known(&jws, &[&set], 109));
-    assert!(!v.known(&jws, &[&set], 110));
+    v.remember(&text, &jws, &[&set], 100);
+    let (cached, sets, until) = v.lookup(&text).unwrap();
+    // The parsed SSA is handed out again (not parsed anew), with its key-set identity and expiry.
+    assert!(std::rc::Rc::ptr_eq(&cached, &jws));
+    assert_eq!(sets, Verdicts::set_id(&[&set]));
+    assert_eq!(until, 110);
+    // Compared whole: any other text (one character more or less) is a miss.
+    assert!(v.lookup(&text[..text.len() - 1]).is_none());
+    assert!(v.lookup(&format!("{text}A")).is_none());
+    // Oversized SSAs are never kept.
+    let big = "a".repeat(crate::pipeline::VERDICT_MAX_SSA_BYTES + 1);
+    v.remember(&big, &jws, &[&set], 100);
+    assert!(v.lookup(&big).is_none());
+    // The byte budget bounds the entries too: ~8 MiB of 16 KiB SSAs is fewer than 200.
+    let mut v = Verdicts::new(100_000, 600);
+    for i in 0..1000 {
+        let t = format!("{i:0>16384}");
+        v.remember(&t, &jws, &[&set], 100);
+    }
+    assert!(v.len() < 200 && v.len() > 100, "{}", v.len());
+    assert!(v.lookup(&format!("{:0>16384}", 999)).is_some());
+    assert!(v.lookup(&format!("{:0>16384}", 0)).is_none());
+}
+
+#[test]
+fn a_remembered_verdict_is_trusted_without_verifying_again() {
+    // Only successes are ever remembered (the pipeline's invariant). Planting a verdict for an
+    // SSA whose signature is broken shows that a hit really skips the verification, and that
+    // the key set's identity and the expiry are honoured.
+    let (tpp, cfg, docs) = uk();
+    let bad = crate::testkit::dcr::corrupt_signature(&tpp.ssa());
+    let body = |ssa: &str| tpp.key.sign_default(&tpp.request_claims(ssa));
+    let set = JwkSet::parse(docs[0].1.to_string().as_bytes(), 10).unwrap();
+    let parsed = std::rc::Rc::new(crate::jose::Jws::parse(&bad).unwrap());
+    let t = now() as i64;
+
+    let mut verdicts = Verdicts::new(8, 600);
+    verdicts.remember(&bad, &parsed, &[&set], t);
+    assert!(run_full(&cfg, &body(&bad), &docs, None, &mut verdicts)
+        .result
+        .is_ok());
+    // Remembered for another key set: verified, and refused.
+    let other = JwkSet::parse(
+        crate::testkit::keys::jwks(&[&TestKey::ec("x")])
+            .to_string()
+            .as_bytes(),
+        10,
+    )
+    .unwrap();
+    let mut verdicts = Verdicts::new(8, 600);
+    verdicts.remember(&bad, &parsed, &[&other], t);
+    let r = run_full(&cfg, &body(&bad), &docs, None, &mut verdicts);
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::SsaSignature)
+    );
+    // Expired: verified, and refused.
+    let mut verdicts = Verdicts::new(8, 600);
+    verdicts.remember(&bad, &parsed, &[&set], t - 601);
+    let r = run_full(&cfg, &body(&bad), &docs, None, &mut verdicts);
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::SsaSignature)
+    );
 }
