@@ -782,7 +782,17 @@ fn new_lease_id(prev: u64, holder: u64, now: i64) -> u64 {
 pub struct Parsed<T> {
     capacity: usize,
     seq: u64,
-    slots: HashMap<String, (u64, T, u64)>,
+    slots: HashMap<String, Slot<T>>,
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    generation: u64,
+    value: T,
+    seq: u64,
+    /// The entry's expiry and the second the shared entry was last read with this generation
+    /// still current ([`Parsed::recent`]).
+    read: Option<(i64, i64)>,
 }
 
 impl<T> Default for Parsed<T> {
@@ -806,8 +816,30 @@ impl<T> Parsed<T> {
     /// The parsed value for `url` if it was parsed from `generation`.
     pub fn get(&self, url: &str, generation: u64) -> Option<&T> {
         match self.slots.get(url) {
-            Some((g, value, _)) if *g == generation => Some(value),
+            Some(slot) if slot.generation == generation => Some(&slot.value),
             _ => None,
+        }
+    }
+
+    /// The parsed value for `url` without reading the shared entry: only when the shared entry
+    /// was read during this same second `now` ([`Parsed::mark_read`]) and was fresh. A document
+    /// another worker publishes is therefore seen within a second; callers that need the newest
+    /// document (an unknown `kid`) read the shared entry instead.
+    pub fn recent(&self, url: &str, now: i64) -> Option<&T> {
+        match self.slots.get(url) {
+            Some(Slot {
+                value,
+                read: Some((expires_at, read_at)),
+                ..
+            }) if *read_at == now && now < *expires_at => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The shared entry of `url` was read at `now`: `generation`, fresh until `expires_at`.
+    pub fn mark_read(&mut self, url: &str, generation: u64, expires_at: i64, now: i64) {
+        if let Some(slot) = self.slots.get_mut(url) {
+            slot.read = (slot.generation == generation).then_some((expires_at, now));
         }
     }
 
@@ -818,18 +850,25 @@ impl<T> Parsed<T> {
             let oldest = self
                 .slots
                 .iter()
-                .min_by_key(|(_, (_, _, seq))| *seq)
+                .min_by_key(|(_, slot)| slot.seq)
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 self.slots.remove(&k);
             }
         }
-        self.slots
-            .insert(url.to_string(), (generation, value, self.seq));
+        self.slots.insert(
+            url.to_string(),
+            Slot {
+                generation,
+                value,
+                seq: self.seq,
+                read: None,
+            },
+        );
     }
 
     pub fn remove(&mut self, url: &str) -> Option<T> {
-        self.slots.remove(url).map(|(_, v, _)| v)
+        self.slots.remove(url).map(|slot| slot.value)
     }
 
     pub fn len(&self) -> usize {

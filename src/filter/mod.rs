@@ -580,6 +580,14 @@ impl Stream {
         pending: &mut Vec<u32>,
         waiting: &mut Vec<String>,
     ) {
+        // The hot path: this worker read the document's fresh shared entry earlier this second.
+        if need == Need::Any {
+            if let Some(keys) = worker.recent_keys(&src.url, now) {
+                host.count(crate::jwks_cache::COUNTER_CACHE_HITS);
+                work.supply(&src.url, keys);
+                return;
+            }
+        }
         let lease =
             match worker
                 .cache
@@ -590,7 +598,15 @@ impl Stream {
                         host.count(c);
                     }
                     match decision {
-                        Decision::Use(entry) | Decision::UseStale(entry) => {
+                        Decision::Use(entry) => {
+                            let keys = worker.keys(cfg, &src.url, &entry);
+                            if matches!(keys, Fetched::Keys(_)) {
+                                worker.mark_read(&src.url, &entry, now);
+                            }
+                            work.supply(&src.url, keys);
+                            return;
+                        }
+                        Decision::UseStale(entry) => {
                             let keys = worker.keys(cfg, &src.url, &entry);
                             work.supply(&src.url, keys);
                             return;

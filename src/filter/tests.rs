@@ -25,6 +25,10 @@ struct Fake {
     calls: Vec<(u32, crate::binding::Callout)>,
     /// Seconds added to the real clock (time travel).
     clock: i64,
+    /// A stopped clock (unix seconds), when set.
+    frozen: Option<i64>,
+    /// Shared-data reads, by key.
+    shared_reads: std::cell::RefCell<HashMap<String, usize>>,
     /// Shared data, shared between fakes of several "workers" through the Rc.
     shared: std::rc::Rc<std::cell::RefCell<HashMap<String, (Vec<u8>, u32)>>>,
     state: HashMap<String, String>,
@@ -33,7 +37,7 @@ struct Fake {
 
 impl Host for Fake {
     fn now(&self) -> i64 {
-        now() as i64 + self.clock
+        self.frozen.unwrap_or(now() as i64) + self.clock
     }
     fn request_header(&self, name: &str) -> Option<String> {
         self.headers.get(name).cloned()
@@ -118,6 +122,11 @@ impl Host for Fake {
         &self,
         key: &str,
     ) -> Result<(Option<Vec<u8>>, Option<u32>), crate::replay::StoreError> {
+        *self
+            .shared_reads
+            .borrow_mut()
+            .entry(key.to_string())
+            .or_default() += 1;
         Ok(match self.shared.borrow().get(key) {
             Some((v, c)) => (Some(v.clone()), Some(*c)),
             None => (None, None),
@@ -860,6 +869,63 @@ fn documents_are_cached_for_the_next_request() {
     assert_eq!(flow, Flow::Continue, "served from the cache, synchronously");
     assert!(w.host.dispatched.is_empty());
     assert_eq!(w.host.counters.get("dcr_guard.jwks_cache_hits"), Some(&2));
+}
+
+#[test]
+fn the_shared_entry_is_read_at_most_once_a_second_unless_a_kid_is_missing() {
+    let mut w = world();
+    let t = now() as i64;
+    w.host.frozen = Some(t);
+    let doc_key = crate::jwks_cache::Cache::new(Default::default(), "dcr_guard.jwks.")
+        .doc_key(DIRECTORY_JWKS_URL);
+    let reads = |w: &World| {
+        w.host
+            .shared_reads
+            .borrow()
+            .get(&doc_key)
+            .copied()
+            .unwrap_or(0)
+    };
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    // The first request after the fetch reads the shared entry; the next ones in the same second
+    // use what it read.
+    for expected_reads in [1, 0, 0] {
+        again(&mut w);
+        let before = reads(&w);
+        let body = w.tpp.request();
+        assert_eq!(w.post(&body).1, Flow::Continue);
+        assert_eq!(reads(&w) - before, expected_reads);
+    }
+    assert_eq!(w.host.counters.get("dcr_guard.jwks_cache_hits"), Some(&6));
+
+    // Another worker publishes a new generation with a rotated key (a kid-miss refetch of its
+    // own). A request signed with the new key in the same second reads the shared entry again
+    // and passes, without fetching anything.
+    let rotated = TestKey::ec("dir-2");
+    let (raw, _) = w.host.shared_get(&doc_key).unwrap();
+    let mut entry = crate::jwks_cache::Entry::decode(&raw.unwrap()).unwrap();
+    entry.generation += 1;
+    entry.doc = crate::testkit::keys::jwks(&[&w.tpp.directory, &rotated])
+        .to_string()
+        .into_bytes();
+    w.host.shared_set(&doc_key, &entry.encode(), None).unwrap();
+    let ssa = rotated.sign_default(&w.tpp.ssa_claims());
+    let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    again(&mut w);
+    let before = reads(&w);
+    assert_eq!(w.post(&body).1, Flow::Continue, "{:?}", w.host.responses);
+    assert!(w.host.dispatched.is_empty());
+    assert!(reads(&w) > before);
+
+    // The next second reads the shared entry again.
+    w.host.clock += 1;
+    let before = reads(&w);
+    again(&mut w);
+    let body = w.tpp.request();
+    assert_eq!(w.post(&body).1, Flow::Continue);
+    assert_eq!(reads(&w), before + 1);
 }
 
 #[test]

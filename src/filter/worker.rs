@@ -69,6 +69,21 @@ impl Worker {
         }
     }
 
+    /// The key set of `url` as read from the shared cache earlier in this same second, if it was
+    /// fresh then: the hot path reads the shared entry at most once a second per URL.
+    pub fn recent_keys(&self, url: &str, now: i64) -> Option<Fetched> {
+        self.parsed
+            .recent(url, now)
+            .map(|set| Fetched::Keys(Rc::clone(set)))
+    }
+
+    /// The fresh shared entry of `url` read at `now`, its keys now parsed: see
+    /// [`Worker::recent_keys`].
+    pub fn mark_read(&mut self, url: &str, entry: &Entry, now: i64) {
+        self.parsed
+            .mark_read(url, entry.generation, entry.expires_at, now);
+    }
+
     /// The parsed key set of a shared document, reparsed only when its generation changed.
     pub fn keys(&mut self, cfg: &Config, url: &str, entry: &Entry) -> Fetched {
         if let Some(set) = self.parsed.get(url, entry.generation) {
