@@ -46,13 +46,16 @@ lint: fmt-check clippy
 
 fmt:
 	cargo fmt
+	cargo fmt --manifest-path bench/bare/Cargo.toml
 
 fmt-check:
 	cargo fmt --check
+	cargo fmt --check --manifest-path bench/bare/Cargo.toml
 
 clippy: deps-wasm
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(TARGET) --release -- -D warnings
+	cargo clippy --manifest-path bench/bare/Cargo.toml --target $(TARGET) --target-dir target/bench --release -- -D warnings
 
 clean:
 	cargo clean
