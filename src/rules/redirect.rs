@@ -64,21 +64,83 @@ pub fn check_https_uri(what: &str, uri: &str, max_length: usize) -> Result<(), S
     if authority.contains('@') {
         return Err(format!("{what} must not carry user information: `{shown}`"));
     }
+    // The common case, a plain DNS name, without the WHATWG parser (it would read it alike).
+    if let Some(d) = plain_https_host(uri) {
+        return domain_not_local(what, &d, &shown);
+    }
     let url =
         Url::parse(uri).map_err(|e| format!("{what} is not an absolute URI ({e}): `{shown}`"))?;
     match url.host() {
         None => Err(format!("{what} has no host: `{shown}`")),
-        Some(Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if d.is_empty() || d == "localhost" || d.ends_with(".localhost") {
-                Err(format!("{what} must not point at localhost: `{shown}`"))
-            } else {
-                Ok(())
-            }
-        }
+        Some(Host::Domain(d)) => domain_not_local(what, d, &shown),
         Some(Host::Ipv4(ip)) => local_ip(what, IpAddr::V4(ip), &shown),
         Some(Host::Ipv6(ip)) => local_ip(what, IpAddr::V6(ip), &shown),
     }
+}
+
+fn domain_not_local(what: &str, d: &str, shown: &str) -> Result<(), String> {
+    let d = d.trim_end_matches('.').to_ascii_lowercase();
+    if d.is_empty() || d == "localhost" || d.ends_with(".localhost") {
+        Err(format!("{what} must not point at localhost: `{shown}`"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The host of `https://NAME[:PORT][/...|?...|#...]` when NAME is a plain DNS name, lowercased,
+/// exactly as the WHATWG parser (`url`) would give it; `None` for anything else (IP literals,
+/// names the parser would read as IPv4 such as `0x7f.1` or `1.2.3.4`, IDNA `xn--` labels, empty
+/// labels, percent-encoding, user information, odd ports), which then goes to the parser. Only
+/// `[A-Za-z0-9-]` labels of 1–63 characters, an optional final dot, and a last label that is
+/// neither all digits nor `0x` hex qualify.
+pub(crate) fn plain_https_host(uri: &str) -> Option<String> {
+    let scheme = uri.get(..8)?;
+    if !scheme.eq_ignore_ascii_case("https://") {
+        return None;
+    }
+    let rest = uri.get(8..)?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = rest.get(..end)?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535);
+        if !ok {
+            return None;
+        }
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let mut last = "";
+    for label in name.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || label
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+        {
+            return None;
+        }
+        last = label;
+    }
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || (last.len() >= 2
+            && last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"))
+            && last.bytes().skip(2).all(|b| b.is_ascii_hexdigit()));
+    if numeric {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
 }
 
 fn local_ip(what: &str, ip: IpAddr, shown: &str) -> Result<(), String> {
@@ -138,12 +200,13 @@ pub fn hostname(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
         }
     }
     for (claim, uri) in uris {
-        let host = Url::parse(uri)
-            .ok()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        let host = plain_https_host(uri)
+            .or_else(|| {
+                Url::parse(uri)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
             })
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .ok_or_else(|| format!("SSA `{claim}` is not an absolute URI with a host"))?;
         match &first {
@@ -159,4 +222,181 @@ pub fn hostname(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// `check_https_uri` as it was before the plain-name fast path: the WHATWG parser always.
+    fn reference(what: &str, uri: &str, max_length: usize) -> Result<(), String> {
+        let shown = clip(uri, 80);
+        if uri.chars().count() > max_length {
+            return Err(format!(
+                "{what} longer than {max_length} characters: `{shown}`"
+            ));
+        }
+        if !uri.chars().all(uri_char) {
+            return Err(format!(
+                "{what} is not a valid URI (RFC 3986): `{}`",
+                shown.escape_default()
+            ));
+        }
+        if uri.contains('#') {
+            return Err(format!("{what} has a fragment: `{shown}`"));
+        }
+        let scheme_ok = uri
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https:"));
+        if !scheme_ok {
+            return Err(format!("{what} must use https: `{shown}`"));
+        }
+        let after = uri.get(6..).unwrap_or("");
+        let authority = match after.strip_prefix("//") {
+            Some(rest) => rest.split(['/', '?']).next().unwrap_or(""),
+            None => "",
+        };
+        if authority.is_empty() {
+            return Err(format!("{what} has no host: `{shown}`"));
+        }
+        if authority.contains('@') {
+            return Err(format!("{what} must not carry user information: `{shown}`"));
+        }
+        let url = Url::parse(uri)
+            .map_err(|e| format!("{what} is not an absolute URI ({e}): `{shown}`"))?;
+        match url.host() {
+            None => Err(format!("{what} has no host: `{shown}`")),
+            Some(Host::Domain(d)) => domain_not_local(what, d, &shown),
+            Some(Host::Ipv4(ip)) => local_ip(what, IpAddr::V4(ip), &shown),
+            Some(Host::Ipv6(ip)) => local_ip(what, IpAddr::V6(ip), &shown),
+        }
+    }
+
+    const PIECES: &[&str] = &[
+        "https://",
+        "HTTPS://",
+        "http://",
+        "https:",
+        "//",
+        "a",
+        "Z",
+        "example",
+        "com",
+        "bank",
+        "localhost",
+        "LocalHost",
+        "xn--",
+        "xn--nxasmq6b",
+        "0x",
+        "0X7f",
+        "0xg",
+        "1",
+        "127",
+        "0",
+        "255",
+        "4294967295",
+        "4294967296",
+        "00",
+        "09",
+        "-",
+        ".",
+        "..",
+        ":",
+        ":443",
+        ":0",
+        ":65535",
+        ":65536",
+        ":08080",
+        ":x",
+        "/",
+        "/cb",
+        "?",
+        "?q=1",
+        "#",
+        "#f",
+        "@",
+        "u:p@",
+        "[",
+        "]",
+        "[::1]",
+        "%",
+        "%2e",
+        "%41",
+        "_",
+        "~",
+        "!",
+        "$",
+        "&",
+        "'",
+        "(",
+        ")",
+        "*",
+        "+",
+        ",",
+        ";",
+        "=",
+        "\\",
+        " ",
+        "\t",
+        "é",
+        "Ω",
+        "1.2.3.4",
+        "0x7f.1",
+        "a-",
+        "-a",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ];
+
+    fn random_uri(rng: &mut StdRng) -> String {
+        let mut s = String::new();
+        if rng.gen_bool(0.8) {
+            s.push_str(["https://", "HTTPS://", "https://www."][rng.gen_range(0..3)]);
+        }
+        for _ in 0..rng.gen_range(1..8) {
+            s.push_str(PIECES[rng.gen_range(0..PIECES.len())]);
+        }
+        s
+    }
+
+    #[test]
+    fn the_plain_name_fast_path_agrees_with_the_whatwg_parser() {
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let mut fast = 0;
+        let fixed = [
+            "https://tpp.example.com/cb",
+            "https://TPP.Example.COM:8443/cb?x=1",
+            "https://a.1/cb",
+            "https://a.1./cb",
+            "https://1.a/cb",
+            "https://0x/cb",
+            "https://0xg/cb",
+            "https://localhost./cb",
+            "https://x.localhost/cb",
+            "https://-a-.b-/cb",
+            "https://a.com:/cb",
+            "https://a.com:65536/cb",
+            "https://a..com/cb",
+            "https://xn--nxasmq6b.com/cb",
+            "https://127.0.0.1/cb",
+            "https://2130706433/cb",
+        ];
+        let mut cases: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        cases.extend((0..50_000).map(|_| random_uri(&mut rng)));
+        for uri in &cases {
+            assert_eq!(
+                check_https_uri("redirect URI", uri, 256),
+                reference("redirect URI", uri, 256),
+                "{uri:?}"
+            );
+            if let Some(h) = plain_https_host(uri) {
+                fast += 1;
+                let parsed = Url::parse(uri).unwrap_or_else(|e| panic!("{uri:?}: {e}"));
+                assert_eq!(parsed.host_str(), Some(h.as_str()), "{uri:?}");
+                assert!(matches!(parsed.host(), Some(Host::Domain(_))), "{uri:?}");
+            }
+        }
+        // The generator reaches the fast path often, and the parser's other cases too.
+        assert!(fast > 2_000 && fast < cases.len() / 2, "{fast}");
+    }
 }
