@@ -90,6 +90,10 @@ pub struct Create {
     /// A verdict cache hit: the key-set identity the SSA verified against, and until when the
     /// verdict holds.
     ssa_verified_for: Option<([u8; 32], i64)>,
+    /// What is known of this SSA from earlier requests; set once its signature is known good.
+    memo: Option<Rc<SsaMemo>>,
+    /// The memo of a verdict cache hit, until the hit is used.
+    hit_memo: Option<Rc<SsaMemo>>,
     stage: Stage,
     docs: Vec<(String, Fetched)>,
     software: Option<JwksSource>,
@@ -182,8 +186,8 @@ impl Create {
             }
         };
         // A TPP reuses its SSA: one verified before is taken parsed from the verdict cache.
-        let (ssa, ssa_verified_for) = match verdicts.lookup(ssa_text) {
-            Some((ssa, sets, until)) => (ssa, Some((sets, until))),
+        let (ssa, ssa_verified_for, hit_memo) = match verdicts.lookup(ssa_text) {
+            Some(hit) => (hit.ssa, Some((hit.sets, hit.until)), Some(hit.memo)),
             None => {
                 let ssa = Jws::parse(ssa_text).map_err(|e| match e {
                     JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
@@ -194,7 +198,7 @@ impl Create {
                         jose_description("`software_statement` is not a compact JWS", &other),
                     ),
                 })?;
-                (Rc::new(ssa), None)
+                (Rc::new(ssa), None, None)
             }
         };
 
@@ -203,6 +207,8 @@ impl Create {
             claims,
             ssa,
             ssa_verified_for,
+            memo: None,
+            hit_memo,
             stage: Stage::Ssa,
             docs: Vec::new(),
             software: None,
@@ -381,6 +387,7 @@ impl Create {
                 return Ok(Progress::Next(Stage::Request));
             }
         };
+        let (mut hit_used, mut remembered) = (false, None);
         let verified = match self.gather(&dir.jwks) {
             Err(missing) => return Ok(Progress::Need(missing)),
             // The same SSA verified against the same key set before: no second verification.
@@ -389,6 +396,7 @@ impl Create {
                     now < until && sets == Verdicts::set_id(&g.sets)
                 }) =>
             {
+                hit_used = true;
                 Ok(())
             }
             Ok(g) => jose::verify(&self.ssa, &g.sets, &dir.algorithms)
@@ -396,7 +404,7 @@ impl Create {
                     if let Some(serde_json::Value::String(text)) =
                         self.claims.get("software_statement")
                     {
-                        verdicts.remember(text, &self.ssa, &g.sets, now);
+                        remembered = verdicts.remember(text, &self.ssa, &g.sets, now);
                     }
                 })
                 .map_err(|e| {
@@ -407,6 +415,11 @@ impl Create {
                     )
                 }),
         };
+        if hit_used {
+            self.memo = self.hit_memo.take();
+        } else if remembered.is_some() {
+            self.memo = remembered;
+        }
         if let Err((true, _)) = &verified {
             if let Some(again) = self.retry_kid(&dir.jwks) {
                 return Ok(again);
@@ -433,8 +446,14 @@ impl Create {
             RuleId::CertificateBinding
         };
         if (cfg.rules.request_signature || thumbprints) && !self.failed(rule) {
-            match self.software_source(cfg, rule) {
-                Ok(src) => self.software = Some(src),
+            let known = self.memo.as_ref().and_then(|m| m.software.borrow().clone());
+            match known.map_or_else(|| self.software_source(cfg, rule), Ok) {
+                Ok(src) => {
+                    if let Some(m) = &self.memo {
+                        m.software.replace(Some(src.clone()));
+                    }
+                    self.software = Some(src)
+                }
                 Err(e) => self.fail(e)?,
             }
         }
@@ -535,11 +554,16 @@ impl Create {
             ssa: &self.ssa.claims,
         };
         let mut found = Vec::new();
-        cfg.rules
+        let known = self.memo.as_ref().map_or(0, |m| m.passed.get());
+        let passed = cfg
+            .rules
             .claims
-            .run(&ctx, !self.report_only, &mut |id, why| {
+            .run_known(&ctx, !self.report_only, known, &mut |id, why| {
                 found.push(DcrError::rule(id, why))
             });
+        if let Some(m) = &self.memo {
+            m.passed.set(passed);
+        }
         if let Some(p) = &cfg.certificate_binding {
             if found.is_empty() || self.report_only {
                 if let Some(e) = self.certificate_check(cfg, p, &ctx) {
@@ -682,14 +706,15 @@ fn is_uuid4(s: &str) -> bool {
 
 /// A per-worker cache of SSA signature verdicts: TPPs reuse their SSA, so its signature need not
 /// be verified (nor the SSA parsed) again while the directory's key set is the same. Keyed by the
-/// exact SSA text (compared whole, not by a hash), it keeps the parsed SSA and the identity of the
-/// key sets it verified against (SHA-256 of their documents); bounded in entries and bytes,
-/// expiring, first in first out. Only successes are remembered, and the SSA's time checks still
-/// run on every request.
+/// exact SSA text (compared whole; the map's hash covers its length and last 64 bytes, the
+/// signature, which cannot collide by accident and cannot be chosen: only verified SSAs get in),
+/// it keeps the parsed SSA, the identity of the key sets it verified against (SHA-256 of their
+/// documents) and an [`SsaMemo`]; bounded in entries and bytes, expiring, first in first out.
+/// Only successes are remembered, and the SSA's time checks still run on every request.
 #[derive(Debug)]
 pub struct Verdicts {
-    entries: HashMap<Rc<str>, Verdict>,
-    order: VecDeque<Rc<str>>,
+    entries: HashMap<u64, Verdict>,
+    order: VecDeque<(u64, Rc<str>)>,
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
@@ -698,9 +723,31 @@ pub struct Verdicts {
 
 #[derive(Debug)]
 struct Verdict {
+    text: Rc<str>,
     ssa: Rc<Jws>,
     sets: [u8; 32],
     until: i64,
+    memo: Rc<SsaMemo>,
+}
+
+/// What was worked out from one verified SSA under this worker's configuration, for the next
+/// request that brings the same SSA (the configuration cannot change under a worker: a new
+/// configuration gets new workers).
+#[derive(Debug, Default)]
+pub struct SsaMemo {
+    /// The software JWKS named by the SSA (its URL parsed, its host allowed).
+    pub software: std::cell::RefCell<Option<JwksSource>>,
+    /// The SSA-only claim rules ([`crate::rules::SSA_ONLY_RULES`]) that passed, as a mask of
+    /// [`crate::rules::rule_bit`]s.
+    pub passed: std::cell::Cell<u32>,
+}
+
+/// A verdict cache hit.
+pub struct Hit {
+    pub ssa: Rc<Jws>,
+    pub sets: [u8; 32],
+    pub until: i64,
+    pub memo: Rc<SsaMemo>,
 }
 
 /// An SSA longer than this is verified every time (never cached).
@@ -710,6 +757,17 @@ impl Default for Verdicts {
     fn default() -> Self {
         Verdicts::new(4096, 600)
     }
+}
+
+/// Whole-text equality, eight bytes at a time (the byte-wise `memcmp` of wasm32 is slow).
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    ca.zip(cb).all(|(x, y)| x == y) && ra == rb
 }
 
 impl Verdicts {
@@ -730,6 +788,16 @@ impl Verdicts {
         text.len().saturating_mul(3).saturating_add(256)
     }
 
+    fn key(text: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let bytes = text.as_bytes();
+        let tail = bytes.get(bytes.len().saturating_sub(64)..).unwrap_or(bytes);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.len().hash(&mut h);
+        tail.hash(&mut h);
+        h.finish()
+    }
+
     /// The identity of the key sets a signature was checked against.
     pub fn set_id(sets: &[&JwkSet]) -> [u8; 32] {
         let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
@@ -739,40 +807,73 @@ impl Verdicts {
         <[u8; 32]>::try_from(ids.finish().as_ref()).unwrap_or([0; 32])
     }
 
-    /// The parsed SSA, the key-set identity it verified against and until when that verdict
-    /// holds (the caller compares both).
-    pub fn lookup(&self, text: &str) -> Option<(Rc<Jws>, [u8; 32], i64)> {
+    /// The parsed SSA, the key-set identity it verified against, until when that verdict holds
+    /// (the caller compares both) and its memo.
+    pub fn lookup(&self, text: &str) -> Option<Hit> {
         self.entries
-            .get(text)
-            .map(|v| (Rc::clone(&v.ssa), v.sets, v.until))
+            .get(&Self::key(text))
+            .filter(|v| same_text(&v.text, text))
+            .map(|v| Hit {
+                ssa: Rc::clone(&v.ssa),
+                sets: v.sets,
+                until: v.until,
+                memo: Rc::clone(&v.memo),
+            })
     }
 
-    pub fn remember(&mut self, text: &str, ssa: &Rc<Jws>, sets: &[&JwkSet], now: i64) {
+    /// Remember that `text` (parsed as `ssa`) verified against `sets`; returns the SSA's memo
+    /// (`None` when it is too large to keep).
+    pub fn remember(
+        &mut self,
+        text: &str,
+        ssa: &Rc<Jws>,
+        sets: &[&JwkSet],
+        now: i64,
+    ) -> Option<Rc<SsaMemo>> {
         if text.len() > VERDICT_MAX_SSA_BYTES {
-            return;
+            return None;
         }
-        let verdict = Verdict {
-            ssa: Rc::clone(ssa),
-            sets: Self::set_id(sets),
-            until: now.saturating_add(self.ttl),
-        };
-        if let Some(v) = self.entries.get_mut(text) {
-            *v = verdict;
-            return;
+        let key = Self::key(text);
+        let sets = Self::set_id(sets);
+        let until = now.saturating_add(self.ttl);
+        if let Some(v) = self.entries.get_mut(&key) {
+            if same_text(&v.text, text) {
+                v.sets = sets;
+                v.until = until;
+                return Some(Rc::clone(&v.memo));
+            }
         }
-        let key: Rc<str> = Rc::from(text);
-        self.bytes = self.bytes.saturating_add(Self::cost(text));
-        self.entries.insert(Rc::clone(&key), verdict);
-        self.order.push_back(key);
-        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
+        let text: Rc<str> = Rc::from(text);
+        let memo = Rc::new(SsaMemo::default());
+        self.bytes = self.bytes.saturating_add(Self::cost(&text));
+        // A different SSA with the same key (never seen in practice) takes the slot.
+        self.entries.insert(
+            key,
+            Verdict {
+                text: Rc::clone(&text),
+                ssa: Rc::clone(ssa),
+                sets,
+                until,
+                memo: Rc::clone(&memo),
+            },
+        );
+        self.order.push_back((key, text));
+        while self.order.len() > self.capacity || self.bytes > self.max_bytes {
             match self.order.pop_front() {
-                Some(old) => {
-                    self.entries.remove(&old);
+                Some((old_key, old)) => {
+                    if self
+                        .entries
+                        .get(&old_key)
+                        .is_some_and(|v| Rc::ptr_eq(&v.text, &old))
+                    {
+                        self.entries.remove(&old_key);
+                    }
                     self.bytes = self.bytes.saturating_sub(Self::cost(&old));
                 }
                 None => break,
             }
         }
+        Some(memo)
     }
 
     pub fn len(&self) -> usize {

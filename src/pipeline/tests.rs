@@ -732,7 +732,12 @@ fn the_verdict_cache_is_bounded_and_expires() {
     let set = JwkSet::parse(tpp.directory_jwks().to_string().as_bytes(), 10).unwrap();
     let mut v = Verdicts::new(8, 10);
     v.remember(&text, &jws, &[&set], 100);
-    let (cached, sets, until) = v.lookup(&text).unwrap();
+    let crate::pipeline::Hit {
+        ssa: cached,
+        sets,
+        until,
+        ..
+    } = v.lookup(&text).unwrap();
     // The parsed SSA is handed out again (not parsed anew), with its key-set identity and expiry.
     assert!(std::rc::Rc::ptr_eq(&cached, &jws));
     assert_eq!(sets, Verdicts::set_id(&[&set]));
@@ -753,6 +758,60 @@ fn the_verdict_cache_is_bounded_and_expires() {
     assert!(v.len() < 200 && v.len() > 100, "{}", v.len());
     assert!(v.lookup(&format!("{:0>16384}", 999)).is_some());
     assert!(v.lookup(&format!("{:0>16384}", 0)).is_none());
+}
+
+#[test]
+fn a_reused_ssa_skips_its_ssa_only_rules_and_software_url_parsing() {
+    let (tpp, cfg, docs) = uk();
+    let mut verdicts = Verdicts::default();
+    let ssa = tpp.ssa();
+    let body = || tpp.key.sign_default(&tpp.request_claims(&ssa));
+    assert!(run_full(&cfg, &body(), &docs, None, &mut verdicts)
+        .result
+        .is_ok());
+    let memo = verdicts.lookup(&ssa).unwrap().memo;
+    let expected = crate::rules::SSA_ONLY_RULES
+        .iter()
+        .fold(0, |m, id| m | crate::rules::rule_bit(*id));
+    assert_ne!(expected, 0);
+    assert_eq!(memo.passed.get(), expected);
+    assert_eq!(
+        memo.software.borrow().as_ref().map(|s| s.url.clone()),
+        Some(tpp.jwks_url())
+    );
+    // Planted facts are trusted on the next request with the same SSA: a software source that
+    // points elsewhere is fetched (and fails here: the test keystore does not have it), and the
+    // SSA-only rules are not run again.
+    let mut elsewhere = memo.software.borrow().clone().unwrap();
+    elsewhere.url = "https://elsewhere.example/jwks".into();
+    memo.software.replace(Some(elsewhere));
+    let r = run_full(&cfg, &body(), &docs, None, &mut verdicts);
+    assert!(
+        r.fetched
+            .contains(&"https://elsewhere.example/jwks".to_string()),
+        "{:?}",
+        r.fetched
+    );
+    // A different SSA has its own memo, and an SSA that fails an SSA-only rule never records it.
+    let inactive = tpp.ssa_with(|c| c["org_status"] = json!("Revoked"));
+    let body = tpp.key.sign_default(&tpp.request_claims(&inactive));
+    let r = run_full(&cfg, &body, &docs, None, &mut verdicts);
+    assert_eq!(
+        r.result.unwrap_err().source,
+        Source::Rule(RuleId::SoftwareStatus)
+    );
+    let memo = verdicts.lookup(&inactive).unwrap().memo;
+    assert_eq!(
+        memo.passed.get() & crate::rules::rule_bit(RuleId::SoftwareStatus),
+        0
+    );
+    // Planting the pass shows the rule is then skipped (only ever recorded after a real pass).
+    memo.passed
+        .set(memo.passed.get() | crate::rules::rule_bit(RuleId::SoftwareStatus));
+    let body = tpp.key.sign_default(&tpp.request_claims(&inactive));
+    assert!(run_full(&cfg, &body, &docs, None, &mut verdicts)
+        .result
+        .is_ok());
 }
 
 #[test]

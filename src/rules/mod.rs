@@ -142,6 +142,19 @@ pub const CLAIM_RULE_ORDER: [RuleId; 11] = [
     RuleId::SoftwareRoles,
 ];
 
+/// Claim rules that read nothing but the SSA (and the configuration): their outcome for one exact
+/// SSA never changes, so a TPP reusing its SSA need not run them again (see
+/// [`crate::pipeline::SsaMemo`]).
+pub const SSA_ONLY_RULES: [RuleId; 2] = [RuleId::SoftwareStatus, RuleId::UriHostname];
+
+/// A claim rule's bit in the masks of [`ClaimRules::run_known`].
+pub fn rule_bit(id: RuleId) -> u32 {
+    CLAIM_RULE_ORDER
+        .iter()
+        .position(|r| *r == id)
+        .map_or(0, |i| 1u32 << i)
+}
+
 impl ClaimRules {
     /// Run one rule; `None` when it is switched off (or not a claim rule).
     pub fn check(&self, id: RuleId, ctx: &Ctx<'_>) -> Option<Result<(), String>> {
@@ -183,14 +196,37 @@ impl ClaimRules {
     /// Run the enabled claim rules in order, calling `fail` for each failure; with
     /// `stop_at_first` (enforcing mode) stop at the first.
     pub fn run(&self, ctx: &Ctx<'_>, stop_at_first: bool, fail: &mut dyn FnMut(RuleId, String)) {
+        self.run_known(ctx, stop_at_first, 0, fail);
+    }
+
+    /// [`ClaimRules::run`], skipping the rules of [`SSA_ONLY_RULES`] in `passed` (a mask of
+    /// [`rule_bit`]s: rules known to pass for this exact SSA under this configuration). Returns
+    /// the mask of the SSA-only rules that passed, the skipped ones included.
+    pub fn run_known(
+        &self,
+        ctx: &Ctx<'_>,
+        stop_at_first: bool,
+        passed: u32,
+        fail: &mut dyn FnMut(RuleId, String),
+    ) -> u32 {
+        let mut out = passed;
         for id in CLAIM_RULE_ORDER {
-            if let Some(Err(why)) = self.check(id, ctx) {
-                fail(id, why);
-                if stop_at_first {
-                    return;
+            let bit = rule_bit(id);
+            if passed & bit != 0 && SSA_ONLY_RULES.contains(&id) {
+                continue;
+            }
+            match self.check(id, ctx) {
+                Some(Err(why)) => {
+                    fail(id, why);
+                    if stop_at_first {
+                        return out;
+                    }
                 }
+                Some(Ok(())) if SSA_ONLY_RULES.contains(&id) => out |= bit,
+                _ => {}
             }
         }
+        out
     }
 }
 
