@@ -618,8 +618,28 @@ fn keystore_for(tpps: &[&Tpp], delay: Option<Duration>) -> TestServer {
     })
 }
 
+/// JSON objects merged into `into`, member by member, recursively.
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
 fn guard_config(tpp: &Tpp, keystore: &TestServer, ctx: &Ctx, replay: bool) -> EnvoyConfig {
     let mut filter = tpp.filter_config("keystore", "keystore");
+    // BENCH_GUARD_CONFIG='{"rules": {...}}': merged into dcr-guard's configuration (to measure
+    // a configuration of one's own, or what a rule costs).
+    if let Ok(edit) = std::env::var("BENCH_GUARD_CONFIG") {
+        merge(
+            &mut filter,
+            &serde_json::from_str(&edit).expect("BENCH_GUARD_CONFIG: JSON"),
+        );
+    }
     if replay {
         filter["replay"] = json!({"buckets": 4096, "entries_per_bucket": 512});
     }

@@ -40,6 +40,8 @@ struct Keys {
     probe_calls: u64,
     /// Make the probe calls only, verify nothing.
     probe_only: bool,
+    /// Probe: hold the headers and buffer the body as dcr-guard does, read it, then continue.
+    probe_buffer: bool,
 }
 
 struct Root {
@@ -118,6 +120,7 @@ impl RootContext for Root {
                             request,
                             probe_calls: cfg["probe_calls"].as_u64().unwrap_or(0),
                             probe_only: cfg["probe_only"].as_bool().unwrap_or(false),
+                            probe_buffer: cfg["probe_buffer"].as_bool().unwrap_or(false),
                         }));
                         true
                     }
@@ -165,6 +168,9 @@ impl HttpContext for Stream {
         for _ in 0..keys.probe_calls {
             let _ = self.get_http_request_header(":path");
         }
+        if keys.probe_buffer {
+            return Action::Pause;
+        }
         if keys.probe_only {
             return Action::Continue;
         }
@@ -176,5 +182,16 @@ impl HttpContext for Stream {
             self.send_http_response(401, vec![], Some(b"bench-bare: signature"));
             Action::Pause
         }
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !self.keys.as_ref().is_some_and(|k| k.probe_buffer) {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let _ = self.get_http_request_body(0, size);
+        Action::Continue
     }
 }
