@@ -103,8 +103,12 @@ deps-as:
 	fi
 
 ## bench: side-by-side performance benchmark on one Envoy worker (not part of `make test`; see bench/README.md)
-.PHONY: bench
+.PHONY: bench bench-micro
 BENCH_BARE := target/bench/wasm32-wasip1/release/dcr_guard_bench_bare.wasm
+bench-micro:
+	cargo build --release --example bench_micro
+	@if command -v taskset >/dev/null && [ "$$(nproc)" -ge 2 ]; then taskset -c 1 target/release/examples/bench_micro; else target/release/examples/bench_micro; fi
+
 bench: build deps-envoy
 	@command -v taskset >/dev/null || echo "taskset not found (Debian: apt-get install util-linux): running unpinned, numbers will be noisier"
 	cargo build --release --target $(TARGET) --target-dir target/bench --manifest-path bench/bare/Cargo.toml

@@ -42,6 +42,8 @@ struct Keys {
     probe_only: bool,
     /// Probe: hold the headers and buffer the body as dcr-guard does, read it, then continue.
     probe_buffer: bool,
+    /// The algorithm both signatures use (`"alg"`, default PS256).
+    alg: Alg,
 }
 
 struct Root {
@@ -121,6 +123,10 @@ impl RootContext for Root {
                             probe_calls: cfg["probe_calls"].as_u64().unwrap_or(0),
                             probe_only: cfg["probe_only"].as_bool().unwrap_or(false),
                             probe_buffer: cfg["probe_buffer"].as_bool().unwrap_or(false),
+                            alg: cfg["alg"]
+                                .as_str()
+                                .and_then(Alg::parse)
+                                .unwrap_or(Alg::Ps256),
                         }));
                         true
                     }
@@ -151,10 +157,10 @@ struct Stream {
 
 impl Context for Stream {}
 
-fn verify_one(token: Option<String>, set: &JwkSet) -> bool {
+fn verify_one(token: Option<String>, set: &JwkSet, alg: Alg) -> bool {
     let Some(token) = token else { return false };
     match Jws::parse(&token) {
-        Ok(jws) => jose::verify(&jws, &[set], &[Alg::Ps256]).is_ok(),
+        Ok(jws) => jose::verify(&jws, &[set], &[alg]).is_ok(),
         Err(_) => false,
     }
 }
@@ -176,7 +182,7 @@ impl HttpContext for Stream {
         }
         let ssa = self.get_http_request_header("x-ssa");
         let req = self.get_http_request_header("x-request-jwt");
-        if verify_one(ssa, &keys.ssa) && verify_one(req, &keys.request) {
+        if verify_one(ssa, &keys.ssa, keys.alg) && verify_one(req, &keys.request, keys.alg) {
             Action::Continue
         } else {
             self.send_http_response(401, vec![], Some(b"bench-bare: signature"));
