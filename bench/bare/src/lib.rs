@@ -36,8 +36,12 @@ proxy_wasm::main! {{
 struct Keys {
     ssa: JwkSet,
     request: JwkSet,
-    /// Hostcalls (`get_http_request_header(":path")`) made before verifying.
+    /// Hostcalls made before verifying (`probe_kind`: `header`, the default, reads `:path`;
+    /// `property` sets a filter-state property; `metric` increments a counter; `shared` reads a
+    /// 1 KiB shared-data value; `time` reads the clock).
     probe_calls: u64,
+    probe_kind: String,
+    probe_metric: Option<u32>,
     /// Make the probe calls only, verify nothing.
     probe_only: bool,
     /// Probe: hold the headers and buffer the body as dcr-guard does, read it, then continue.
@@ -121,6 +125,12 @@ impl RootContext for Root {
                             ssa,
                             request,
                             probe_calls: cfg["probe_calls"].as_u64().unwrap_or(0),
+                            probe_kind: cfg["probe_kind"].as_str().unwrap_or("header").to_string(),
+                            probe_metric: hostcalls::define_metric(
+                                proxy_wasm::types::MetricType::Counter,
+                                "bench_probe",
+                            )
+                            .ok(),
                             probe_only: cfg["probe_only"].as_bool().unwrap_or(false),
                             probe_buffer: cfg["probe_buffer"].as_bool().unwrap_or(false),
                             alg: cfg["alg"]
@@ -171,8 +181,29 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         // Probe (bench/README.md): the cost of a hostcall that returns a value.
-        for _ in 0..keys.probe_calls {
-            let _ = self.get_http_request_header(":path");
+        if keys.probe_kind == "shared" && keys.probe_calls > 0 {
+            let _ = hostcalls::set_shared_data("bench_probe", Some(&[7u8; 1024]), None);
+        }
+        for i in 0..keys.probe_calls {
+            match keys.probe_kind.as_str() {
+                "property" => {
+                    let _ = hostcalls::set_property(vec![&format!("bench_probe_{i}")], Some(b"x"));
+                }
+                "metric" => {
+                    if let Some(id) = keys.probe_metric {
+                        let _ = hostcalls::increment_metric(id, 1);
+                    }
+                }
+                "shared" => {
+                    let _ = hostcalls::get_shared_data("bench_probe");
+                }
+                "time" => {
+                    let _ = hostcalls::get_current_time();
+                }
+                _ => {
+                    let _ = self.get_http_request_header(":path");
+                }
+            }
         }
         if keys.probe_buffer {
             return Action::Pause;
