@@ -21,9 +21,44 @@ pub fn format(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
     Ok(())
 }
 
-/// Characters RFC 3986 allows in a URI (unreserved, reserved, `%`).
-fn uri_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
+/// Bytes RFC 3986 allows in a URI (unreserved, reserved, `%`); any other byte, non-ASCII
+/// included, is not.
+fn uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b':'
+                | b'/'
+                | b'?'
+                | b'#'
+                | b'['
+                | b']'
+                | b'@'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b'%'
+        )
+}
+
+/// A URI as shown in an error: its first 80 characters (formatted only when an error is).
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&clip(self.0, 80))
+    }
 }
 
 /// An absolute `https` URI with a host that is not local: the URI must be RFC 3986 as written
@@ -43,16 +78,16 @@ fn check_https_uri_with(
     max_length: usize,
     fast_path: bool,
 ) -> Result<(), String> {
-    let shown = clip(uri, 80);
-    if uri.chars().count() > max_length {
+    let shown = Shown(uri);
+    if uri.len() > max_length && uri.chars().count() > max_length {
         return Err(format!(
             "{what} longer than {max_length} characters: `{shown}`"
         ));
     }
-    if !uri.chars().all(uri_char) {
+    if !uri.bytes().all(uri_byte) {
         return Err(format!(
             "{what} is not a valid URI (RFC 3986): `{}`",
-            shown.escape_default()
+            clip(uri, 80).escape_default()
         ));
     }
     if uri.contains('#') {
@@ -89,9 +124,16 @@ fn check_https_uri_with(
     }
 }
 
-fn domain_not_local(what: &str, d: &str, shown: &str) -> Result<(), String> {
-    let d = d.trim_end_matches('.').to_ascii_lowercase();
-    if d.is_empty() || d == "localhost" || d.ends_with(".localhost") {
+fn domain_not_local(what: &str, d: &str, shown: &Shown<'_>) -> Result<(), String> {
+    let d = d.trim_end_matches('.');
+    let tail = d
+        .len()
+        .checked_sub(".localhost".len())
+        .and_then(|i| d.get(i..));
+    if d.is_empty()
+        || d.eq_ignore_ascii_case("localhost")
+        || tail.is_some_and(|t| t.eq_ignore_ascii_case(".localhost"))
+    {
         Err(format!("{what} must not point at localhost: `{shown}`"))
     } else {
         Ok(())
@@ -154,7 +196,7 @@ pub(crate) fn plain_https_host(uri: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
-fn local_ip(what: &str, ip: IpAddr, shown: &str) -> Result<(), String> {
+fn local_ip(what: &str, ip: IpAddr, shown: &Shown<'_>) -> Result<(), String> {
     let local = match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified(),
         IpAddr::V6(v6) => {
