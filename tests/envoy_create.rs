@@ -176,6 +176,33 @@ fn run_cases(hold: bool) {
     assert_eq!(got[0].path, "/register?x=1", "query forwarded as sent");
     s.upstream.clear();
 
+    // --- header values that are not UTF-8 (HTTP/1.1 obs-text, which Envoy passes on): refused
+    // like any unsupported value, and the filter keeps working afterwards.
+    for (name, value) in [
+        ("content-type", &b"application/jwt\xff"[..]),
+        ("content-length", &b"1\xff"[..]),
+    ] {
+        let body = tpp.request();
+        let mut raw = b"POST /register HTTP/1.1\r\nhost: bank.example\r\n".to_vec();
+        for (n, v) in [
+            ("content-type", &b"application/jwt"[..]),
+            ("content-length", body.len().to_string().as_bytes()),
+        ] {
+            raw.extend_from_slice(n.as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(if n == name { value } else { v });
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"connection: close\r\n\r\n");
+        raw.extend_from_slice(body.as_bytes());
+        let r = common::http::send_raw(s.envoy.port, &raw);
+        assert_eq!(r.status, 400, "non-UTF-8 {name}: {} {}", r.status, r.text());
+        let body = tpp.request();
+        let r = s.post("/register", &body);
+        assert_eq!(r.status, 201, "after a non-UTF-8 {name}: {}", r.text());
+        s.upstream.clear();
+    }
+
     // --- the SSA
     let corrupted = corrupt_signature(&tpp.ssa());
     let cases: Vec<(&str, String, u16, &str, &str)> = vec![

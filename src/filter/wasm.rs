@@ -5,11 +5,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use super::{Engine, Flow, Host, Level};
 use crate::cert::ClientCert;
@@ -30,7 +30,7 @@ fn log(level: Level, msg: &str) {
         Level::Warn => LogLevel::Warn,
         Level::Error => LogLevel::Error,
     };
-    let _ = hostcalls::log(l, msg);
+    let _ = abi::log(l as u32, msg);
 }
 
 struct Root {
@@ -81,13 +81,13 @@ fn bury(engine: &mut Engine, graveyard: &Rc<RefCell<Vec<u32>>>) {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
-        let doc = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+        let doc = match abi::get_buffer(BufferType::PluginConfiguration as u32, 0, size) {
             Ok(Some(b)) => b,
             Ok(None) => Vec::new(),
             Err(status) => {
                 log(
                     Level::Error,
-                    &format!("dcr-guard: cannot read the plugin configuration ({status:?})"),
+                    &format!("dcr-guard: cannot read the plugin configuration (status {status})"),
                 );
                 return false;
             }
@@ -206,21 +206,20 @@ struct WasmHost;
 
 impl Host for WasmHost {
     fn now(&self) -> i64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        // No clock: 0, at which every token is expired (fail closed).
+        abi::now_nanos()
+            .map(|ns| i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX))
             .unwrap_or(0)
     }
 
     fn request_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        abi::get_header(MapType::HttpRequestHeaders as u32, name)
             .ok()
             .flatten()
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+        abi::get_buffer(BufferType::HttpRequestBody as u32, 0, size)
             .ok()
             .flatten()
     }
@@ -245,14 +244,14 @@ impl Host for WasmHost {
     }
 
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        let status = abi::get_header(MapType::HttpCallResponseHeaders as u32, ":status")
             .ok()
             .flatten()
             .and_then(|s| s.trim().parse::<u16>().ok());
         let body = if body_size == 0 || body_size > max {
             Vec::new()
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            abi::get_buffer(BufferType::HttpCallResponseBody as u32, 0, body_size)
                 .ok()
                 .flatten()
                 .unwrap_or_default()
@@ -264,7 +263,7 @@ impl Host for WasmHost {
         match source {
             CertSource::Connection => {
                 let prop = |name: &str| {
-                    hostcalls::get_property(vec!["connection", name])
+                    abi::get_property(&["connection", name])
                         .ok()
                         .flatten()
                         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -307,7 +306,7 @@ impl Host for WasmHost {
     }
 
     fn call_response_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+        abi::get_header(MapType::HttpCallResponseHeaders as u32, name)
             .ok()
             .flatten()
     }
@@ -317,8 +316,11 @@ impl Host for WasmHost {
     }
 
     fn resume(&mut self) {
-        if let Err(s) = hostcalls::resume_http_request() {
-            log(Level::Warn, &format!("dcr-guard: resume failed ({s:?})"));
+        if let Err(s) = abi::resume_request() {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: resume failed (status {s})"),
+            );
         }
     }
 
@@ -337,7 +339,7 @@ impl Host for WasmHost {
 
     fn count(&mut self, name: &str) {
         if let Some(id) = metric_id(name) {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = abi::increment(id, 1);
         }
     }
 
@@ -350,7 +352,7 @@ impl Host for WasmHost {
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        if let Err(s) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+        if let Err(s) = abi::set_header(MapType::HttpRequestHeaders as u32, name, value) {
             log(
                 Level::Warn,
                 &format!("dcr-guard: cannot set header `{name}` ({s:?})"),
@@ -369,7 +371,7 @@ impl Host for WasmHost {
     }
 
     fn set_state(&mut self, key: &str, value: &str) {
-        let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+        let _ = abi::set_property(&[key], value.as_bytes());
     }
 }
 
@@ -384,7 +386,7 @@ fn metric_id(name: &str) -> Option<u32> {
         if let Some(id) = m.get(name) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(MetricType::Counter, name).ok()?;
+        let id = abi::define_counter(name).ok()?;
         m.insert(name.to_string(), id);
         Some(id)
     })
@@ -429,11 +431,62 @@ impl HttpContext for Http {
     }
 }
 
-/// The two host calls whose SDK wrappers panic on an unexpected status (a panic traps the VM):
-/// called directly, every status handled.
+/// Host calls made directly, every status handled: the SDK's wrappers panic on any status they
+/// do not expect, and its header read panics on a value that is not UTF-8 (HTTP/1.1 lets clients
+/// send such bytes); a panic traps the VM, and a trapped VM fails every later request on its
+/// worker. Only `dispatch_http_call` stays with the SDK: its dispatcher must register the token
+/// to route the answer (and it handles the statuses Envoy returns for it).
 mod abi {
     #[link(wasm_import_module = "env")]
     extern "C" {
+        fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+        fn proxy_get_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            max_size: usize,
+            return_buffer_data: *mut *mut u8,
+            return_buffer_size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        fn proxy_replace_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_remove_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
+        fn proxy_get_property(
+            path_data: *const u8,
+            path_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+        fn proxy_define_metric(
+            metric_type: u32,
+            name_data: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+        fn proxy_continue_stream(stream_type: u32) -> u32;
         fn proxy_send_local_response(
             status_code: u32,
             status_code_details_data: *const u8,
@@ -583,6 +636,131 @@ mod abi {
                 "shared data write failed (status {other})"
             ))),
         }
+    }
+
+    /// Bytes the host handed over: allocated through this module's allocator
+    /// (`proxy_on_memory_allocate`, exported by the SDK) as `size` bytes; ownership passes to us.
+    fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+        if data.is_null() {
+            None
+        } else {
+            // SAFETY: see above.
+            Some(unsafe { Vec::from_raw_parts(data, size, size) })
+        }
+    }
+
+    fn status(rc: u32) -> Result<(), u32> {
+        if rc == OK {
+            Ok(())
+        } else {
+            Err(rc)
+        }
+    }
+
+    pub fn log(level: u32, message: &str) -> Result<(), u32> {
+        // SAFETY: `message` is live for the duration of the call.
+        status(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
+    }
+
+    /// A buffer's bytes; `Ok(None)` when there are none or the host has no such buffer now.
+    pub fn get_buffer(buffer_type: u32, start: usize, max: usize) -> Result<Option<Vec<u8>>, u32> {
+        let (mut data, mut size): (*mut u8, usize) = (std::ptr::null_mut(), 0);
+        // SAFETY: the host writes a pointer and size it allocated for us (see `take`).
+        let rc = unsafe { proxy_get_buffer_bytes(buffer_type, start, max, &mut data, &mut size) };
+        match rc {
+            OK => Ok(take(data, size)),
+            NOT_FOUND => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    /// A header's value; bytes that are not UTF-8 become U+FFFD (never a panic).
+    pub fn get_header(map_type: u32, name: &str) -> Result<Option<String>, u32> {
+        let (mut data, mut size): (*mut u8, usize) = (std::ptr::null_mut(), 0);
+        // SAFETY: `name` is live for the call; the host writes a pointer and size it allocated
+        // for us (see `take`).
+        let rc = unsafe {
+            proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size)
+        };
+        match rc {
+            OK => Ok(Some(
+                take(data, size)
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    .unwrap_or_default(),
+            )),
+            NOT_FOUND => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    /// Set (`Some`) or remove (`None`) a header.
+    pub fn set_header(map_type: u32, name: &str, value: Option<&str>) -> Result<(), u32> {
+        // SAFETY: `name` and `value` are live for the duration of the call.
+        status(unsafe {
+            match value {
+                Some(v) => proxy_replace_header_map_value(
+                    map_type,
+                    name.as_ptr(),
+                    name.len(),
+                    v.as_ptr(),
+                    v.len(),
+                ),
+                None => proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()),
+            }
+        })
+    }
+
+    /// The proxy-wasm property path encoding: the segments joined by NUL.
+    fn property_path(path: &[&str]) -> Vec<u8> {
+        path.join("\0").into_bytes()
+    }
+
+    pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, u32> {
+        let path = property_path(path);
+        let (mut data, mut size): (*mut u8, usize) = (std::ptr::null_mut(), 0);
+        // SAFETY: `path` is live for the call; the host writes a pointer and size it allocated
+        // for us (see `take`).
+        let rc = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+        match rc {
+            OK => Ok(take(data, size)),
+            NOT_FOUND => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), u32> {
+        let path = property_path(path);
+        // SAFETY: both slices are live for the duration of the call.
+        status(unsafe {
+            proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
+        })
+    }
+
+    /// The host's clock, nanoseconds since the Unix epoch.
+    pub fn now_nanos() -> Result<u64, u32> {
+        let mut t: u64 = 0;
+        // SAFETY: the host writes one u64.
+        let rc = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+        status(rc).map(|()| t)
+    }
+
+    /// A counter's id.
+    pub fn define_counter(name: &str) -> Result<u32, u32> {
+        let mut id: u32 = 0;
+        // SAFETY: `name` is live for the call; the host writes one u32.
+        let rc = unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) };
+        status(rc).map(|()| id)
+    }
+
+    pub fn increment(id: u32, by: i64) -> Result<(), u32> {
+        // SAFETY: plain value arguments.
+        status(unsafe { proxy_increment_metric(id, by) })
+    }
+
+    /// Let the held request go on.
+    pub fn resume_request() -> Result<(), u32> {
+        // SAFETY: plain value argument (stream type 0: the HTTP request).
+        status(unsafe { proxy_continue_stream(0) })
     }
 
     pub fn set_buffer(
