@@ -677,19 +677,22 @@ fn record(
     until: i64,
     replayed: &str,
 ) -> Result<(), DcrError> {
-    use crate::replay::{check_and_record, ReplayError, ReplayOutcome};
+    use crate::replay::{check_and_record, ReplayOutcome};
     match check_and_record(store, &cfg.replay.store, iss, jti, now, until) {
         Ok(ReplayOutcome::Fresh) => Ok(()),
         Ok(ReplayOutcome::Replayed) => Err(DcrError::rule(rule, replayed)),
-        Err(e) => {
-            let why = match e {
-                ReplayError::Full => "the replay store is full".to_string(),
-                ReplayError::Contention => "the replay store is busy".to_string(),
-                ReplayError::Store(m) => format!("the replay store failed: {m}"),
-            };
-            Err(DcrError::unavailable(rule, why, cfg.retry_after))
-        }
+        Err(e) => Err(store_failure(cfg, rule, e)),
     }
+}
+
+fn store_failure(cfg: &Config, rule: RuleId, e: crate::replay::ReplayError) -> DcrError {
+    use crate::replay::ReplayError;
+    let why = match e {
+        ReplayError::Full => "the replay store is full".to_string(),
+        ReplayError::Contention => "the replay store is busy".to_string(),
+        ReplayError::Store(m) => format!("the replay store failed: {m}"),
+    };
+    DcrError::unavailable(rule, why, cfg.retry_after)
 }
 
 /// `8-4-4-4-12` hexadecimal with version 4 and the RFC 4122 variant.
@@ -959,7 +962,10 @@ impl Work {
 
     /// `request_jti` then `ssa_jti` (spec §7): remember (issuer, jti) in the shared replay store
     /// until `min(exp, iat + max_request_age) + leeway` (SSA: its `exp`, or the configured
-    /// window), never longer than `replay.max_retention_seconds`.
+    /// window), never longer than `replay.max_retention_seconds`. With both on, both are looked
+    /// up before either is recorded, so that a request refused by `ssa_jti` has not used up its
+    /// request `jti` (only two concurrent requests racing for the same SSA `jti` can still do
+    /// that: the recording itself is atomic per pair).
     pub fn replay(
         &self,
         cfg: &Config,
@@ -972,6 +978,8 @@ impl Work {
         };
         let leeway = i64::try_from(cfg.leeway).unwrap_or(0);
         let cap = now.saturating_add(i64::try_from(cfg.replay.max_retention).unwrap_or(i64::MAX));
+        // (rule, iss, jti, until, what a replay is called)
+        let mut pairs: Vec<(RuleId, &str, &str, i64, &str)> = Vec::new();
         if cfg.replay.request_jti {
             let rule = RuleId::RequestJti;
             let c = create.request_claims();
@@ -991,16 +999,13 @@ impl Work {
             }
             .saturating_add(leeway)
             .min(cap);
-            record(
-                store,
-                cfg,
+            pairs.push((
                 rule,
                 iss,
                 jti,
-                now,
                 until,
                 "the request `jti` has been used before",
-            )?;
+            ));
         }
         if cfg.replay.ssa_jti {
             let rule = RuleId::SsaJti;
@@ -1020,16 +1025,19 @@ impl Work {
             }
             .saturating_add(leeway)
             .min(cap);
-            record(
-                store,
-                cfg,
-                rule,
-                iss,
-                jti,
-                now,
-                until,
-                "the SSA `jti` has been used before",
-            )?;
+            pairs.push((rule, iss, jti, until, "the SSA `jti` has been used before"));
+        }
+        if pairs.len() > 1 {
+            for (rule, iss, jti, _, replayed) in &pairs {
+                match crate::replay::seen(&*store, &cfg.replay.store, iss, jti, now) {
+                    Ok(false) => {}
+                    Ok(true) => return Err(DcrError::rule(*rule, *replayed)),
+                    Err(e) => return Err(store_failure(cfg, *rule, e)),
+                }
+            }
+        }
+        for (rule, iss, jti, until, replayed) in pairs {
+            record(store, cfg, rule, iss, jti, now, until, replayed)?;
         }
         Ok(())
     }

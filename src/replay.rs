@@ -281,6 +281,25 @@ pub fn check_and_record(
     }
 }
 
+/// Whether `(issuer, jti)` is live in the store, without recording it (a read; the decision is
+/// still [`check_and_record`]'s, which is atomic).
+pub fn seen(
+    store: &dyn SharedData,
+    cfg: &ReplayConfig,
+    issuer: &str,
+    jti: &str,
+    now: i64,
+) -> Result<bool, ReplayError> {
+    let (id, index) = locate(cfg, issuer, jti);
+    let (value, _) = store.get(&bucket_key(cfg, index)).map_err(store_error)?;
+    match value {
+        None => Ok(false),
+        Some(v) => Ok(parse_bucket(&v)?
+            .iter()
+            .any(|e| e.id == id && e.expires_at > now)),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     id: [u8; ID_BYTES],

@@ -828,6 +828,35 @@ fn replay_is_checked_last_and_shared_between_workers() {
 }
 
 #[test]
+fn a_request_refused_by_ssa_jti_keeps_its_request_jti() {
+    let mut w = world_with(|v| v["rules"]["ssa_jti"] = json!({"enabled": true}));
+    let ssa = w.tpp.ssa();
+    let first = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    w.post(&first);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+
+    // A fresh request jti with the same SSA: refused by ssa_jti...
+    let mut claims = w.tpp.request_claims(&ssa);
+    again(&mut w);
+    w.post(&w.tpp.key.sign_default(&claims));
+    assert_eq!(
+        w.rejected(),
+        Some((400, "invalid_software_statement".into()))
+    );
+    // ...which did not use up that request jti: with a fresh SSA it passes.
+    claims["software_statement"] = json!(w.tpp.ssa());
+    again(&mut w);
+    w.post(&w.tpp.key.sign_default(&claims));
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    // And now it is used.
+    claims["software_statement"] = json!(w.tpp.ssa());
+    again(&mut w);
+    w.post(&w.tpp.key.sign_default(&claims));
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+}
+
+#[test]
 fn jti_format_can_be_required() {
     let mut w = world_with(|v| v["rules"]["request_jti"] = json!({"format": "uuid4"}));
     let body = w.tpp.request_with(|c| c["jti"] = json!("not-a-uuid"));
