@@ -110,6 +110,8 @@ pub struct Binding {
     opaque: Option<String>,
     client_id: String,
     docs: Vec<(String, Fetched)>,
+    /// `jwt` mode: the AS's documents were asked for again for an unknown `kid` (once).
+    kid_retried: bool,
     /// Introspection: whether the call went out, and its answer.
     asked: bool,
     answer: Option<(Option<u16>, Vec<u8>)>,
@@ -143,6 +145,7 @@ impl Binding {
             opaque,
             client_id: client_id.to_string(),
             docs: Vec::new(),
+            kid_retried: false,
             asked: false,
             answer: None,
         })
@@ -208,6 +211,15 @@ impl Binding {
             }
         }
         if let Err(e) = jose::verify(token, &sets, &j.algorithms) {
+            // An unknown kid in documents that were all read: the AS may have rotated its keys.
+            // Ask once for the documents again (the cache refetches them only past its
+            // cooldown, as for directories).
+            let all_read = self.docs.iter().all(|(_, f)| matches!(f, Fetched::Keys(_)));
+            if matches!(e, JoseError::UnknownKid(_)) && all_read && !self.kid_retried {
+                self.kid_retried = true;
+                self.docs.clear();
+                return Step::Refetch(j.jwks.clone());
+            }
             if unavailable && matches!(e, JoseError::UnknownKid(_) | JoseError::NoKey) {
                 return Step::Reject(DcrError::unavailable(
                     crate::error::RuleId::TokenClientBinding,

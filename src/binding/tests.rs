@@ -193,6 +193,49 @@ fn jwt_mode_keystore_down_is_503() {
 }
 
 #[test]
+fn jwt_mode_asks_once_more_for_an_unknown_kid() {
+    let old = TestKey::ec("as-1");
+    let rotated = TestKey::ec("as-2");
+    let (mode, old_set) = jwt_mode(&old);
+    let new_set = JwkSet::parse(jwks(&[&old, &rotated]).to_string().as_bytes(), 10).unwrap();
+    let token = rotated.sign_default(&json!({
+        "iss": "https://as.example", "aud": "https://as.example/register", "exp": now() + 300,
+        "scope": "cdr:registration", "client_id": "c1"
+    }));
+    let header = format!("Bearer {token}");
+    let supply = |b: &mut Binding, srcs: &[crate::config::JwksSource], set: &JwkSet| {
+        for s in srcs {
+            b.supply(&s.url, Fetched::Keys(std::rc::Rc::new(set.clone())));
+        }
+    };
+    // The cached document lacks the AS's new key: asked for again, then verified.
+    let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
+    let Step::Fetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
+        panic!("no fetch")
+    };
+    supply(&mut b, &srcs, &old_set);
+    let Step::Refetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
+        panic!("no refetch")
+    };
+    supply(&mut b, &srcs, &new_set);
+    assert!(matches!(b.step(&mode, now() as i64, 60, 5), Step::Forward));
+    // Still unknown after the second look (or within the cache's cooldown): refused, once.
+    let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
+    let Step::Fetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
+        panic!("no fetch")
+    };
+    supply(&mut b, &srcs, &old_set);
+    let Step::Refetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
+        panic!("no refetch")
+    };
+    supply(&mut b, &srcs, &old_set);
+    match b.step(&mode, now() as i64, 60, 5) {
+        Step::Reject(e) => assert_eq!(e.status, 401),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn delegate_needs_only_a_well_formed_token() {
     let mode = TokenMode::Delegate;
     let mut b =
