@@ -87,13 +87,11 @@ pub struct Create {
     claims: Claims,
     /// The SSA, parsed (shared with the verdict cache when it came from there).
     ssa: Rc<Jws>,
-    /// A verdict cache hit: the key-set identity the SSA verified against, and until when the
-    /// verdict holds.
-    ssa_verified_for: Option<([u8; 32], i64)>,
+    /// A verdict cache hit, until it is used: the key-set identity the SSA verified against,
+    /// until when that verdict holds, and the SSA's memo.
+    hit: Option<([u8; 32], i64, Rc<SsaMemo>)>,
     /// What is known of this SSA from earlier requests; set once its signature is known good.
     memo: Option<Rc<SsaMemo>>,
-    /// The memo of a verdict cache hit, until the hit is used.
-    hit_memo: Option<Rc<SsaMemo>>,
     stage: Stage,
     docs: Vec<(String, Fetched)>,
     software: Option<JwksSource>,
@@ -186,8 +184,8 @@ impl Create {
             }
         };
         // A TPP reuses its SSA: one verified before is taken parsed from the verdict cache.
-        let (ssa, ssa_verified_for, hit_memo) = match verdicts.lookup(ssa_text) {
-            Some(hit) => (hit.ssa, Some((hit.sets, hit.until)), Some(hit.memo)),
+        let (ssa, hit) = match verdicts.lookup(ssa_text) {
+            Some(hit) => (hit.ssa, Some((hit.sets, hit.until, hit.memo))),
             None => {
                 let ssa = Jws::parse(ssa_text).map_err(|e| match e {
                     JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
@@ -198,7 +196,7 @@ impl Create {
                         jose_description("`software_statement` is not a compact JWS", &other),
                     ),
                 })?;
-                (Rc::new(ssa), None, None)
+                (Rc::new(ssa), None)
             }
         };
 
@@ -206,9 +204,8 @@ impl Create {
             request,
             claims,
             ssa,
-            ssa_verified_for,
+            hit,
             memo: None,
-            hit_memo,
             stage: Stage::Ssa,
             docs: Vec::new(),
             software: None,
@@ -392,8 +389,8 @@ impl Create {
             Err(missing) => return Ok(Progress::Need(missing)),
             // The same SSA verified against the same key set before: no second verification.
             Ok(g)
-                if self.ssa_verified_for.is_some_and(|(sets, until)| {
-                    now < until && sets == Verdicts::set_id(&g.sets)
+                if self.hit.as_ref().is_some_and(|(sets, until, _)| {
+                    now < *until && *sets == Verdicts::set_id(&g.sets)
                 }) =>
             {
                 hit_used = true;
@@ -416,7 +413,7 @@ impl Create {
                 }),
         };
         if hit_used {
-            self.memo = self.hit_memo.take();
+            self.memo = self.hit.take().map(|(_, _, memo)| memo);
         } else if remembered.is_some() {
             self.memo = remembered;
         }
