@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::dcr::Tpp;
@@ -24,6 +25,8 @@ const AS_ISSUER: &str = "https://as.bank.test";
 struct Stack {
     tpp: Tpp,
     as_key: TestKey,
+    /// The AS's JWKS document the keystore serves (a test may rotate it).
+    as_doc: Arc<Mutex<Value>>,
     upstream: TestServer,
     envoy: Envoy,
     _keystore: TestServer,
@@ -34,7 +37,8 @@ fn start(edit: impl FnOnce(&mut Value)) -> Stack {
     let as_key = TestKey::ec("as-1");
     let directory_doc = tpp.directory_jwks();
     let software_doc = tpp.software_jwks();
-    let as_doc = keys::jwks(&[&as_key]);
+    let as_doc = Arc::new(Mutex::new(keys::jwks(&[&as_key])));
+    let served = Arc::clone(&as_doc);
     let software_path = tpp.jwks_path();
     let keystore = TestServer::start(move |r| {
         if r.path == DIRECTORY_PATH {
@@ -42,7 +46,7 @@ fn start(edit: impl FnOnce(&mut Value)) -> Stack {
         } else if r.path == software_path {
             Reply::json(200, &software_doc)
         } else if r.path == AS_JWKS_PATH {
-            Reply::json(200, &as_doc)
+            Reply::json(200, &served.lock().unwrap())
         } else {
             Reply::text(404, "text/plain", "not found")
         }
@@ -62,6 +66,7 @@ fn start(edit: impl FnOnce(&mut Value)) -> Stack {
     Stack {
         tpp,
         as_key,
+        as_doc,
         upstream,
         envoy,
         _keystore: keystore,
@@ -211,6 +216,41 @@ fn jwt_mode() {
         "Bearer error=\"invalid_token\"",
         "PUT with another client's token",
     );
+}
+
+#[test]
+fn jwt_mode_follows_an_as_key_rotation_after_the_cooldown() {
+    let s = start(|f| {
+        f["rules"]["token_client_binding"] = json!({
+            "mode": "jwt",
+            "jwks": [{"url": format!("https://as.bank.test{AS_JWKS_PATH}"), "upstream": "keystore"}],
+            "issuer": AS_ISSUER,
+            "scope": "dcr"
+        });
+        f["jwks_cache"] = json!({"kid_refetch_cooldown_seconds": 2});
+    });
+    let t = keys::now();
+    let claims = json!({"iss": AS_ISSUER, "client_id": "c1", "exp": t + 300, "scope": "dcr"});
+    let r = s.call(
+        "GET",
+        "/register/c1",
+        Some(&s.as_token(claims.clone())),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The AS rotates in a new key and signs with it.
+    let rotated = TestKey::ec("as-2");
+    *s.as_doc.lock().unwrap() = keys::jwks(&[&s.as_key, &rotated]);
+    let token = rotated.sign("ES256", json!({}), &claims);
+    // Within the cooldown (2 s: the cache counts whole seconds, and these calls are milliseconds
+    // apart) the cached document is asked for again but not refetched: 401.
+    let r = s.call("GET", "/register/c1", Some(&token), None);
+    assert_401(&r, "Bearer error=\"invalid_token\"", "within the cooldown");
+    // Past it, one refetch brings the new key.
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = s.call("GET", "/register/c1", Some(&token), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.envoy.stat("dcr_guard.jwks_kid_refetches"), Some(1));
 }
 
 #[test]
