@@ -164,15 +164,20 @@ fn delegate_mode() {
     assert_eq!(r.header("allow"), Some("GET, PUT, DELETE"));
 }
 
+/// `token_client_binding` in `jwt` mode against the AS's JWKS on the keystore.
+fn jwt_binding(f: &mut Value) {
+    f["rules"]["token_client_binding"] = json!({
+        "mode": "jwt",
+        "jwks": [{"url": format!("https://as.bank.test{AS_JWKS_PATH}"), "upstream": "keystore"}],
+        "issuer": AS_ISSUER,
+        "scope": "dcr"
+    });
+}
+
 #[test]
 fn jwt_mode() {
     let s = start(|f| {
-        f["rules"]["token_client_binding"] = json!({
-            "mode": "jwt",
-            "jwks": [{"url": format!("https://as.bank.test{AS_JWKS_PATH}"), "upstream": "keystore"}],
-            "issuer": AS_ISSUER,
-            "scope": "dcr"
-        });
+        jwt_binding(f);
     });
     let t = keys::now();
     let token = |client: &str, exp: u64| {
@@ -221,12 +226,7 @@ fn jwt_mode() {
 #[test]
 fn jwt_mode_follows_an_as_key_rotation_after_the_cooldown() {
     let s = start(|f| {
-        f["rules"]["token_client_binding"] = json!({
-            "mode": "jwt",
-            "jwks": [{"url": format!("https://as.bank.test{AS_JWKS_PATH}"), "upstream": "keystore"}],
-            "issuer": AS_ISSUER,
-            "scope": "dcr"
-        });
+        jwt_binding(f);
         f["jwks_cache"] = json!({"kid_refetch_cooldown_seconds": 2});
     });
     let t = keys::now();

@@ -203,33 +203,25 @@ fn jwt_mode_asks_once_more_for_an_unknown_kid() {
         "scope": "cdr:registration", "client_id": "c1"
     }));
     let header = format!("Bearer {token}");
-    let supply = |b: &mut Binding, srcs: &[crate::config::JwksSource], set: &JwkSet| {
-        for s in srcs {
-            b.supply(&s.url, Fetched::Keys(std::rc::Rc::new(set.clone())));
+    // The first fetch brings the old document, the refetch `second`; the outcome of the step after.
+    let run = |second: &JwkSet| {
+        let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
+        for (want_refetch, set) in [(false, &old_set), (true, second)] {
+            let srcs = match b.step(&mode, now() as i64, 60, 5) {
+                Step::Fetch(srcs) if !want_refetch => srcs,
+                Step::Refetch(srcs) if want_refetch => srcs,
+                other => panic!("refetch {want_refetch}: {other:?}"),
+            };
+            for s in srcs {
+                b.supply(&s.url, Fetched::Keys(std::rc::Rc::new(set.clone())));
+            }
         }
+        b.step(&mode, now() as i64, 60, 5)
     };
     // The cached document lacks the AS's new key: asked for again, then verified.
-    let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
-    let Step::Fetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
-        panic!("no fetch")
-    };
-    supply(&mut b, &srcs, &old_set);
-    let Step::Refetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
-        panic!("no refetch")
-    };
-    supply(&mut b, &srcs, &new_set);
-    assert!(matches!(b.step(&mode, now() as i64, 60, 5), Step::Forward));
+    assert!(matches!(run(&new_set), Step::Forward));
     // Still unknown after the second look (or within the cache's cooldown): refused, once.
-    let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
-    let Step::Fetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
-        panic!("no fetch")
-    };
-    supply(&mut b, &srcs, &old_set);
-    let Step::Refetch(srcs) = b.step(&mode, now() as i64, 60, 5) else {
-        panic!("no refetch")
-    };
-    supply(&mut b, &srcs, &old_set);
-    match b.step(&mode, now() as i64, 60, 5) {
+    match run(&old_set) {
         Step::Reject(e) => assert_eq!(e.status, 401),
         other => panic!("{other:?}"),
     }
