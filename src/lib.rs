@@ -11,6 +11,8 @@ pub mod dn;
 pub mod error;
 pub mod filter;
 pub mod forward;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod jose;
 pub mod jwks_cache;
 pub mod path;

@@ -15,6 +15,8 @@ use crate::path::{classify, Route};
 use crate::pipeline::{Create, Facts, Fetched, Step, Work};
 use crate::replay::{SharedData, StoreError};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fake;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 mod worker;

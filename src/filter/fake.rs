@@ -1,0 +1,171 @@
+//! A fake [`Host`] for driving the stream state machine natively: the unit tests in `tests.rs` and,
+//! with the `fuzzing` feature, the coverage-guided `pipeline` fuzz target (`fuzz/`). It records
+//! what the filter did (callouts, local replies, resumes, counters, filter state) and answers from
+//! its fields. Not part of the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::type_complexity
+)]
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Host, Level};
+use crate::config::JwksSource;
+
+/// Unix time, seconds (the fake's clock when it is not frozen).
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Default)]
+pub struct Fake {
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+    /// url → (status, body); a missing url makes dispatch fail.
+    pub keystore: HashMap<String, (Option<u16>, Vec<u8>)>,
+    pub dispatched: Vec<(u32, JwksSource)>,
+    pub current: Option<(Option<u16>, Vec<u8>)>,
+    pub resumed: usize,
+    pub responses: Vec<(u16, Vec<(String, String)>, Value)>,
+    pub logs: std::cell::RefCell<Vec<String>>,
+    pub counters: HashMap<String, u64>,
+    /// Introspection calls made.
+    pub calls: Vec<(u32, crate::binding::Callout)>,
+    /// Seconds added to the real clock (time travel).
+    pub clock: i64,
+    /// A stopped clock (unix seconds), when set.
+    pub frozen: Option<i64>,
+    /// Shared-data reads, by key.
+    pub shared_reads: std::cell::RefCell<HashMap<String, usize>>,
+    /// Shared data, shared between fakes of several "workers" through the Rc.
+    pub shared: std::rc::Rc<std::cell::RefCell<HashMap<String, (Vec<u8>, u32)>>>,
+    pub state: HashMap<String, String>,
+    pub next_token: u32,
+}
+
+impl Host for Fake {
+    fn now(&self) -> i64 {
+        self.frozen.unwrap_or_else(wall_clock) + self.clock
+    }
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).cloned()
+    }
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.body.iter().take(size).copied().collect())
+    }
+    fn dispatch_get(&mut self, src: &JwksSource, _timeout_ms: u64) -> Result<u32, String> {
+        if !self.keystore.contains_key(&src.url) {
+            return Err("BadArgument".into());
+        }
+        self.next_token += 1;
+        self.dispatched.push((self.next_token, src.clone()));
+        Ok(self.next_token)
+    }
+    fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
+        let (s, b) = self.current.clone().unwrap();
+        assert_eq!(b.len(), body_size);
+        (s, if body_size > max { vec![] } else { b })
+    }
+    fn client_cert(
+        &self,
+        _source: crate::config::CertSource,
+    ) -> Result<Option<crate::cert::ClientCert>, String> {
+        match self.headers.get("test-client-subject") {
+            None => Ok(None),
+            Some(subject) => crate::cert::ClientCert::from_envoy(subject, None, None).map(Some),
+        }
+    }
+    fn dispatch(
+        &mut self,
+        call: &crate::binding::Callout,
+        _timeout_ms: u64,
+    ) -> Result<u32, String> {
+        self.next_token += 1;
+        self.calls.push((self.next_token, call.clone()));
+        Ok(self.next_token)
+    }
+    fn call_response_header(&self, _name: &str) -> Option<String> {
+        None
+    }
+    fn set_effective_context(&mut self, _ctx: u32) -> bool {
+        true
+    }
+    fn resume(&mut self) {
+        self.resumed += 1;
+    }
+    fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        self.responses.push((
+            status,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(body).unwrap()
+            },
+        ));
+    }
+    fn log(&self, _level: Level, message: &str) {
+        self.logs.borrow_mut().push(message.to_string());
+    }
+    fn count(&mut self, name: &str) {
+        *self.counters.entry(name.to_string()).or_default() += 1;
+    }
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                self.headers.insert(name.to_string(), v.to_string());
+            }
+            None => {
+                self.headers.remove(name);
+            }
+        }
+    }
+    fn replace_request_body(&mut self, body: &[u8]) {
+        self.body = body.to_vec();
+    }
+    fn shared_get(
+        &self,
+        key: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<u32>), crate::replay::StoreError> {
+        *self
+            .shared_reads
+            .borrow_mut()
+            .entry(key.to_string())
+            .or_default() += 1;
+        Ok(match self.shared.borrow().get(key) {
+            Some((v, c)) => (Some(v.clone()), Some(*c)),
+            None => (None, None),
+        })
+    }
+    fn shared_set(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), crate::replay::StoreError> {
+        let mut m = self.shared.borrow_mut();
+        let current = m.get(key).map(|(_, c)| *c);
+        if let (Some(want), Some(have)) = (cas, current) {
+            if want != have {
+                return Err(crate::replay::StoreError::CasMismatch);
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        m.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+    fn set_state(&mut self, key: &str, value: &str) {
+        self.state.insert(key.to_string(), value.to_string());
+    }
+}
