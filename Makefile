@@ -47,10 +47,12 @@ lint: fmt-check clippy
 fmt:
 	cargo fmt
 	cargo fmt --manifest-path bench/bare/Cargo.toml
+	cargo fmt --manifest-path fuzz/Cargo.toml
 
 fmt-check:
 	cargo fmt --check
 	cargo fmt --check --manifest-path bench/bare/Cargo.toml
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
 
 clippy: deps-wasm
 	cargo clippy --all-targets -- -D warnings
@@ -101,6 +103,18 @@ deps-as:
 		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in envoy/as"; exit 1; }; \
 		touch envoy/as/node_modules; \
 	fi
+
+## fuzz: every coverage-guided fuzz target (fuzz/) for FUZZ_SECONDS each (default 60; FUZZ_TARGETS="jws dn" picks some); needs the nightly toolchain (installed if missing), not cargo-fuzz
+.PHONY: fuzz fuzz-smoke
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_TARGETS ?=
+fuzz:
+	nice -n 10 fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## fuzz-smoke: the fuzz targets for FUZZ_SMOKE_SECONDS each (default 20; what CI runs)
+fuzz-smoke:
+	nice -n 10 fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 ## bench: side-by-side performance benchmark on one Envoy worker (not part of `make test`; see bench/README.md)
 .PHONY: bench bench-micro

@@ -1,0 +1,71 @@
+//! The strict JSON object parser behind the `br-ofb` registration body (and JOSE headers and
+//! payloads), and the `br-ofb` create path that uses it.
+//!
+//! Properties:
+//! * it accepts exactly the documents that serde_json parses as an object whose top-level member
+//!   names are unique (a reference that only collects names is the oracle), and then yields the
+//!   same map serde_json does;
+//! * an accepted object with its first member repeated (any value) is refused;
+//! * through the `br-ofb` pipeline (`Create::parse`), a body with a duplicated top-level member is
+//!   never accepted, and a body the parser refuses is never accepted either.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use dcr_guard::config::Config;
+use dcr_guard::fuzzing::parse_json_object;
+use dcr_guard::pipeline::{Create, Verdicts};
+use dcr_guard_fuzz::{top_level, with_duplicate, TopLevel, PIPELINE_FIXTURES};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fn br_config() -> &'static Config {
+    static CFG: OnceLock<Config> = OnceLock::new();
+    CFG.get_or_init(|| {
+        let f: Value = serde_json::from_str(PIPELINE_FIXTURES).unwrap();
+        let br = f["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["profile"] == "br-ofb")
+            .unwrap();
+        Config::from_json(br.to_string().as_bytes()).unwrap()
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let reference = top_level(data);
+    let parsed = parse_json_object(data);
+    match &parsed {
+        Ok(map) => {
+            assert!(reference.unique_object(), "accepted {reference:?}");
+            let Ok(Value::Object(want)) = serde_json::from_slice::<Value>(data) else {
+                panic!("accepted what serde_json does not read as an object")
+            };
+            assert_eq!(map, &want);
+            for v in [Value::Null, Value::from(1), Value::from("x")] {
+                if let Some(dup) = with_duplicate(map, &v) {
+                    assert!(
+                        parse_json_object(dup.as_bytes()).is_err(),
+                        "duplicate accepted: {dup}"
+                    );
+                    assert!(
+                        Create::parse(br_config(), dup.as_bytes(), &Verdicts::default()).is_err()
+                    );
+                }
+            }
+        }
+        Err(_) => assert!(
+            !reference.unique_object(),
+            "refused a unique-member object: {reference:?}"
+        ),
+    }
+    let verdict = Create::parse(br_config(), data, &Verdicts::default());
+    if verdict.is_ok() {
+        assert!(
+            parsed.is_ok(),
+            "br-ofb accepted a body the strict parser refuses"
+        );
+        assert!(matches!(reference, TopLevel::Object(_)) && reference.unique_object());
+    }
+});
