@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the fuzz targets with libFuzzer's coverage instrumentation (the flags cargo-fuzz uses,
 # without a sanitizer: the filter is safe Rust, and the properties are asserted by the targets)
-# and run each for FUZZ_SECONDS. Needs no cargo-fuzz: `cargo +nightly build` only.
+# and run each for FUZZ_SECONDS. Needs no cargo-fuzz: `cargo +nightly build` only (the flags are
+# stable rustc flags: where nightly cannot be installed, the default toolchain is used).
 #
 #   fuzz/run.sh [seconds] [target...]      (default: every target in fuzz/fuzz_targets/)
 #
@@ -14,13 +15,17 @@ cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${1:-${FUZZ_SECONDS:-60}}"
 shift || true
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
-TRIPLE="$(rustc +"$TOOLCHAIN" -vV | sed -n 's/^host: //p')"
 
 if ! rustup run "$TOOLCHAIN" rustc --version >/dev/null 2>&1; then
   echo "fuzz: installing the $TOOLCHAIN toolchain (minimal profile); the default toolchain is unchanged"
-  rustup toolchain install "$TOOLCHAIN" --profile minimal \
-    || { echo "fuzz: the $TOOLCHAIN toolchain is not available and could not be installed"; exit 1; }
+  if ! rustup toolchain install "$TOOLCHAIN" --profile minimal; then
+    # The instrumentation flags below are stable rustc flags (only a sanitizer would need
+    # nightly), so the default toolchain builds the same targets.
+    TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)"
+    echo "fuzz: could not install it; building with the default toolchain ($TOOLCHAIN) instead"
+  fi
 fi
+TRIPLE="$(rustc +"$TOOLCHAIN" -vV | sed -n 's/^host: //p')"
 
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

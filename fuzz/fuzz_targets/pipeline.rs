@@ -22,6 +22,8 @@
 //!   body can carry a valid signature by our keys), within its validity window (with leeway); a
 //!   forwarded `br-ofb` JSON body is a duplicate-free object carrying the fixture SSA; a forwarded
 //!   management call carries a Bearer token (in `jwt` mode, the fixture access token, unexpired);
+//! * a registration request ends with a verdict (a reply or a forward) once its callouts are
+//!   answered;
 //! * the same registration replayed on a second stream is not forwarded twice (request `jti`);
 //! * counters agree with the outcome: a registration request counts `requests` once; a reply
 //!   counts `rejected` once with exactly one `failed.*`; a forward counts `accepted` or
@@ -104,9 +106,13 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Sent on to the AS: resumed, or the last callback let it go on (a `Continue` from the body
+    /// callback also releases headers that were held).
+    /// Sent on to the AS: resumed, or the last callback let it go on (a `Continue` from the body
+    /// callback also releases headers that were held).
     fn forwarded(&self) -> bool {
         self.responses.is_empty()
-            && (self.resumed > 0 || self.flows.iter().all(|f| *f == Flow::Continue))
+            && (self.resumed > 0 || self.flows.last() == Some(&Flow::Continue))
     }
     fn count(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
@@ -466,6 +472,12 @@ fn check(req: &Request, out: &Outcome) {
         );
         return;
     }
+    // Every registration request ends, once its callouts are answered, with a verdict: a reply or
+    // a forward (never held for ever).
+    assert!(
+        out.forwarded() || out.responses.len() == 1,
+        "a registration request is still held: {out:?}"
+    );
     if !out.forwarded() || cfg.report_only {
         return;
     }
