@@ -575,6 +575,27 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
     if parsed.fragment().is_some() {
         return Err("must not carry a fragment".to_string());
     }
+    // The host fetched must be the host written. The URL parser also reads `https:/h`, `https:h`,
+    // `https:\\h`, percent-encoded and IPv4-shorthand hosts and drops tabs and newlines, so the
+    // text could name one host while another is fetched: the authority must be written plainly.
+    let written = url
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .and_then(|_| url.get(8..))
+        .ok_or("must start with `https://`")?;
+    let written = written
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let with_port = parsed
+        .port_or_known_default()
+        .map(|p| format!("{host}:{p}"));
+    if written != host && Some(&written) != with_port.as_ref() {
+        return Err(format!(
+            "must name its host plainly (`https://host[:port]/…`): it would be fetched from `{host}`"
+        ));
+    }
     let authority = match parsed.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
@@ -1855,6 +1876,44 @@ mod tests {
         let mut v = minimal();
         v["path"] = json!("/Open-Banking/Register/");
         assert_eq!(parse(&v).unwrap().path, "/open-banking/register");
+    }
+
+    #[test]
+    fn jwks_url_host_is_fetched_as_written() {
+        // Found by the `config` fuzz target: `https:/9/…` was accepted and fetched from 0.0.0.9.
+        for bad in [
+            "https:/9/keystore.directory.test/keystore/openbanking.jwks",
+            "https:/k.example/jwks",
+            "https:k.example/jwks",
+            "https:\\\\k.example/jwks",
+            "https://k.example\\jwks",
+            "https://k%2Eexample/jwks",
+            "https://k.exa\tmple/jwks",
+            "https://@k.example/jwks",
+            "https://0x7f.1/jwks",
+            "https://b\u{fc}cher.example/jwks",
+            " https://k.example/jwks",
+            "https://k.example:0443/jwks",
+        ] {
+            let e = jwks_source(bad, "u").unwrap_err();
+            assert!(
+                e.contains("plainly") || e.contains("`https://`") || e.contains("user"),
+                "{bad:?}: {e}"
+            );
+        }
+        for (good, host, authority) in [
+            ("https://k.example/jwks", "k.example", "k.example"),
+            ("https://K.Example/jwks", "k.example", "k.example"),
+            ("HTTPS://k.example/jwks", "k.example", "k.example"),
+            ("https://k.example", "k.example", "k.example"),
+            ("https://k.example:443/jwks", "k.example", "k.example"),
+            ("https://k.example:8443?x", "k.example", "k.example:8443"),
+            ("https://[::1]:8443/jwks", "[::1]", "[::1]:8443"),
+            ("https://10.0.0.1/jwks", "10.0.0.1", "10.0.0.1"),
+        ] {
+            let s = jwks_source(good, "u").unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!((s.host.as_str(), s.authority.as_str()), (host, authority));
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   callout timeout, leeway, retry-after, JWKS cache lifetimes, replay store, retention floor);
 //! * the registration path is absolute, lower case, without a trailing `/`, `.`/`..` segments,
 //!   `%`, `;`, `?`, `#` or empty segments;
-//! * at least one directory, each with at least one `https` JWKS URL and algorithms; the request
+//! * at least one directory, each with at least one `https` JWKS URL whose written host is the
+//!   host fetched, and algorithms; the request
 //!   algorithms are non-empty; `none`/`HS*` can never be configured (the type cannot hold them);
 //! * parsing is deterministic, and insensitive to the document's formatting (the same JSON value
 //!   re-serialised compactly gives the same configuration);
@@ -55,7 +56,24 @@ fn check(c: &Config) {
         assert!(!d.issuer.trim().is_empty());
         assert!(!d.jwks.is_empty() && !d.algorithms.is_empty());
         for s in &d.jwks {
-            assert!(s.url.starts_with("https://"), "{}", s.url);
+            // The host written is the host fetched (the `https:/9/…` find).
+            assert!(
+                s.url
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https://")),
+                "{}",
+                s.url
+            );
+            let written = s.url[8..]
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap()
+                .to_ascii_lowercase();
+            assert!(
+                written == s.host || written.starts_with(&format!("{}:", s.host)),
+                "{}",
+                s.url
+            );
             assert!(!s.upstream.is_empty() && !s.host.is_empty() && s.path.starts_with('/'));
             assert_eq!(s.host, s.host.to_ascii_lowercase());
         }
