@@ -488,11 +488,14 @@ impl Config {
     /// Parse and validate a configuration document. An empty document is refused: at least one
     /// trusted directory must be configured.
     pub fn from_json(doc: &[u8]) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(doc);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_slice(doc);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = e.path().to_string();
             ConfigError::new(field, strip_position(&e.inner().to_string()))
         })?;
+        // One JSON document: anything but whitespace after it is refused.
+        de.end()
+            .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
         resolve(raw)
     }
 
@@ -1876,6 +1879,23 @@ mod tests {
         let mut v = minimal();
         v["path"] = json!("/Open-Banking/Register/");
         assert_eq!(parse(&v).unwrap().path, "/open-banking/register");
+    }
+
+    #[test]
+    fn trailing_text_after_the_document_is_refused() {
+        // Found by the `config` fuzz target: one stray byte after the object was ignored.
+        let doc = minimal().to_string();
+        for tail in ["x", "\u{8d}", "}", "{}", " 1", "\n[]", "\0"] {
+            let e = Config::from_json(format!("{doc}{tail}").as_bytes()).unwrap_err();
+            assert_eq!(e.field, "", "{tail:?}");
+            assert!(e.message.contains("trailing"), "{tail:?}: {e}");
+        }
+        for tail in ["", " ", "\n", "\r\n\t"] {
+            assert!(
+                Config::from_json(format!("{doc}{tail}").as_bytes()).is_ok(),
+                "{tail:?}"
+            );
+        }
     }
 
     #[test]
