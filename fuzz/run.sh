@@ -56,5 +56,6 @@ for t in "${targets[@]}"; do
   grep -E "^Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb" "artifacts/$t/last.log" || true
   tail -n 3 "artifacts/$t/last.log" | grep -E "cov:" || grep -E "cov:" "artifacts/$t/last.log" | tail -n 1 || true
 done
-echo "fuzz: $(( ${#targets[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed (${SECONDS_PER_TARGET}s each, $(( $(date +%s) - start ))s in all)"
+echo "fuzz: ${SECONDS_PER_TARGET}s per target, $(( $(date +%s) - start ))s in all (build included)"
+echo "fuzz: $(( ${#targets[@]} - ${#failed[@]} )) passed, ${#failed[@]} failed"
 [ ${#failed[@]} -eq 0 ]
