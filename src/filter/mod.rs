@@ -178,7 +178,8 @@ impl Engine {
             None => return,
         };
         match self.worker.tokens.remove(&token) {
-            Some(Owner::Stream { ctx, url, lease }) => {
+            Some(Owner::Stream { ctx, src, lease }) => {
+                let url = src.url;
                 let alive = self.streams.contains_key(&ctx) && host.set_effective_context(ctx);
                 match self.streams.get_mut(&ctx) {
                     Some(s) if alive => {
@@ -214,6 +215,9 @@ impl Engine {
             None => return,
         };
         let now = host.now();
+        if !self.worker.orphans.is_empty() {
+            self.worker.adopt_orphans(host, &cfg, now);
+        }
         self.worker.refresh(host, &cfg, now);
         if self.worker.waiters.is_empty() {
             return;
@@ -233,11 +237,19 @@ impl Engine {
     pub fn remove(&mut self, ctx: u32) {
         self.streams.remove(&ctx);
         self.worker.waiters.retain(|w| w.ctx != ctx);
-        // The host cancels a finished context's callouts: their answers never come back. (A lease
-        // such a fetch held expires by itself.)
+        // The answers of a finished context's callouts never reach us (the SDK drops them with
+        // the context). A fetch that held the document's lease is handed to the root context,
+        // which fetches again and publishes for every worker (see `Worker::orphans`).
+        let orphans = &mut self.worker.orphans;
         self.worker.tokens.retain(|_, owner| match owner {
-            Owner::Stream { ctx: c, .. } | Owner::Call { ctx: c } => *c != ctx,
-            Owner::Refresh { .. } => true,
+            Owner::Stream { ctx: c, src, lease } if *c == ctx => {
+                if let Some(lease) = lease {
+                    orphans.push((src.clone(), *lease));
+                }
+                false
+            }
+            Owner::Call { ctx: c } => *c != ctx,
+            Owner::Stream { .. } | Owner::Refresh { .. } => true,
         });
     }
 }
@@ -741,7 +753,7 @@ impl Stream {
                     token,
                     Owner::Stream {
                         ctx: self.ctx,
-                        url: src.url.clone(),
+                        src: src.clone(),
                         lease,
                     },
                 );

@@ -1448,3 +1448,58 @@ fn a_body_on_get_or_delete_is_refused() {
         );
     }
 }
+
+/// Issue: a client that hangs up while its request holds a document's fetch lease must not stop
+/// the document from being published (the SDK drops the answer of a finished context's callout).
+#[test]
+fn a_fetch_whose_stream_went_away_is_finished_by_the_root_context() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(dispatched_urls(&w), vec![DIRECTORY_JWKS_URL.to_string()]);
+    // The client resets: the host finishes the stream before the answer arrives, and the
+    // answer to that stream's callout never reaches the filter.
+    w.engine.remove(1);
+    assert_eq!(w.engine.tracked(), 0);
+    // The next tick fetches again from the root context, under the same lease.
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(
+        dispatched_urls(&w),
+        vec![
+            DIRECTORY_JWKS_URL.to_string(),
+            DIRECTORY_JWKS_URL.to_string()
+        ]
+    );
+    assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+    let (token, _) = w.host.dispatched[1].clone();
+    let reply = w.host.keystore[DIRECTORY_JWKS_URL].clone();
+    let size = reply.1.len();
+    w.host.current = Some(reply);
+    w.engine.on_call_response(&mut w.host, token, size);
+    // Published for every worker: the next registration uses it without a fetch of its own.
+    let entry = w
+        .engine
+        .worker
+        .cache
+        .peek(&HostStore(&mut w.host), DIRECTORY_JWKS_URL)
+        .unwrap();
+    assert!(entry.is_some(), "the document was not published");
+    w.host.dispatched.clear();
+    w.host.responses.clear();
+    let body = w.tpp.request();
+    w.request("POST", "/register", "application/jwt", &body);
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 2, false),
+        Flow::Pause
+    );
+    let len = w.host.body.len();
+    w.engine.on_request_body(&mut w.host, 2, len, true);
+    assert_eq!(dispatched_urls(&w), vec![w.tpp.jwks_url()]);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+    // A fetch without a lease (or a finished one) leaves nothing behind.
+    w.engine.remove(2);
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+}
