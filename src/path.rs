@@ -386,5 +386,7 @@ fn reason(base: &str, path: &str) -> &'static str {
     "under the registration path only the path itself, with a trailing slash, or with one client id segment is served"
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 mod tests;
