@@ -341,3 +341,29 @@ proptest::proptest! {
         proptest::prop_assert_eq!(classify(BASE, &path), Route::NotDcr, "{}", path);
     }
 }
+
+#[test]
+fn long_paths_are_bounded() {
+    // A plain long path is other traffic, whatever it holds.
+    let plain = format!("/files/{}/register", "x".repeat(10_000));
+    assert_eq!(classify(BASE, &plain), Route::NotDcr);
+    // A long encoded path without the registration path's letters in order is other traffic.
+    let other = format!("/files/{}", "a%20b/".repeat(2_000));
+    assert_eq!(classify(BASE, &other), Route::NotDcr);
+    // One that holds them and needs normalising is refused without being examined.
+    let long = format!("/{}register%2F", "x/../".repeat(1_000));
+    assert!(long.len() > MAX_NORMALISED_BYTES);
+    assert_eq!(
+        classify(BASE, &long),
+        Route::Invalid(
+            "a path this long must not need decoding or normalising near the registration path"
+        )
+    );
+    // Just under the bound it is examined (and refused, since it reaches the base).
+    let short = format!("/{}register%2F", "x/../".repeat(800));
+    assert!(short.len() <= MAX_NORMALISED_BYTES);
+    assert_eq!(
+        classify(BASE, &short),
+        Route::Invalid("encoded slashes are not allowed in the registration path")
+    );
+}
