@@ -958,7 +958,8 @@ impl Work {
     }
 
     /// `request_jti` then `ssa_jti` (spec §7): remember (issuer, jti) in the shared replay store
-    /// until `min(exp, iat + max_request_age) + leeway` (SSA: its `exp`, or the configured
+    /// until `min(exp, iat + max_request_age) + leeway` (at least + 1 s: the age check accepts its
+    /// last second) (SSA: its `exp`, or the configured
     /// window), never longer than `replay.max_retention_seconds`. With both on, both are looked
     /// up before either is recorded, so that a request refused by `ssa_jti` has not used up its
     /// request `jti` (only two concurrent requests racing for the same SSA `jti` can still do
@@ -989,12 +990,16 @@ impl Work {
             let by_age = crate::claims::opt_date(c, "iat").ok().flatten().map(|i| {
                 i.saturating_add(i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX))
             });
+            // `leeway`, at least 1 s: see `Replay::retention_margin` (the cap is at least
+            // `Replay::retention_floor`, so it never cuts this short for an accepted request).
+            let margin = i64::try_from(crate::config::Replay::retention_margin(cfg.leeway))
+                .unwrap_or(i64::MAX);
             let until = match (exp, by_age) {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) | (None, Some(a)) => a,
                 (None, None) => cap,
             }
-            .saturating_add(leeway)
+            .saturating_add(margin)
             .min(cap);
             pairs.push((
                 rule,
