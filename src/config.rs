@@ -142,6 +142,7 @@ struct RawReplay {
     buckets: Option<u32>,
     entries_per_bucket: Option<u32>,
     max_retention_seconds: Option<u64>,
+    issuer_share_percent: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -1162,6 +1163,13 @@ fn resolve_replay(
             1,
             4096,
         )?,
+        issuer_share_percent: bounded(
+            "replay.issuer_share_percent",
+            raw.issuer_share_percent,
+            defaults.issuer_share_percent,
+            1,
+            100,
+        )?,
         ..defaults
     };
     Ok(Replay {
@@ -1912,5 +1920,34 @@ mod tests {
             v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
             assert_eq!(parse(&v).unwrap().replay.max_retention, floor.max(86_400));
         }
+    }
+
+    #[test]
+    fn replay_issuer_share() {
+        assert_eq!(
+            parse(&minimal()).unwrap().replay.store.issuer_share_percent,
+            10
+        );
+        for (pct, ok) in [(0, false), (1, true), (10, true), (100, true), (101, false)] {
+            let mut v = minimal();
+            v["replay"] = json!({"issuer_share_percent": pct});
+            match parse(&v) {
+                Ok(c) => {
+                    assert!(ok, "{pct}");
+                    assert_eq!(c.replay.store.issuer_share_percent, pct);
+                }
+                Err(e) => {
+                    assert!(!ok, "{pct}: {e}");
+                    assert_eq!(e.field, "replay.issuer_share_percent");
+                    assert!(e.message.contains("between 1 and 100"), "{e}");
+                }
+            }
+        }
+        let mut v = minimal();
+        v["replay"] = json!({"issuer_share_percent": "10"});
+        assert_eq!(refused(v).field, "replay.issuer_share_percent");
+        let mut v = minimal();
+        v["replay"] = json!({"issuer_share": 10});
+        assert!(refused(v).to_string().contains("issuer_share"));
     }
 }

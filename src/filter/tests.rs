@@ -886,6 +886,42 @@ fn a_replay_cap_at_its_floor_leaves_no_replay_window() {
     }
 }
 
+/// The per-issuer share limits the request `iss` (the TPP); SSA pairs, whose issuer is the
+/// directory of every TPP, are not limited, so two TPPs' SSAs do not compete for one share.
+#[test]
+fn the_issuer_share_limits_tpps_not_their_directory() {
+    let mut w = world_with(|v| {
+        v["rules"]["ssa_jti"] = json!({"enabled": true});
+        // One bucket of 8; an issuer may hold 2.
+        v["replay"] = json!({"buckets": 1, "entries_per_bucket": 8, "issuer_share_percent": 25});
+    });
+    let mut other = Tpp::new(TestKey::ec("unused"), TestKey::ec("tpp-2"));
+    other.software_id = "Zq9OtherSoftware00001".to_string();
+    w.host.keystore.insert(
+        other.jwks_url(),
+        (Some(200), other.software_jwks().to_string().into_bytes()),
+    );
+    let post = |w: &mut World, body: String| {
+        again(w);
+        w.post(&body);
+        w.answer_callouts();
+        w.rejected()
+    };
+    for _ in 0..2 {
+        let body = w.tpp.request();
+        assert_eq!(post(&mut w, body), None);
+        let ssa = w.tpp.directory.sign_default(&other.ssa_claims());
+        let body = other.key.sign_default(&other.request_claims(&ssa));
+        assert_eq!(post(&mut w, body), None, "{:?}", w.host.responses);
+    }
+    // Each TPP now holds its share (2 request pairs); the directory holds 4 SSA pairs.
+    let body = w.tpp.request();
+    assert_eq!(
+        post(&mut w, body),
+        Some((503, "temporarily_unavailable".into()))
+    );
+}
+
 #[test]
 fn a_request_refused_by_ssa_jti_keeps_its_request_jti() {
     let mut w = world_with(|v| v["rules"]["ssa_jti"] = json!({"enabled": true}));
