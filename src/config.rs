@@ -142,6 +142,7 @@ struct RawReplay {
     buckets: Option<u32>,
     entries_per_bucket: Option<u32>,
     max_retention_seconds: Option<u64>,
+    issuer_share_percent: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -456,6 +457,26 @@ pub struct Replay {
     /// No entry is kept longer than this.
     pub max_retention: u64,
     pub store: crate::replay::ReplayConfig,
+}
+
+impl Replay {
+    /// What a request pair is remembered for past `min(exp, iat + max_age)`: `leeway`, and at least
+    /// one second. The age check accepts `now − iat = max_age` itself, so with no leeway an entry
+    /// expiring at `iat + max_age` (live while `expires_at > now`) would miss that last second.
+    pub fn retention_margin(leeway: u64) -> u64 {
+        leeway.max(1)
+    }
+
+    /// The shortest `max_retention_seconds` allowed: what covers the longest-lived request entry,
+    /// one whose `iat` is `leeway` in the future (the most `issuance_time` accepts): `leeway +
+    /// max_age + retention margin`, i.e. `max_age + 2 × leeway` (`max_age + 1` with no leeway).
+    /// With that cap no request entry is cut short, so a request is remembered through the last
+    /// second at which it could be accepted.
+    pub fn retention_floor(max_request_age: u64, leeway: u64) -> u64 {
+        leeway
+            .saturating_add(max_request_age)
+            .saturating_add(Self::retention_margin(leeway))
+    }
 }
 
 /// How a valid registration reaches the AS.
@@ -1125,12 +1146,12 @@ fn resolve_replay(
             ))
         }
     };
-    let floor = max_request_age.saturating_add(leeway);
+    let floor = Replay::retention_floor(max_request_age, leeway);
     let max_retention = raw.max_retention_seconds.unwrap_or(floor.max(86_400));
     if max_retention < floor {
         return Err(ConfigError::new(
             "replay.max_retention_seconds",
-            format!("must be at least rules.issuance_time.max_age_seconds + leeway_seconds ({floor}): a shorter memory lets a replay through while the request is still accepted"),
+            format!("must be at least rules.issuance_time.max_age_seconds + 2 × leeway_seconds ({floor}; max_age_seconds + 1 with no leeway): a request whose `iat` is leeway_seconds ahead is accepted until iat + max_age_seconds, and a shorter memory lets its replay through"),
         ));
     }
     let defaults = crate::replay::ReplayConfig::default();
@@ -1142,6 +1163,13 @@ fn resolve_replay(
             defaults.entries_per_bucket,
             1,
             4096,
+        )?,
+        issuer_share_percent: bounded(
+            "replay.issuer_share_percent",
+            raw.issuer_share_percent,
+            defaults.issuer_share_percent,
+            1,
+            100,
         )?,
         ..defaults
     };
@@ -1878,5 +1906,64 @@ mod tests {
         let s = jwks_source("https://k.example:8443/a/jwks?x=1", "u").unwrap();
         assert_eq!(s.authority, "k.example:8443");
         assert_eq!(s.path, "/a/jwks?x=1");
+    }
+
+    #[test]
+    fn replay_retention_floor_is_exact() {
+        // (max_age, leeway, floor): max_age + 2 × leeway; max_age + 1 with no leeway.
+        for (age, leeway, floor) in [
+            (3600u64, 60u64, 3720u64),
+            (3600, 0, 3601),
+            (3600, 1, 3602),
+            (300, 30, 360),
+            (1, 600, 1201),
+        ] {
+            assert_eq!(Replay::retention_floor(age, leeway), floor);
+            let at = |retention: u64| {
+                let mut v = minimal();
+                v["leeway_seconds"] = json!(leeway);
+                v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
+                v["replay"] = json!({"max_retention_seconds": retention});
+                parse(&v)
+            };
+            let e = at(floor - 1).unwrap_err();
+            assert_eq!(e.field, "replay.max_retention_seconds");
+            assert!(e.message.contains(&format!("({floor};")), "{e}");
+            assert_eq!(at(floor).unwrap().replay.max_retention, floor);
+            // The default covers it too.
+            let mut v = minimal();
+            v["leeway_seconds"] = json!(leeway);
+            v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
+            assert_eq!(parse(&v).unwrap().replay.max_retention, floor.max(86_400));
+        }
+    }
+
+    #[test]
+    fn replay_issuer_share() {
+        assert_eq!(
+            parse(&minimal()).unwrap().replay.store.issuer_share_percent,
+            10
+        );
+        for (pct, ok) in [(0, false), (1, true), (10, true), (100, true), (101, false)] {
+            let mut v = minimal();
+            v["replay"] = json!({"issuer_share_percent": pct});
+            match parse(&v) {
+                Ok(c) => {
+                    assert!(ok, "{pct}");
+                    assert_eq!(c.replay.store.issuer_share_percent, pct);
+                }
+                Err(e) => {
+                    assert!(!ok, "{pct}: {e}");
+                    assert_eq!(e.field, "replay.issuer_share_percent");
+                    assert!(e.message.contains("between 1 and 100"), "{e}");
+                }
+            }
+        }
+        let mut v = minimal();
+        v["replay"] = json!({"issuer_share_percent": "10"});
+        assert_eq!(refused(v).field, "replay.issuer_share_percent");
+        let mut v = minimal();
+        v["replay"] = json!({"issuer_share": 10});
+        assert!(refused(v).to_string().contains("issuer_share"));
     }
 }

@@ -1025,7 +1025,7 @@ fn kitchen_sink() -> Value {
         "report_only": false,
         "forward": "json",
         "fact_headers": [{"claim": "software_id", "header": "x-tpp-software-id"}],
-        "replay": {"buckets": 64, "entries_per_bucket": 256, "max_retention_seconds": 86400},
+        "replay": {"buckets": 64, "entries_per_bucket": 256, "max_retention_seconds": 86400, "issuer_share_percent": 10},
         "jwks_cache": {
             "default_ttl_seconds": 600,
             "min_ttl_seconds": 60,

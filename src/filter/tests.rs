@@ -835,6 +835,101 @@ fn replay_is_checked_last_and_shared_between_workers() {
     }
 }
 
+/// Spec §7: with `replay.max_retention_seconds` at the smallest value the configuration accepts, a
+/// request whose `iat` is `leeway` in the future (the most `issuance_time` accepts) is still a
+/// replay at the last second it can be accepted (`iat + max_age`); one second later the request
+/// itself is too old.
+#[test]
+fn a_replay_cap_at_its_floor_leaves_no_replay_window() {
+    let age = 3600i64;
+    for leeway in [60i64, 1, 0] {
+        let config = move |v: &mut Value, retention: i64| {
+            v["leeway_seconds"] = json!(leeway);
+            v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
+            v["replay"] = json!({"max_retention_seconds": retention});
+        };
+        // The smallest cap the configuration accepts, whatever the formula.
+        let floor = (1..=age + 3 * leeway + 5)
+            .find(|r| {
+                let mut v = Tpp::new(TestKey::ec("d"), TestKey::ec("t")).filter_config("d", "s");
+                config(&mut v, *r);
+                Config::from_json(v.to_string().as_bytes()).is_ok()
+            })
+            .unwrap();
+
+        let mut w = world_with(|v| config(v, floor));
+        let t0 = now() as i64;
+        w.host.frozen = Some(t0);
+        let ssa = w.tpp.ssa();
+        let mut claims = w.tpp.request_claims(&ssa);
+        claims["iat"] = json!(t0 + leeway);
+        claims["exp"] = json!(t0 + 2 * leeway + age + 10);
+        let body = w.tpp.key.sign_default(&claims);
+        w.post(&body);
+        w.answer_callouts();
+        assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+        assert_eq!(w.host.resumed, 1);
+
+        // Another worker, at the last second the request can be accepted, then one later.
+        let last = t0 + leeway + age;
+        for (at, want) in [(last, "used before"), (last + 1, "too old")] {
+            w.engine = Engine::new(w.engine.config().cloned(), 2);
+            again(&mut w);
+            w.host.frozen = Some(at);
+            w.post(&body);
+            w.answer_callouts();
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_client_metadata".into())),
+                "leeway {leeway} at {}",
+                at - t0
+            );
+            let desc = w.host.responses[0].2["error_description"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(desc.contains(want), "leeway {leeway}: {desc}");
+        }
+        assert_eq!(floor, age + leeway + leeway.max(1), "leeway {leeway}");
+    }
+}
+
+/// The per-issuer share limits the request `iss` (the TPP); SSA pairs, whose issuer is the
+/// directory of every TPP, are not limited, so two TPPs' SSAs do not compete for one share.
+#[test]
+fn the_issuer_share_limits_tpps_not_their_directory() {
+    let mut w = world_with(|v| {
+        v["rules"]["ssa_jti"] = json!({"enabled": true});
+        // One bucket of 8; an issuer may hold 2.
+        v["replay"] = json!({"buckets": 1, "entries_per_bucket": 8, "issuer_share_percent": 25});
+    });
+    let mut other = Tpp::new(TestKey::ec("unused"), TestKey::ec("tpp-2"));
+    other.software_id = "Zq9OtherSoftware00001".to_string();
+    w.host.keystore.insert(
+        other.jwks_url(),
+        (Some(200), other.software_jwks().to_string().into_bytes()),
+    );
+    let post = |w: &mut World, body: String| {
+        again(w);
+        w.post(&body);
+        w.answer_callouts();
+        w.rejected()
+    };
+    for _ in 0..2 {
+        let body = w.tpp.request();
+        assert_eq!(post(&mut w, body), None);
+        let ssa = w.tpp.directory.sign_default(&other.ssa_claims());
+        let body = other.key.sign_default(&other.request_claims(&ssa));
+        assert_eq!(post(&mut w, body), None, "{:?}", w.host.responses);
+    }
+    // Each TPP now holds its share (2 request pairs); the directory holds 4 SSA pairs.
+    let body = w.tpp.request();
+    assert_eq!(
+        post(&mut w, body),
+        Some((503, "temporarily_unavailable".into()))
+    );
+}
+
 #[test]
 fn a_request_refused_by_ssa_jti_keeps_its_request_jti() {
     let mut w = world_with(|v| v["rules"]["ssa_jti"] = json!({"enabled": true}));

@@ -107,8 +107,8 @@ impl RootContext for Root {
                 );
                 let mut store = super::HostStore(&mut WasmHost);
                 if let Err(e) = crate::replay::precreate(&mut store, &cfg.replay.store) {
-                    // Not fatal: check_and_record creates a missing bucket; a store that cannot
-                    // be written makes replay checks fail closed (503).
+                    // Not fatal: a missing bucket or secret is created at first use; a store
+                    // that cannot be written makes replay checks fail closed (503).
                     log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
                 }
                 let engine = Engine::new(Some(Rc::new(cfg)), holder_id());
