@@ -165,6 +165,7 @@ struct RawBinding {
     audiences: Option<Vec<String>>,
     scope: Option<String>,
     client_id_claims: Option<Vec<String>>,
+    typ: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1171,11 +1172,12 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
             let jwt_fields = r.jwks.is_some()
                 || r.algorithms.is_some()
                 || r.issuer.is_some()
-                || r.audiences.is_some();
+                || r.audiences.is_some()
+                || r.typ.is_some();
             if jwt_fields {
                 return Err(ConfigError::new(
                     format!("{f}.mode"),
-                    "jwks, algorithms, issuer and audiences are for mode `jwt`",
+                    "jwks, algorithms, issuer, audiences and typ are for mode `jwt`",
                 ));
             }
             let i = r
@@ -1216,13 +1218,14 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
             || r.audiences.is_some()
             || r.scope.is_some()
             || r.client_id_claims.is_some()
+            || r.typ.is_some()
     };
     match raw.and_then(|r| r.mode.as_deref()) {
         None | Some("delegate") => {
             if raw.is_some_and(jwt_only) {
                 return Err(ConfigError::new(
                     format!("{f}.mode"),
-                    "jwks, algorithms, issuer, audiences, scope and client_id_claims are for mode `jwt`",
+                    "jwks, algorithms, issuer, audiences, scope, client_id_claims and typ are for mode `jwt`",
                 ));
             }
             Ok(Some(TokenMode::Delegate))
@@ -1252,13 +1255,48 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                 Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
                 None => vec!["client_id".to_string(), "azp".to_string()],
             };
+            let issuer = match &r.issuer {
+                Some(i) => Some(non_empty_name(&format!("{f}.issuer"), i)?),
+                None => None,
+            };
+            let audiences = match &r.audiences {
+                Some(a) => names(&format!("{f}.audiences"), a.clone(), false)?,
+                None => Vec::new(),
+            };
+            let scope = match &r.scope {
+                Some(s) => Some(non_empty_name(&format!("{f}.scope"), s)?),
+                None => None,
+            };
+            // A token from any issuer the AS JWKS vouches for, meant for anyone, is too much.
+            if issuer.is_none() && audiences.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{f}.issuer"),
+                    "mode `jwt` needs `issuer` or `audiences` (or both): the tokens that may manage a registration must be pinned to this authorization server or to this endpoint",
+                ));
+            }
+            // RFC 9068 access tokens by default; another `typ` (e.g. `JWT`, which ID tokens
+            // carry too) only with an audience or scope that an ID token does not have.
+            let typ = match &r.typ {
+                None => crate::binding::ACCESS_TOKEN_TYP.to_string(),
+                Some(t) => {
+                    let t = non_empty_name(&format!("{f}.typ"), t)?;
+                    crate::binding::media_type(t.trim())
+                }
+            };
+            if typ != crate::binding::ACCESS_TOKEN_TYP && audiences.is_empty() && scope.is_none() {
+                return Err(ConfigError::new(
+                    format!("{f}.typ"),
+                    "a `typ` other than RFC 9068's `at+jwt` needs `audiences` or `scope` as well, so that an ID token (also a JWT signed by the authorization server) cannot pass for an access token",
+                ));
+            }
             Ok(Some(TokenMode::Jwt(JwtBinding {
                 jwks,
                 algorithms,
-                issuer: r.issuer.clone(),
-                audiences: r.audiences.clone().unwrap_or_default(),
-                scope: r.scope.clone(),
+                issuer,
+                audiences,
+                scope,
                 client_id_claims,
+                typ,
             })))
         }
         Some(other) => Err(ConfigError::new(
@@ -1848,6 +1886,89 @@ mod tests {
         assert_eq!(c.software_upstream("tpp.example"), None);
         assert_eq!(c.software_upstream("eviltpp.example"), None);
         assert_eq!(c.software_upstream("other.example.com"), None);
+    }
+
+    #[test]
+    fn jwt_binding_must_pin_issuer_or_audience_and_take_access_tokens() {
+        let jwt = |extra: serde_json::Value| {
+            let mut v = minimal();
+            let mut b = json!({"mode": "jwt", "jwks": [{"url": "https://as.example/jwks", "upstream": "as"}]});
+            for (k, val) in extra.as_object().unwrap() {
+                b[k] = val.clone();
+            }
+            v["rules"]["token_client_binding"] = b;
+            parse(&v)
+        };
+        let typ_of = |c: &Config| match &c.binding {
+            Some(TokenMode::Jwt(j)) => j.typ.clone(),
+            other => panic!("{other:?}"),
+        };
+        // (extra fields, Ok(the typ required) | Err(the field named))
+        let cases: Vec<(serde_json::Value, Result<&str, &str>)> = vec![
+            (json!({}), Err("rules.token_client_binding.issuer")),
+            (
+                json!({"scope": "dcr"}),
+                Err("rules.token_client_binding.issuer"),
+            ),
+            (
+                json!({"audiences": []}),
+                Err("rules.token_client_binding.audiences"),
+            ),
+            (
+                json!({"issuer": " "}),
+                Err("rules.token_client_binding.issuer"),
+            ),
+            (
+                json!({"issuer": "https://as.example"}),
+                Ok("application/at+jwt"),
+            ),
+            (
+                json!({"audiences": ["https://bank.example/register"]}),
+                Ok("application/at+jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "AT+JWT"}),
+                Ok("application/at+jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "application/at+jwt"}),
+                Ok("application/at+jwt"),
+            ),
+            // Another typ only with an audience or a scope.
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT"}),
+                Err("rules.token_client_binding.typ"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT", "scope": "dcr"}),
+                Ok("application/jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT", "audiences": ["api"]}),
+                Ok("application/jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT", "scope": ""}),
+                Err("rules.token_client_binding.scope"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": ""}),
+                Err("rules.token_client_binding.typ"),
+            ),
+        ];
+        for (extra, want) in cases {
+            match (jwt(extra.clone()), want) {
+                (Ok(c), Ok(typ)) => assert_eq!(typ_of(&c), typ, "{extra}"),
+                (Err(e), Err(field)) => {
+                    assert_eq!(e.field, field, "{extra}: {e}");
+                }
+                (got, want) => panic!("{extra}: got {got:?}, want {want:?}"),
+            }
+        }
+        // `typ` belongs to mode jwt only.
+        let mut v = minimal();
+        v["rules"]["token_client_binding"] = json!({"typ": "at+jwt"});
+        assert_eq!(refused(v).field, "rules.token_client_binding.mode");
     }
 
     #[test]

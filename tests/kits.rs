@@ -949,7 +949,8 @@ fn kitchen_sink() -> Value {
                 "issuer": "https://as.example",
                 "audiences": ["https://as.example/register"],
                 "scope": "registration",
-                "client_id_claims": ["client_id", "azp"]
+                "client_id_claims": ["client_id", "azp"],
+                "typ": "at+jwt"
             },
             "request_jti": {"enabled": true, "format": "uuid4"},
             "ssa_jti": {"enabled": true, "window_seconds": 86400},
