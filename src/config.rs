@@ -790,6 +790,19 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let rr = raw.rules.unwrap_or_default();
+    // The regime's invariants cannot be configured away (report-only is the way to roll out).
+    for (rule, why) in defaults.mandatory {
+        if raw_enabled(&rr, *rule) == Some(false) {
+            return Err(ConfigError::new(
+                format!("rules.{}.enabled", rule.as_str()),
+                format!(
+                    "rule `{}` is mandatory in the {} profile and cannot be switched off: {why} (to roll out without enforcing, set `report_only: true`)",
+                    rule.as_str(),
+                    profile.as_str()
+                ),
+            ));
+        }
+    }
     let on = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled).unwrap_or(true);
     let it = rr.issuance_time.as_ref();
     let max_request_age = it
@@ -954,6 +967,33 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         cert_source,
         certificate_binding,
     })
+}
+
+/// `rules.<rule>.enabled` as written (`None` when not given).
+fn raw_enabled(rr: &RawRules, rule: crate::error::RuleId) -> Option<bool> {
+    use crate::error::RuleId as R;
+    let t = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled);
+    match rule {
+        R::TokenClientBinding => rr.token_client_binding.as_ref().and_then(|r| r.enabled),
+        R::CertificateBinding => rr.certificate_binding.as_ref().and_then(|r| r.enabled),
+        R::RequestJti => rr.request_jti.as_ref().and_then(|r| r.enabled),
+        R::SsaJti => rr.ssa_jti.as_ref().and_then(|r| r.enabled),
+        R::SsaIssuer => t(&rr.ssa_issuer),
+        R::SsaSignature => t(&rr.ssa_signature),
+        R::RequestSignature => t(&rr.request_signature),
+        R::IssuanceTime => rr.issuance_time.as_ref().and_then(|r| r.enabled),
+        R::SoftwareStatus => rr.software_status.as_ref().and_then(|r| r.enabled),
+        R::RequiredAttributes => rr.required_attributes.as_ref().and_then(|r| r.enabled),
+        R::Issuer => t(&rr.issuer),
+        R::Audience => rr.audience.as_ref().and_then(|r| r.enabled),
+        R::RedirectUriFormat => rr.redirect_uri_format.as_ref().and_then(|r| r.enabled),
+        R::RedirectUriSubset => t(&rr.redirect_uri_subset),
+        R::UriHostname => t(&rr.uri_hostname),
+        R::TokenEndpointAuth => rr.token_endpoint_auth.as_ref().and_then(|r| r.enabled),
+        R::SigningAlgorithms => rr.signing_algorithms.as_ref().and_then(|r| r.enabled),
+        R::GrantAndResponseTypes => rr.grant_and_response_types.as_ref().and_then(|r| r.enabled),
+        R::SoftwareRoles => rr.software_roles.as_ref().and_then(|r| r.enabled),
+    }
 }
 
 fn resolve_cert_binding(
@@ -1969,6 +2009,104 @@ mod tests {
         let mut v = minimal();
         v["rules"]["token_client_binding"] = json!({"typ": "at+jwt"});
         assert_eq!(refused(v).field, "rules.token_client_binding.mode");
+    }
+
+    #[test]
+    fn mandatory_rules_per_profile() {
+        use crate::error::RuleId as R;
+        const ALL: [R; 19] = [
+            R::TokenClientBinding,
+            R::SsaIssuer,
+            R::SsaSignature,
+            R::RequestSignature,
+            R::IssuanceTime,
+            R::SoftwareStatus,
+            R::RequiredAttributes,
+            R::Issuer,
+            R::Audience,
+            R::RedirectUriFormat,
+            R::RedirectUriSubset,
+            R::UriHostname,
+            R::TokenEndpointAuth,
+            R::SigningAlgorithms,
+            R::GrantAndResponseTypes,
+            R::SoftwareRoles,
+            R::CertificateBinding,
+            R::RequestJti,
+            R::SsaJti,
+        ];
+        let dir = |issuer: &str| json!([{"issuer": issuer, "jwks": [{"url": "https://k.example/jwks", "upstream": "k"}]}]);
+        let uk = minimal();
+        let au = json!({"profile": "au-cdr", "directories": dir("cdr-register"),
+                        "rules": {"audience": {"audiences": ["https://holder.example"]}}});
+        let br = json!({"profile": "br-ofb", "directories": dir("br")});
+        // (profile, base configuration, the rules that cannot be switched off)
+        let table: Vec<(&str, serde_json::Value, Vec<R>)> = vec![
+            (
+                "uk-obie",
+                uk,
+                vec![
+                    R::SsaIssuer,
+                    R::SsaSignature,
+                    R::RequestSignature,
+                    R::RedirectUriSubset,
+                ],
+            ),
+            (
+                "au-cdr",
+                au,
+                vec![
+                    R::SsaIssuer,
+                    R::SsaSignature,
+                    R::RequestSignature,
+                    R::RedirectUriSubset,
+                    R::Audience,
+                ],
+            ),
+            (
+                "br-ofb",
+                br,
+                vec![
+                    R::SsaIssuer,
+                    R::SsaSignature,
+                    R::RedirectUriSubset,
+                    R::CertificateBinding,
+                ],
+            ),
+        ];
+        for (profile, base, mandatory) in table {
+            for report_only in [false, true] {
+                let mut on = base.clone();
+                on["report_only"] = json!(report_only);
+                let c = parse(&on).unwrap_or_else(|e| panic!("{profile}: {e}"));
+                // Report-only keeps every mandatory rule on: it is the way to roll out.
+                assert!(c.rules.ssa_issuer && c.rules.ssa_signature, "{profile}");
+                if mandatory.contains(&R::CertificateBinding) {
+                    assert!(c.certificate_binding.is_some(), "{profile}");
+                }
+                for rule in ALL {
+                    let mut v = on.clone();
+                    v["rules"][rule.as_str()]["enabled"] = json!(false);
+                    let got = parse(&v);
+                    if mandatory.contains(&rule) {
+                        let e = got.err().unwrap_or_else(|| {
+                            panic!("{profile}: `{}` switched off", rule.as_str())
+                        });
+                        assert_eq!(e.field, format!("rules.{}.enabled", rule.as_str()));
+                        assert!(e.message.contains(profile), "{e}");
+                        assert!(e.message.contains("mandatory"), "{e}");
+                        assert!(e.message.contains(rule.as_str()), "{e}");
+                    } else {
+                        assert!(
+                            got.is_ok(),
+                            "{profile}: `{}` cannot be switched off: {:?}",
+                            rule.as_str(),
+                            got.err()
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
