@@ -353,6 +353,8 @@ pub struct JwksSource {
     pub host: String,
     /// `:authority` for the callout: host, plus `:port` when the URL names a non-default port.
     pub authority: String,
+    /// The URL's port (443 unless it names another).
+    pub port: u16,
     /// `:path` for the callout: path and query.
     pub path: String,
 }
@@ -378,8 +380,13 @@ pub enum HostPattern {
 #[derive(Debug, Clone)]
 pub struct HostRule {
     pub pattern: HostPattern,
+    /// The one port this entry allows: 443 unless the entry names another (`host:8443`).
+    pub port: u16,
     pub upstream: String,
 }
+
+/// The port of a software-JWKS host entry that names none.
+pub const DEFAULT_SOFTWARE_JWKS_PORT: u16 = 443;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -501,15 +508,24 @@ impl Config {
         self.directories.iter().find(|d| d.issuer == issuer)
     }
 
-    /// The upstream allowed to serve a software JWKS at `host` (lower case), if any.
-    pub fn software_upstream(&self, host: &str) -> Option<&str> {
+    /// The upstream allowed to serve a software JWKS at `host` (lower case) and `port`, if any:
+    /// an entry matches its host (exactly, or as a `*.` suffix) **and** its port (443 unless the
+    /// entry names another), so that a wildcard behind a dynamic forward proxy cannot be pointed
+    /// at other ports.
+    pub fn software_upstream(&self, host: &str, port: u16) -> Option<&str> {
+        if is_ip_literal(host) {
+            return None;
+        }
         self.software_hosts
             .iter()
-            .find(|r| match &r.pattern {
-                HostPattern::Exact(h) => h == host,
-                HostPattern::Suffix(s) => {
-                    host.len() > s.len() && host.ends_with(s.as_str()) && !is_ip_literal(host)
-                }
+            .find(|r| {
+                r.port == port
+                    && match &r.pattern {
+                        HostPattern::Exact(h) => h == host,
+                        HostPattern::Suffix(s) => {
+                            host.len() > s.len() && host.ends_with(s.as_str())
+                        }
+                    }
             })
             .map(|r| r.upstream.as_str())
     }
@@ -524,7 +540,61 @@ fn strip_position(msg: &str) -> String {
 }
 
 fn is_ip_literal(host: &str) -> bool {
-    host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
+    host.starts_with('[')
+        || host.contains(':')
+        || host.parse::<std::net::Ipv4Addr>().is_ok()
+        // A DNS name's last label is never all digits (the WHATWG parser would read such a
+        // host as an IPv4 address in another notation).
+        || host
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A `software_jwks_hosts[].host` entry: `host`, `*.domain`, either with `:port`.
+fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigError> {
+    let entry = entry.trim().to_ascii_lowercase();
+    let (host, port) = match entry.split_once(':') {
+        None => (entry.as_str(), DEFAULT_SOFTWARE_JWKS_PORT),
+        Some((host, port)) => {
+            let valid = !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !port.starts_with('0');
+            match port.parse::<u16>() {
+                Ok(p) if valid && p > 0 => (host, p),
+                _ => {
+                    return Err(ConfigError::new(
+                        field,
+                        "a port must follow the host as `:` and a number from 1 to 65535 (IPv6 addresses are not allowed)",
+                    ))
+                }
+            }
+        }
+    };
+    if is_ip_literal(host) {
+        return Err(ConfigError::new(
+            field,
+            "must be a DNS host name, not an IP address",
+        ));
+    }
+    let pattern = if let Some(suffix) = host.strip_prefix("*.") {
+        if !valid_dns_name(suffix) || !suffix.contains('.') {
+            return Err(ConfigError::new(
+                field,
+                "a wildcard must be `*.` followed by a domain of at least two labels",
+            ));
+        }
+        HostPattern::Suffix(format!(".{suffix}"))
+    } else if valid_dns_name(host) {
+        HostPattern::Exact(host.to_string())
+    } else {
+        return Err(ConfigError::new(
+            field,
+            "must be a DNS host name or `*.` followed by a domain, optionally with `:port`",
+        ));
+    };
+    Ok((pattern, port))
 }
 
 fn parse_algs(field: &str, names: &[String]) -> Result<Vec<Alg>, ConfigError> {
@@ -580,6 +650,8 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
+    // https is the only scheme: its default port when the URL names none.
+    let port = parsed.port_or_known_default().unwrap_or(443);
     let mut path = parsed.path().to_string();
     if let Some(q) = parsed.query() {
         path.push('?');
@@ -590,6 +662,7 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
         upstream: upstream.to_string(),
         host,
         authority,
+        port,
         path,
     })
 }
@@ -691,24 +764,12 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     {
         let f = format!("software_jwks_hosts[{i}]");
         let upstream = non_empty_name(&format!("{f}.upstream"), &h.upstream)?;
-        let host = h.host.trim().to_ascii_lowercase();
-        let pattern = if let Some(suffix) = host.strip_prefix("*.") {
-            if !valid_dns_name(suffix) || !suffix.contains('.') {
-                return Err(ConfigError::new(
-                    format!("{f}.host"),
-                    "a wildcard must be `*.` followed by a domain of at least two labels",
-                ));
-            }
-            HostPattern::Suffix(format!(".{suffix}"))
-        } else if valid_dns_name(&host) {
-            HostPattern::Exact(host)
-        } else {
-            return Err(ConfigError::new(
-                format!("{f}.host"),
-                "must be a DNS host name or `*.` followed by a domain",
-            ));
-        };
-        software_hosts.push(HostRule { pattern, upstream });
+        let (pattern, port) = host_entry(&format!("{f}.host"), &h.host)?;
+        software_hosts.push(HostRule {
+            pattern,
+            port,
+            upstream,
+        });
     }
 
     let ssa_claims = raw.ssa_claims.unwrap_or_default();
@@ -1920,12 +1981,87 @@ mod tests {
             {"host": "*.tpp.example", "upstream": "b"}
         ]);
         let c = parse(&v).unwrap();
-        assert_eq!(c.software_upstream("keystore.example.com"), Some("a"));
-        assert_eq!(c.software_upstream("x.tpp.example"), Some("b"));
-        assert_eq!(c.software_upstream("a.b.tpp.example"), Some("b"));
-        assert_eq!(c.software_upstream("tpp.example"), None);
-        assert_eq!(c.software_upstream("eviltpp.example"), None);
-        assert_eq!(c.software_upstream("other.example.com"), None);
+        assert_eq!(c.software_upstream("keystore.example.com", 443), Some("a"));
+        assert_eq!(c.software_upstream("x.tpp.example", 443), Some("b"));
+        assert_eq!(c.software_upstream("a.b.tpp.example", 443), Some("b"));
+        assert_eq!(c.software_upstream("tpp.example", 443), None);
+        assert_eq!(c.software_upstream("eviltpp.example", 443), None);
+        assert_eq!(c.software_upstream("other.example.com", 443), None);
+    }
+
+    #[test]
+    fn host_allow_list_matches_host_and_port() {
+        let mut v = minimal();
+        v["software_jwks_hosts"] = json!([
+            {"host": "keys.example.com", "upstream": "default-port"},
+            {"host": "keys.example.com:8443", "upstream": "explicit"},
+            {"host": "*.tpp.example", "upstream": "wild"},
+            {"host": "*.alt.example:9443", "upstream": "wild-port"},
+            {"host": "443.Example.COM:443", "upstream": "explicit-443"}
+        ]);
+        let c = parse(&v).unwrap();
+        // The software JWKS URL from a verified SSA → the upstream allowed (None: refused).
+        let cases: Vec<(&str, Option<&str>)> = vec![
+            ("https://keys.example.com/jwks", Some("default-port")),
+            ("https://keys.example.com:443/jwks", Some("default-port")),
+            ("https://KEYS.example.com/jwks", Some("default-port")),
+            ("https://keys.example.com:8443/jwks", Some("explicit")),
+            ("https://keys.example.com:8080/jwks", None),
+            ("https://keys.example.com:1/jwks", None),
+            ("https://keys.example.com:65535/jwks", None),
+            ("https://a.tpp.example/jwks", Some("wild")),
+            ("https://a.b.tpp.example:443/jwks", Some("wild")),
+            ("https://a.tpp.example:8443/jwks", None),
+            ("https://a.tpp.example:22/jwks", None),
+            ("https://a.alt.example:9443/jwks", Some("wild-port")),
+            ("https://a.alt.example/jwks", None),
+            ("https://a.alt.example:9444/jwks", None),
+            ("https://443.example.com/jwks", Some("explicit-443")),
+            // IP literals and odd forms never match.
+            ("https://127.0.0.1/jwks", None),
+            ("https://[::1]/jwks", None),
+            ("https://[::ffff:7f00:1]:8443/jwks", None),
+            ("https://0x7f.1/jwks", None),
+            ("https://keys.example.com./jwks", None),
+        ];
+        for (url, want) in cases {
+            let got = jwks_source(url, "")
+                .ok()
+                .and_then(|s| c.software_upstream(&s.host, s.port));
+            assert_eq!(got, want, "{url}");
+        }
+        let src = jwks_source("https://keys.example.com:8443/jwks", "").unwrap();
+        assert_eq!(
+            (src.port, src.authority.as_str()),
+            (8443, "keys.example.com:8443")
+        );
+
+        // Entries: the forms refused.
+        for bad in [
+            "keys.example.com:",
+            "keys.example.com:0",
+            "keys.example.com:65536",
+            "keys.example.com:08443",
+            "keys.example.com:+443",
+            "keys.example.com:44 3",
+            "keys.example.com:443:443",
+            "*.tpp.example:x",
+            "[::1]",
+            "[::1]:443",
+            "::1",
+            "127.0.0.1",
+            "127.0.0.1:8443",
+            "10.0.0.1",
+            "*.0.0.1",
+            "keys.example.com/path",
+            "user@keys.example.com",
+            "*.com:443",
+        ] {
+            let mut v = minimal();
+            v["software_jwks_hosts"] = json!([{"host": bad, "upstream": "u"}]);
+            let e = parse(&v).err().unwrap_or_else(|| panic!("{bad}: accepted"));
+            assert_eq!(e.field, "software_jwks_hosts[0].host", "{bad}");
+        }
     }
 
     #[test]

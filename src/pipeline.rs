@@ -484,7 +484,7 @@ impl Create {
             .ok_or_else(|| DcrError::rule(rule, format!("SSA claim `{claim}` not found")))?;
         let mut src = jwks_source(url, "")
             .map_err(|m| DcrError::rule(rule, format!("software JWKS URL in the SSA {m}")))?;
-        match cfg.software_upstream(&src.host) {
+        match cfg.software_upstream(&src.host, src.port) {
             Some(upstream) => {
                 src.upstream = upstream.to_string();
                 Ok(src)
@@ -493,7 +493,7 @@ impl Create {
                 rule,
                 format!(
                     "software JWKS host `{}` is not allowed",
-                    clip(&src.host, 64)
+                    clip(&src.authority, 64)
                 ),
             )),
         }

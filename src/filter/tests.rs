@@ -330,6 +330,47 @@ fn same_document_for_directory_and_software_is_fetched_once() {
 }
 
 #[test]
+fn a_software_jwks_on_a_port_not_allowed_is_never_fetched() {
+    // The allowed host on another port (the host entry names none: 443 only), then the same
+    // port once the entry names it.
+    for (entry, allowed) in [
+        ("keystore.tpp.test", false),
+        ("keystore.tpp.test:8443", true),
+    ] {
+        let mut w = world_with(|v| {
+            v["software_jwks_hosts"] = json!([{"host": entry, "upstream": "software"}]);
+        });
+        w.tpp.jwks_host = "keystore.tpp.test:8443".into();
+        w.host.keystore.insert(
+            w.tpp.jwks_url(),
+            (Some(200), w.tpp.software_jwks().to_string().into_bytes()),
+        );
+        let body = w.tpp.request();
+        w.post(&body);
+        w.answer_callouts();
+        let fetched = dispatched_urls(&w);
+        if allowed {
+            assert_eq!(
+                fetched,
+                vec![DIRECTORY_JWKS_URL.to_string(), w.tpp.jwks_url()]
+            );
+            assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
+        } else {
+            assert_eq!(fetched, vec![DIRECTORY_JWKS_URL.to_string()]);
+            assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+            let (_, _, body) = &w.host.responses[0];
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("`keystore.tpp.test:8443` is not allowed"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[test]
 fn two_directory_urls_are_fetched_together_and_either_may_hold_the_key() {
     let mut w = world_with(|v| {
         v["directories"][0]["jwks"] = json!([
