@@ -244,7 +244,7 @@ impl Worker {
                                 Level::Warn,
                                 &format!(
                                     "dcr-guard: background refresh of `{}` could not start: {why}",
-                                    src.url
+                                    escape(&src.url, MAX_REASON)
                                 ),
                             );
                             let failed =
