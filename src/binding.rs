@@ -68,6 +68,24 @@ pub struct JwtBinding {
     pub audiences: Vec<String>,
     pub scope: Option<String>,
     pub client_id_claims: Vec<String>,
+    /// The JOSE header `typ` a token must carry, as [`media_type`] gives it: RFC 9068's
+    /// `application/at+jwt` unless the operator configured another one.
+    pub typ: String,
+}
+
+/// RFC 9068 §2.1: JWT access tokens carry `typ` `at+jwt`.
+pub const ACCESS_TOKEN_TYP: &str = "application/at+jwt";
+
+/// A JOSE `typ` value as a media type to compare: lower case (media types are
+/// case-insensitive), and with `application/` prepended when it has no `/` (RFC 7515 §4.1.9), so
+/// that `at+jwt`, `AT+JWT` and `application/at+jwt` are the same type.
+pub fn media_type(typ: &str) -> String {
+    let t = typ.to_ascii_lowercase();
+    if t.contains('/') {
+        t
+    } else {
+        format!("application/{t}")
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1). No header, or another scheme,
@@ -135,6 +153,13 @@ impl Binding {
                 if alg.is_none() {
                     return Err(DcrError::invalid_token(
                         "the access token's algorithm is not allowed",
+                    ));
+                }
+                // Only access tokens manage a registration: an ID token is also a JWT signed by
+                // the AS, often with the client as its audience, and it reaches end users.
+                if jws.header.typ.as_deref().map(media_type).as_deref() != Some(j.typ.as_str()) {
+                    return Err(DcrError::invalid_token(
+                        "the token is not an access token (JOSE header `typ`)",
                     ));
                 }
                 Some(jws)

@@ -72,12 +72,24 @@ enum Stage {
     Done,
 }
 
-/// Facts about a request, for logs and metadata: known once the request parsed.
+/// Facts about a request, for logs and filter state. Raw values as the client sent them (cut to
+/// a bound): every sink escapes them with [`crate::escape::escape`]. A value is only under its
+/// own name once the token that carries it verified; until then it is only *claimed*.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
+    /// The `software_id` of an SSA whose signature (and time checks) verified.
     pub software_id: Option<String>,
+    /// The `software_id` an SSA that has not verified (or failed) claims: never attributed.
+    pub claimed_software_id: Option<String>,
+    /// The `jti` of a request JWT whose signature verified.
     pub jti: Option<String>,
+    /// The `jti` a request claims whose signature has not verified (or that has none: a JSON
+    /// body).
+    pub claimed_jti: Option<String>,
 }
+
+/// Longest fact kept (sinks bound them again when they escape them).
+const MAX_FACT: usize = 256;
 
 /// A create (POST) being validated.
 #[derive(Debug)]
@@ -162,8 +174,11 @@ impl Create {
             (Some(request), claims)
         };
         let facts = Facts {
-            software_id: None,
-            jti: opt_str(&claims, "jti").ok().flatten().map(|s| clip(s, 64)),
+            claimed_jti: opt_str(&claims, "jti")
+                .ok()
+                .flatten()
+                .map(|s| clip(s, MAX_FACT)),
+            ..Facts::default()
         };
 
         let ssa_text = match claims.get("software_statement") {
@@ -217,10 +232,10 @@ impl Create {
             failures: Vec::new(),
             skipped: Vec::new(),
         };
-        create.facts.software_id = opt_str(&create.ssa.claims, "software_id")
+        create.facts.claimed_software_id = opt_str(&create.ssa.claims, "software_id")
             .ok()
             .flatten()
-            .map(|s| clip(s, 64));
+            .map(|s| clip(s, MAX_FACT));
 
         // Step 4: ssa_issuer.
         let ssa_iss = opt_str(&create.ssa.claims, "iss")
@@ -437,6 +452,10 @@ impl Create {
             self.fail(e)?;
             return Ok(Progress::Next(Stage::Request));
         }
+        // The SSA verified: its `software_id` is now a fact, no longer a claim.
+        if let Some(id) = self.facts.claimed_software_id.take() {
+            self.facts.software_id = Some(id);
+        }
         let thumbprints = needs_thumbprints(cfg);
         let rule = if cfg.rules.request_signature {
             RuleId::RequestSignature
@@ -466,7 +485,7 @@ impl Create {
             .ok_or_else(|| DcrError::rule(rule, format!("SSA claim `{claim}` not found")))?;
         let mut src = jwks_source(url, "")
             .map_err(|m| DcrError::rule(rule, format!("software JWKS URL in the SSA {m}")))?;
-        match cfg.software_upstream(&src.host) {
+        match cfg.software_upstream(&src.host, src.port) {
             Some(upstream) => {
                 src.upstream = upstream.to_string();
                 Ok(src)
@@ -475,7 +494,7 @@ impl Create {
                 rule,
                 format!(
                     "software JWKS host `{}` is not allowed",
-                    clip(&src.host, 64)
+                    clip(&src.authority, 64)
                 ),
             )),
         }
@@ -529,8 +548,14 @@ impl Create {
                 return Ok(again);
             }
         }
-        if let Err((_, e)) = verified {
-            self.fail(e)?;
+        match verified {
+            Err((_, e)) => self.fail(e)?,
+            // The request JWT verified: its `jti` is now a fact, no longer a claim.
+            Ok(()) => {
+                if let Some(jti) = self.facts.claimed_jti.take() {
+                    self.facts.jti = Some(jti);
+                }
+            }
         }
         Ok(Progress::Next(Stage::Claims))
     }

@@ -215,9 +215,10 @@ fn check_hold_headers(wasm: &Value, cfg: &Value, what: &str) {
         !hold || allow,
         "{what}: hold_headers needs allow_on_headers_stop_iteration: true on the wasm filter"
     );
+    // Fail closed after a trap and recover by a fresh VM (tests/envoy_trap.rs): FAIL_RELOAD.
     assert_eq!(
-        wasm["config"]["failure_policy"], "FAIL_CLOSED",
-        "{what}: the filter must fail closed"
+        wasm["config"]["failure_policy"], "FAIL_RELOAD",
+        "{what}: the filter must fail closed and be reloaded after a trap"
     );
 }
 
@@ -477,7 +478,7 @@ fn istio_manifests_parse() {
         "ingressgateway"
     );
     assert_eq!(wp["spec"]["phase"], "AUTHN");
-    assert_eq!(wp["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(wp["spec"]["failStrategy"], "FAIL_RELOAD");
     assert!(str_at(&wp, "/spec/url", "WasmPlugin").starts_with("oci://"));
     // A WasmPlugin cannot set allow_on_headers_stop_iteration: headers must not be held.
     assert_eq!(wp["spec"]["pluginConfig"]["hold_headers"], false);
@@ -971,7 +972,8 @@ fn kitchen_sink() -> Value {
                 "issuer": "https://as.example",
                 "audiences": ["https://as.example/register"],
                 "scope": "registration",
-                "client_id_claims": ["client_id", "azp"]
+                "client_id_claims": ["client_id", "azp"],
+                "typ": "at+jwt"
             },
             "request_jti": {"enabled": true, "format": "uuid4"},
             "ssa_jti": {"enabled": true, "window_seconds": 86400},

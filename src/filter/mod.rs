@@ -10,6 +10,7 @@ use crate::binding::Binding;
 use crate::cert::ClientCert;
 use crate::config::{CertSource, Config, Forward, JwksSource};
 use crate::error::{DcrError, RuleId};
+use crate::escape::escape;
 use crate::jwks_cache::{Decision, Need};
 use crate::path::{classify, Route};
 use crate::pipeline::{Create, Facts, Fetched, Step, Work};
@@ -871,9 +872,7 @@ impl Stream {
             "dcr_guard.management_forwarded"
         });
         host.set_state("dcr_guard.verdict", "accepted");
-        if let Some(id) = &facts.software_id {
-            host.set_state("dcr_guard.software_id", id);
-        }
+        record_facts(host, &facts);
         self.phase = Phase::Pass;
         if in_callback {
             host.resume();
@@ -1034,9 +1033,7 @@ impl Stream {
         if let Some(first) = failures.first() {
             host.set_state("dcr_guard.rule", first.source.as_str());
         }
-        if let Some(id) = &facts.software_id {
-            host.set_state("dcr_guard.software_id", id);
-        }
+        record_facts(host, facts);
         for e in failures {
             host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
             if e.is_dependency_fault() {
@@ -1052,9 +1049,9 @@ impl Stream {
             host.log(
                 Level::Info,
                 &format!(
-                    "dcr-guard: report-only: skipped rule={} software_id={} (it depends on a check that failed)",
+                    "dcr-guard: report-only: skipped rule={} {} (it depends on a check that failed)",
                     rule.as_str(),
-                    facts.software_id.as_deref().unwrap_or("-"),
+                    log_id(&facts.software_id, &facts.claimed_software_id, "software_id"),
                 ),
             );
         }
@@ -1069,9 +1066,7 @@ impl Stream {
         }
         host.set_state("dcr_guard.verdict", "rejected");
         host.set_state("dcr_guard.rule", e.source.as_str());
-        if let Some(id) = &facts.software_id {
-            host.set_state("dcr_guard.software_id", id);
-        }
+        record_facts(host, facts);
         let level = if e.is_dependency_fault() {
             Level::Warn
         } else {
@@ -1085,18 +1080,48 @@ impl Stream {
     }
 }
 
-/// One log line for a failure: rule, code, the TPP's software_id and request jti when known;
-/// never a token, a key or a payload.
+/// One log line for a failure: rule, code, the TPP's software_id and request jti when known (as
+/// `claimed_…` while the token carrying them has not verified); never a token, a key or a
+/// payload. Every client-derived part (the ids, and the description, which may quote a claim) is
+/// escaped: one request is one line.
 fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
     format!(
-        "dcr-guard: {what} status={} error={} rule={} software_id={} jti={} reason=\"{}\"",
+        "dcr-guard: {what} status={} error={} rule={} {} {} reason=\"{}\"",
         e.status,
         e.code.as_str(),
         e.source.as_str(),
-        facts.software_id.as_deref().unwrap_or("-"),
-        facts.jti.as_deref().unwrap_or("-"),
-        crate::error::clip(&e.description, 200).replace('"', "'"),
+        log_id(
+            &facts.software_id,
+            &facts.claimed_software_id,
+            "software_id"
+        ),
+        log_id(&facts.jti, &facts.claimed_jti, "jti"),
+        escape(&e.description, crate::escape::MAX_REASON),
     )
+}
+
+/// `name="value"` for a verified value, `claimed_name="value"` for an unverified one, `name=-`
+/// when there is none; escaped.
+fn log_id(verified: &Option<String>, claimed: &Option<String>, name: &str) -> String {
+    match (verified, claimed) {
+        (Some(v), _) => format!("{name}=\"{}\"", escape(v, crate::escape::MAX_ID)),
+        (None, Some(c)) => format!("claimed_{name}=\"{}\"", escape(c, crate::escape::MAX_ID)),
+        (None, None) => format!("{name}=-"),
+    }
+}
+
+/// The request's facts as filter state (`wasm.dcr_guard.…`), escaped: a verified SSA's
+/// `software_id` as `software_id`, an unverified SSA's only as `claimed_software_id`.
+fn record_facts(host: &mut dyn Host, facts: &Facts) {
+    if let Some(id) = &facts.software_id {
+        host.set_state("dcr_guard.software_id", &escape(id, crate::escape::MAX_ID));
+    }
+    if let Some(id) = &facts.claimed_software_id {
+        host.set_state(
+            "dcr_guard.claimed_software_id",
+            &escape(id, crate::escape::MAX_ID),
+        );
+    }
 }
 
 #[cfg(test)]

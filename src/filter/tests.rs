@@ -338,6 +338,47 @@ fn same_document_for_directory_and_software_is_fetched_once() {
 }
 
 #[test]
+fn a_software_jwks_on_a_port_not_allowed_is_never_fetched() {
+    // The allowed host on another port (the host entry names none: 443 only), then the same
+    // port once the entry names it.
+    for (entry, allowed) in [
+        ("keystore.tpp.test", false),
+        ("keystore.tpp.test:8443", true),
+    ] {
+        let mut w = world_with(|v| {
+            v["software_jwks_hosts"] = json!([{"host": entry, "upstream": "software"}]);
+        });
+        w.tpp.jwks_host = "keystore.tpp.test:8443".into();
+        w.host.keystore.insert(
+            w.tpp.jwks_url(),
+            (Some(200), w.tpp.software_jwks().to_string().into_bytes()),
+        );
+        let body = w.tpp.request();
+        w.post(&body);
+        w.answer_callouts();
+        let fetched = dispatched_urls(&w);
+        if allowed {
+            assert_eq!(
+                fetched,
+                vec![DIRECTORY_JWKS_URL.to_string(), w.tpp.jwks_url()]
+            );
+            assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
+        } else {
+            assert_eq!(fetched, vec![DIRECTORY_JWKS_URL.to_string()]);
+            assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+            let (_, _, body) = &w.host.responses[0];
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("`keystore.tpp.test:8443` is not allowed"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[test]
 fn two_directory_urls_are_fetched_together_and_either_may_hold_the_key() {
     let mut w = world_with(|v| {
         v["directories"][0]["jwks"] = json!([
@@ -654,11 +695,133 @@ fn rejections_are_logged_once_without_tokens() {
     assert!(line.contains("rule=issuance_time"), "{line}");
     assert!(line.contains("error=invalid_client_metadata"), "{line}");
     assert!(
-        line.contains(&format!("software_id={}", w.tpp.software_id)),
+        line.contains(&format!(" software_id=\"{}\"", w.tpp.software_id)),
         "{line}"
     );
-    assert!(line.contains("jti="), "{line}");
+    assert!(line.contains(" jti=\""), "{line}");
     assert!(!line.contains(&body[..20]), "token echoed: {line}");
+}
+
+/// What a forged SSA may claim: a known TPP's software_id followed by a forged log line.
+const FORGED_ID: &str =
+    "Cy7LCjSi0o7xDkt4mcZgDW\n[2099-01-01 00:00:00.000][1][info][wasm] FORGED dcr-guard: accepted \"x\"\r\u{7f}\u{2028}";
+
+/// No log line and no filter state value carries a character that could end a line, start a
+/// forged one or leave a quoted field: printable ASCII only.
+fn assert_sinks_clean(w: &World) {
+    for line in w.host.logs.borrow().iter() {
+        assert!(
+            line.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "raw control or non-ASCII in a log line: {line:?}"
+        );
+    }
+    for (k, v) in &w.host.state {
+        assert!(
+            v.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "raw control or non-ASCII in filter state {k}: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn a_forged_ssa_is_never_attributed_nor_logged_raw() {
+    for report_only in [false, true] {
+        let mut w = world_with(|v| v["report_only"] = json!(report_only));
+        let forged = crate::testkit::dcr::corrupt_signature(&w.tpp.ssa_with(|c| {
+            c["software_id"] = json!(FORGED_ID);
+        }));
+        let body = w.tpp.key.sign_default(&{
+            let mut c = w.tpp.request_claims(&forged);
+            c["jti"] = json!("j\nforged jti");
+            c
+        });
+        w.post(&body);
+        w.answer_callouts();
+        if report_only {
+            assert!(w.host.responses.is_empty());
+            assert_eq!(w.host.state["dcr_guard.verdict"], "reported");
+        } else {
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_software_statement".into()))
+            );
+            assert_eq!(w.host.state["dcr_guard.verdict"], "rejected");
+        }
+        assert_sinks_clean(&w);
+        // Never recorded as the TPP's software_id: only as what an unverified SSA claims.
+        assert!(
+            !w.host.state.contains_key("dcr_guard.software_id"),
+            "{report_only}: {:?}",
+            w.host.state
+        );
+        assert_eq!(
+            w.host.state["dcr_guard.claimed_software_id"],
+            "Cy7LCjSi0o7xDkt4mcZgDW\\n[2099-01-01 00:00:00.000][1][info][wasm] FORGED dcr-guard: accepted \\\"x\\\"\\r\\u{7f}\\u{2028}"
+        );
+        let logs = w.host.logs.borrow();
+        let lines: Vec<&String> = logs.iter().filter(|l| l.contains("rule=")).collect();
+        assert!(!lines.is_empty(), "{logs:?}");
+        for line in lines {
+            assert!(!line.contains(" software_id=\""), "attributed: {line}");
+            assert!(
+                !line.contains(" jti=\""),
+                "unverified jti as a fact: {line}"
+            );
+            assert!(
+                line.contains(" claimed_software_id=\"Cy7LCjSi0o7xDkt4mcZgDW\\n[2099"),
+                "{line}"
+            );
+            if line.contains("status=") {
+                assert!(line.contains(" claimed_jti=\"j\\nforged jti\""), "{line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_verified_ssa_is_attributed_and_an_unverified_request_jti_stays_claimed() {
+    // A genuine SSA (verified) on a request whose own signature is forged: the SSA's
+    // software_id is a fact, the request's jti only a claim.
+    let mut w = world();
+    let body = crate::testkit::dcr::corrupt_signature(&w.tpp.request_with(|c| {
+        c["jti"] = json!("j-\"1\"");
+    }));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    assert_sinks_clean(&w);
+    assert_eq!(w.host.state["dcr_guard.software_id"], w.tpp.software_id);
+    assert!(!w.host.state.contains_key("dcr_guard.claimed_software_id"));
+    let logs = w.host.logs.borrow();
+    let line = logs.iter().find(|l| l.contains("rejected")).unwrap();
+    assert!(line.contains("rule=request_signature"), "{line}");
+    assert!(
+        line.contains(&format!(" software_id=\"{}\"", w.tpp.software_id)),
+        "{line}"
+    );
+    assert!(line.contains(" claimed_jti=\"j-\\\"1\\\"\""), "{line}");
+}
+
+#[test]
+fn a_reason_quoting_a_claim_is_escaped_in_the_log() {
+    // An untrusted SSA issuer is quoted in the description: one line, escaped.
+    let mut w = world();
+    let ssa = w
+        .tpp
+        .ssa_with(|c| c["iss"] = json!("Evil\n[info] accepted \"q\""));
+    let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    w.post(&body);
+    assert_eq!(
+        w.rejected(),
+        Some((400, "unapproved_software_statement".into()))
+    );
+    assert_sinks_clean(&w);
+    let logs = w.host.logs.borrow();
+    let line = logs.iter().find(|l| l.contains("rejected")).unwrap();
+    assert!(
+        line.contains("reason=\"SSA issuer `Evil\\n[info] accepted \\\"q\\\"` is not trusted\""),
+        "{line}"
+    );
 }
 
 #[test]

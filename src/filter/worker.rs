@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::{Host, HostStore, Level};
 use crate::config::{Config, JwksSource};
+use crate::escape::{escape, MAX_REASON};
 use crate::jose::JwkSet;
 use crate::jwks_cache::{ttl_from_cache_control, Cache, Decision, Entry, Need, Parsed, Poll};
 use crate::pipeline::Fetched;
@@ -145,7 +146,10 @@ impl Worker {
                     Ok(generation) => self.parsed.insert(url, generation, Rc::clone(&set)),
                     Err(e) => host.log(
                         Level::Warn,
-                        &format!("dcr-guard: JWKS cache: cannot store `{url}`: {e}"),
+                        &format!(
+                            "dcr-guard: JWKS cache: cannot store `{}`: {e}",
+                            escape(url, MAX_REASON)
+                        ),
                     ),
                 }
                 Fetched::Keys(set)
@@ -167,7 +171,8 @@ impl Worker {
                         host.log(
                             Level::Warn,
                             &format!(
-                                "dcr-guard: serving the last good `{url}` after a failed refresh"
+                                "dcr-guard: serving the last good `{}` after a failed refresh",
+                                escape(url, MAX_REASON)
                             ),
                         );
                         self.keys(cfg, url, &entry)
@@ -275,7 +280,7 @@ impl Worker {
                     Level::Warn,
                     &format!(
                         "dcr-guard: background fetch of `{}` could not start: {why}",
-                        src.url
+                        escape(&src.url, MAX_REASON)
                     ),
                 );
                 let failed = Fetched::Unavailable(format!("could not be reached ({why})"));
@@ -355,7 +360,11 @@ impl Worker {
             host.count("dcr_guard.jwks_fetch_failures");
             host.log(
                 Level::Info,
-                &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
+                &format!(
+                    "dcr-guard: JWKS fetch from `{}` {}",
+                    escape(url, MAX_REASON),
+                    escape(why, MAX_REASON)
+                ),
             );
         }
         let now = host.now();
