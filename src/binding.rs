@@ -209,6 +209,7 @@ impl Binding {
                             retry_after,
                         )),
                         Err(Verdict::Invalid(m)) => Step::Reject(DcrError::invalid_token(m)),
+                        Err(Verdict::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
                     }
                 }
             };
@@ -258,7 +259,10 @@ impl Binding {
         }
         match check_claims(j, &token.claims, &self.client_id, now, leeway) {
             Ok(()) => Step::Forward,
-            Err(m) => Step::Reject(DcrError::invalid_token(m)),
+            Err(Verdict::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
+            Err(Verdict::Invalid(m) | Verdict::Unavailable(m)) => {
+                Step::Reject(DcrError::invalid_token(m))
+            }
         }
     }
 }
@@ -268,6 +272,8 @@ enum Verdict {
     Unavailable(String),
     /// The token is not good for this client.
     Invalid(String),
+    /// The token is good for this client but lacks the configured scope (403).
+    Scope(String),
 }
 
 /// The RFC 7662 request: `POST` form `token=…&token_type_hint=access_token`, the introspection
@@ -339,27 +345,49 @@ fn introspected(
             return Err(Verdict::Invalid("the access token has expired".into()));
         }
     }
-    if let Some(scope) = &i.scope {
-        let granted = opt_str(claims, "scope").ok().flatten().unwrap_or("");
-        if !scope_tokens(granted).contains(&scope.as_str()) {
-            return Err(Verdict::Invalid(
-                "the access token lacks the required scope".into(),
-            ));
-        }
-    }
     let holder = i
         .client_id_claims
         .iter()
         .find_map(|c| opt_str(claims, c).ok().flatten());
-    match holder {
-        Some(id) if id == client_id => Ok(()),
-        _ => Err(Verdict::Invalid(
+    if holder != Some(client_id) {
+        return Err(Verdict::Invalid(
             "the access token does not belong to this client".into(),
-        )),
+        ));
+    }
+    // RFC 6750 §3.1: a good token for this client without the scope is 403, not 401.
+    match &i.scope {
+        Some(scope)
+            if !scope_tokens(opt_str(claims, "scope").ok().flatten().unwrap_or(""))
+                .contains(&scope.as_str()) =>
+        {
+            Err(Verdict::Scope(scope.clone()))
+        }
+        _ => Ok(()),
     }
 }
 
 fn check_claims(
+    j: &JwtBinding,
+    claims: &crate::claims::Claims,
+    client_id: &str,
+    now: i64,
+    leeway: i64,
+) -> Result<(), Verdict> {
+    check_token_claims(j, claims, client_id, now, leeway).map_err(Verdict::Invalid)?;
+    // RFC 6750 §3.1: a good token for this client without the scope is 403, not 401.
+    match &j.scope {
+        Some(scope)
+            if !scope_tokens(opt_str(claims, "scope").ok().flatten().unwrap_or(""))
+                .contains(&scope.as_str()) =>
+        {
+            Err(Verdict::Scope(scope.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Everything but the scope: expiry, issuer, audience, and that the token is this client's.
+fn check_token_claims(
     j: &JwtBinding,
     claims: &crate::claims::Claims,
     client_id: &str,
@@ -390,12 +418,6 @@ fn check_claims(
             .unwrap_or_default();
         if !aud.iter().any(|a| j.audiences.iter().any(|x| x == a)) {
             return Err("the access token is not meant for this endpoint".to_string());
-        }
-    }
-    if let Some(scope) = &j.scope {
-        let granted = opt_str(claims, "scope").ok().flatten().unwrap_or("");
-        if !scope_tokens(granted).contains(&scope.as_str()) {
-            return Err("the access token lacks the required scope".to_string());
         }
     }
     let holder = j

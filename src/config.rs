@@ -651,6 +651,19 @@ fn non_empty_name(field: &str, value: &str) -> Result<String, ConfigError> {
     Ok(value.to_string())
 }
 
+/// One OAuth scope token (RFC 6749 §3.3: printable ASCII but space, `"` and `\\`): it is quoted
+/// in the `WWW-Authenticate` challenge of a 403.
+fn scope_token(field: &str, value: &str) -> Result<String, ConfigError> {
+    let ok = |b: u8| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b);
+    if value.is_empty() || !value.bytes().all(ok) {
+        return Err(ConfigError::new(
+            field,
+            "must be one OAuth scope token (printable ASCII, no space, `\"` or `\\`)",
+        ));
+    }
+    Ok(value.to_string())
+}
+
 /// Validate a JWKS URL: absolute https URL with a host, no user info, no fragment.
 pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
     let parsed = Url::parse(url).map_err(|e| format!("not an absolute URL ({e})"))?;
@@ -1335,7 +1348,10 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                     endpoint,
                     client_id,
                     secret,
-                    scope: r.scope.clone(),
+                    scope: match &r.scope {
+                        Some(sc) => Some(scope_token(&format!("{f}.scope"), sc)?),
+                        None => None,
+                    },
                     client_id_claims,
                 },
             )));
@@ -1394,7 +1410,7 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                 None => Vec::new(),
             };
             let scope = match &r.scope {
-                Some(s) => Some(non_empty_name(&format!("{f}.scope"), s)?),
+                Some(s) => Some(scope_token(&format!("{f}.scope"), s)?),
                 None => None,
             };
             // A token from any issuer the AS JWKS vouches for, meant for anyone, is too much.
@@ -2169,6 +2185,15 @@ mod tests {
             ),
             (
                 json!({"issuer": "https://as.example", "typ": "JWT", "scope": ""}),
+                Err("rules.token_client_binding.scope"),
+            ),
+            // The scope is quoted in a 403's challenge: one RFC 6749 scope token.
+            (
+                json!({"issuer": "https://as.example", "scope": "a b"}),
+                Err("rules.token_client_binding.scope"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "scope": "x\"y"}),
                 Err("rules.token_client_binding.scope"),
             ),
             (

@@ -144,6 +144,13 @@ fn jwt_mode_table() {
             "c1",
             Some("scope"),
         ),
+        // Another client's token is 401 whatever its scope: binding first, never a 403 hint.
+        (
+            "another client's token without the scope",
+            edit(&|c| c["scope"] = json!("openid")),
+            "c2",
+            Some("does not belong"),
+        ),
         (
             "signed by another key",
             TestKey::ec("as-1").sign_access_token(&good),
@@ -206,7 +213,21 @@ fn jwt_mode_table() {
             None => assert!(got.is_ok(), "{name}: {got:?}"),
             Some(w) => {
                 let e = got.err().unwrap_or_else(|| panic!("{name}: accepted"));
-                assert_eq!(e.status, 401, "{name}");
+                // RFC 6750 §3.1 / spec §5: this client's good token without the scope is 403.
+                let status = if name == "missing scope" { 403 } else { 401 };
+                assert_eq!(e.status, status, "{name}");
+                if status == 403 {
+                    assert_eq!(e.code.as_str(), "insufficient_scope");
+                    assert!(
+                        e.headers().contains(&(
+                            "www-authenticate",
+                            "Bearer error=\"insufficient_scope\", scope=\"cdr:registration\""
+                                .to_string()
+                        )),
+                        "{name}: {:?}",
+                        e.headers()
+                    );
+                }
                 assert!(e.description.contains(w), "{name}: {}", e.description);
                 assert!(!e.body().contains(client), "{name}: body names the client");
             }

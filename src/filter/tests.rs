@@ -1456,6 +1456,11 @@ fn introspection_mode() {
         (
             "no scope",
             (Some(200), json!({"active": true, "client_id": "c1"})),
+            403,
+        ),
+        (
+            "another client's, no scope",
+            (Some(200), json!({"active": true, "client_id": "c2"})),
             401,
         ),
         (
