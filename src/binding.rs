@@ -354,13 +354,17 @@ fn introspected(
             "the access token does not belong to this client".into(),
         ));
     }
-    // RFC 6750 §3.1: a good token for this client without the scope is 403, not 401.
-    match &i.scope {
+    required_scope(i.scope.as_deref(), claims)
+}
+
+/// RFC 6750 §3.1: a good token for this client without the configured scope is 403, not 401.
+fn required_scope(scope: Option<&str>, claims: &crate::claims::Claims) -> Result<(), Verdict> {
+    match scope {
         Some(scope)
             if !scope_tokens(opt_str(claims, "scope").ok().flatten().unwrap_or(""))
-                .contains(&scope.as_str()) =>
+                .contains(&scope) =>
         {
-            Err(Verdict::Scope(scope.clone()))
+            Err(Verdict::Scope(scope.to_string()))
         }
         _ => Ok(()),
     }
@@ -374,16 +378,7 @@ fn check_claims(
     leeway: i64,
 ) -> Result<(), Verdict> {
     check_token_claims(j, claims, client_id, now, leeway).map_err(Verdict::Invalid)?;
-    // RFC 6750 §3.1: a good token for this client without the scope is 403, not 401.
-    match &j.scope {
-        Some(scope)
-            if !scope_tokens(opt_str(claims, "scope").ok().flatten().unwrap_or(""))
-                .contains(&scope.as_str()) =>
-        {
-            Err(Verdict::Scope(scope.clone()))
-        }
-        _ => Ok(()),
-    }
+    required_scope(j.scope.as_deref(), claims)
 }
 
 /// Everything but the scope: expiry, issuer, audience, and that the token is this client's.
