@@ -39,6 +39,10 @@ pub struct Request {
     pub pause: Duration,
     /// Reset the stream (CANCEL) after sending this many body bytes instead of ending it.
     pub reset_after: Option<usize>,
+    /// Send no `content-length` (one is added for a body unless given or this is set).
+    pub no_length: bool,
+    /// Leave the stream open after the body (a client that promised more and waits).
+    pub hold_open: bool,
 }
 
 impl Request {
@@ -52,6 +56,8 @@ impl Request {
             pieces: 1,
             pause: Duration::ZERO,
             reset_after: None,
+            no_length: false,
+            hold_open: false,
         }
     }
 
@@ -80,6 +86,18 @@ impl Request {
         self
     }
 
+    /// Sends the body without a `content-length` (it ends with the stream).
+    pub fn without_length(mut self) -> Request {
+        self.no_length = true;
+        self
+    }
+
+    /// Leaves the stream open after the body: the answer must come before the request ends.
+    pub fn hold_open(mut self) -> Request {
+        self.hold_open = true;
+        self
+    }
+
     /// Resets the stream after `n` body bytes.
     pub fn reset_after(mut self, n: usize) -> Request {
         self.reset_after = Some(n);
@@ -97,7 +115,12 @@ impl Request {
             b = b.header(name, value);
         }
         let has_length = self.headers.iter().any(|(k, _)| k == "content-length");
-        if !self.body.is_empty() && !has_length && self.reset_after.is_none() {
+        if !self.body.is_empty()
+            && !has_length
+            && !self.no_length
+            && self.reset_after.is_none()
+            && !self.hold_open
+        {
             b = b.header("content-length", self.body.len());
         }
         b.body(()).map_err(invalid)
@@ -198,7 +221,7 @@ impl Client {
 async fn exchange(sender: SendRequest<Bytes>, req: Request) -> io::Result<Response> {
     let request = req.build()?;
     let mut sender = sender.ready().await.map_err(h2_error)?;
-    let no_body = req.body.is_empty() && req.reset_after.is_none();
+    let no_body = req.body.is_empty() && req.reset_after.is_none() && !req.hold_open;
     let (response, mut stream) = sender.send_request(request, no_body).map_err(h2_error)?;
     if !no_body {
         let limit = req
@@ -209,7 +232,8 @@ async fn exchange(sender: SendRequest<Bytes>, req: Request) -> io::Result<Respon
         let piece = body.len().div_ceil(req.pieces).max(1);
         let mut chunks = body.chunks(piece).peekable();
         let mut first = true;
-        if chunks.peek().is_none() && req.reset_after.is_none() {
+        let ends = req.reset_after.is_none() && !req.hold_open;
+        if chunks.peek().is_none() && ends {
             stream.send_data(Bytes::new(), true).map_err(h2_error)?;
         }
         while let Some(chunk) = chunks.next() {
@@ -217,7 +241,7 @@ async fn exchange(sender: SendRequest<Bytes>, req: Request) -> io::Result<Respon
                 tokio::time::sleep(req.pause).await;
             }
             first = false;
-            let last = chunks.peek().is_none() && req.reset_after.is_none();
+            let last = chunks.peek().is_none() && ends;
             // The server may already have answered and reset the stream: stop sending then.
             if stream
                 .send_data(Bytes::copy_from_slice(chunk), last)
@@ -258,6 +282,64 @@ async fn exchange(sender: SendRequest<Bytes>, req: Request) -> io::Result<Respon
         status: parts.status.as_u16(),
         headers,
         body: bytes,
+    })
+}
+
+/// Sends every request on a connection of its own, `parallel` connections at a time, and returns
+/// the answers in order. For requests that may make the server close the connection (after a
+/// connection error Envoy waits for its delayed-close timeout, a second, before it does).
+pub fn send_each(port: u16, reqs: &[Request], parallel: usize) -> Vec<io::Result<Response>> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return reqs
+                .iter()
+                .map(|_| Err(io::Error::other(e.to_string())))
+                .collect()
+        }
+    };
+    rt.block_on(async move {
+        let mut out = Vec::with_capacity(reqs.len());
+        for group in reqs.chunks(parallel.max(1)) {
+            let mut tasks = Vec::with_capacity(group.len());
+            for req in group {
+                let req = req.clone();
+                tasks.push(tokio::spawn(async move {
+                    let once = async {
+                        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+                        tcp.set_nodelay(true)?;
+                        let (sender, connection) = ::h2::client::Builder::new()
+                            .initial_window_size(1 << 20)
+                            .max_header_list_size(1 << 20)
+                            .handshake::<_, Bytes>(tcp)
+                            .await
+                            .map_err(h2_error)?;
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        exchange(sender, req).await
+                    };
+                    match tokio::time::timeout(TIMEOUT, once).await {
+                        Ok(r) => r,
+                        Err(_) => Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no complete HTTP/2 answer within {} s", TIMEOUT.as_secs()),
+                        )),
+                    }
+                }));
+            }
+            for t in tasks {
+                out.push(
+                    t.await
+                        .unwrap_or_else(|e| Err(io::Error::other(e.to_string()))),
+                );
+            }
+        }
+        out
     })
 }
 
