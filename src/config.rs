@@ -618,10 +618,11 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let path = {
         let p = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
-        if !p.starts_with('/') || p.contains(['?', '#', '%', ';']) || p.contains("//") {
+        let path_char = |b: u8| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,=:@".contains(&b);
+        if !p.starts_with('/') || !p.bytes().all(path_char) || p.contains("//") {
             return Err(ConfigError::new(
                 "path",
-                "must be an absolute path starting with `/`, without query, fragment, `%`, `;` or empty segments",
+                "must be an absolute path starting with `/` of plain path characters (letters, digits, `/-._~!$&'()*+,=:@`): no query, fragment, `%`, `;`, `\\`, spaces or empty segments",
             ));
         }
         let trimmed = p.trim_end_matches('/');
@@ -1778,6 +1779,21 @@ mod tests {
                 "path",
             ),
             ("path root", Box::new(|v| v["path"] = json!("/")), "path"),
+            (
+                "path backslash",
+                Box::new(|v| v["path"] = json!("/a\\register")),
+                "path",
+            ),
+            (
+                "path space",
+                Box::new(|v| v["path"] = json!("/reg ister")),
+                "path",
+            ),
+            (
+                "path non-ascii",
+                Box::new(|v| v["path"] = json!("/régister")),
+                "path",
+            ),
             (
                 "body limit",
                 Box::new(|v| v["limits"] = json!({"body_bytes": 10})),

@@ -336,8 +336,30 @@ fn production_config_validates() {
     let hcm = &chain["filters"][0]["typed_config"];
     assert_eq!(hcm["normalize_path"], true);
     assert_eq!(hcm["merge_slashes"], true);
-    assert_eq!(hcm["path_with_escaped_slashes_action"], "KEEP_UNCHANGED");
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
     assert_eq!(hcm["forward_client_cert_details"], "SANITIZE");
+    // Every Envoy kit normalises paths and does not keep `%2F` as sent (spec §1).
+    for kit in [
+        "envoy/production.yaml",
+        "envoy/demo.yaml",
+        "envoy/compose-envoy.yaml",
+    ] {
+        let envoy = yaml_file(kit);
+        for listener in envoy["static_resources"]["listeners"].as_array().unwrap() {
+            for chain in listener["filter_chains"].as_array().unwrap() {
+                let hcm = &chain["filters"][0]["typed_config"];
+                assert_eq!(hcm["normalize_path"], true, "{kit}");
+                assert_eq!(hcm["merge_slashes"], true, "{kit}");
+                let action = hcm["path_with_escaped_slashes_action"].as_str();
+                assert!(
+                    matches!(action, Some("REJECT_REQUEST" | "UNESCAPE_AND_REDIRECT")),
+                    "{kit}: path_with_escaped_slashes_action {action:?}"
+                );
+            }
+        }
+    }
+    let istio = std::fs::read_to_string("envoy/istio/envoyfilter.yaml").unwrap();
+    assert!(istio.contains("DECODE_AND_MERGE_SLASHES"));
     let cfgs = check_envoy_kit("envoy/production.yaml");
     assert_eq!(cfgs[0]["hold_headers"], true);
     // Every callout cluster speaks TLS with SNI, a CA and a SAN match.

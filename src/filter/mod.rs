@@ -101,6 +101,9 @@ enum Phase {
         pending: Vec<u32>,
         waiting: Vec<String>,
     },
+    /// A GET or DELETE with held headers that may still carry a body: it must end without one;
+    /// the management checks start when it does.
+    Bodiless { client_id: String },
     /// A local reply was sent.
     Done,
 }
@@ -142,7 +145,7 @@ impl Engine {
         let mut stream = Stream::new(self.cfg.clone(), ctx);
         let flow = stream.on_request_headers(host, &mut self.worker, end_of_stream);
         // Only registration requests are tracked; everything else costs nothing more.
-        if !matches!(stream.phase, Phase::Pass) {
+        if !matches!(stream.phase, Phase::Pass) || stream.no_body.is_some() {
             self.streams.insert(ctx, stream);
         }
         flow
@@ -175,7 +178,8 @@ impl Engine {
             None => return,
         };
         match self.worker.tokens.remove(&token) {
-            Some(Owner::Stream { ctx, url, lease }) => {
+            Some(Owner::Stream { ctx, src, lease }) => {
+                let url = src.url;
                 let alive = self.streams.contains_key(&ctx) && host.set_effective_context(ctx);
                 match self.streams.get_mut(&ctx) {
                     Some(s) if alive => {
@@ -211,6 +215,9 @@ impl Engine {
             None => return,
         };
         let now = host.now();
+        if !self.worker.orphans.is_empty() {
+            self.worker.adopt_orphans(host, &cfg, now);
+        }
         self.worker.refresh(host, &cfg, now);
         if self.worker.waiters.is_empty() {
             return;
@@ -230,11 +237,19 @@ impl Engine {
     pub fn remove(&mut self, ctx: u32) {
         self.streams.remove(&ctx);
         self.worker.waiters.retain(|w| w.ctx != ctx);
-        // The host cancels a finished context's callouts: their answers never come back. (A lease
-        // such a fetch held expires by itself.)
+        // The answers of a finished context's callouts never reach us (the SDK drops them with
+        // the context). A fetch that held the document's lease is handed to the root context,
+        // which fetches again and publishes for every worker (see `Worker::orphans`).
+        let orphans = &mut self.worker.orphans;
         self.worker.tokens.retain(|_, owner| match owner {
-            Owner::Stream { ctx: c, .. } | Owner::Call { ctx: c } => *c != ctx,
-            Owner::Refresh { .. } => true,
+            Owner::Stream { ctx: c, src, lease } if *c == ctx => {
+                if let Some(lease) = lease {
+                    orphans.push((src.clone(), *lease));
+                }
+                false
+            }
+            Owner::Call { ctx: c } => *c != ctx,
+            Owner::Stream { .. } | Owner::Refresh { .. } => true,
         });
     }
 }
@@ -245,9 +260,20 @@ pub struct Stream {
     phase: Phase,
     /// The host's id of this HTTP context.
     ctx: u32,
+    /// `GET` or `DELETE` on a client path whose headers did not end the stream: any body byte
+    /// is refused, whatever phase the stream is in.
+    no_body: Option<&'static str>,
 }
 
 const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
+
+/// Headers that ask some frameworks to treat a request as another method: refused on the
+/// registration path, where the method decides which checks run.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Largest introspection answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -258,6 +284,7 @@ impl Stream {
             cfg,
             phase: Phase::Pass,
             ctx,
+            no_body: None,
         }
     }
 
@@ -280,19 +307,33 @@ impl Stream {
                 );
             }
         };
+        // Verified-fact headers come from dcr-guard only, never from the client: removed from
+        // every request, DCR or not (an upstream may route a path the filter does not serve).
+        for (_, header) in &cfg.fact_headers {
+            host.set_request_header(header, None);
+        }
         let route = classify(&cfg.path, &path);
         if route == Route::NotDcr {
             return Flow::Continue;
         }
         host.count("dcr_guard.requests");
-        // Verified-facts headers come from dcr-guard only, never from the client.
-        for (_, header) in &cfg.fact_headers {
-            if host.request_header(header).is_some() {
-                host.set_request_header(header, None);
-            }
-        }
         let method = host.request_header(":method").unwrap_or_default();
         let none = Facts::default();
+        if let Some(name) = METHOD_OVERRIDES
+            .iter()
+            .find(|h| host.request_header(h).is_some())
+        {
+            let why = match *name {
+                "x-http-method-override" => {
+                    "the X-HTTP-Method-Override header is not allowed on the registration path"
+                }
+                "x-http-method" => {
+                    "the X-HTTP-Method header is not allowed on the registration path"
+                }
+                _ => "the X-Method-Override header is not allowed on the registration path",
+            };
+            return self.refuse(host, DcrError::invalid_request(why), &none, false);
+        }
         match route {
             Route::NotDcr => Flow::Continue,
             Route::Invalid(why) => self.refuse(host, DcrError::invalid_request(why), &none, false),
@@ -301,9 +342,11 @@ impl Stream {
             }
             Route::Collection => self.start_body(host, &cfg, end_of_stream, None, None),
             Route::Client(id) => match method.as_str() {
-                "GET" | "DELETE" | "PUT" => {
-                    self.start_management(host, worker, &cfg, end_of_stream, &method, id)
+                "PUT" => self.start_management(host, worker, &cfg, end_of_stream, &method, id),
+                "GET" | "DELETE" if end_of_stream => {
+                    self.start_management(host, worker, &cfg, true, &method, id)
                 }
+                "GET" | "DELETE" => self.expect_no_body(host, worker, &cfg, &method, id),
                 _ => self.refuse(
                     host,
                     DcrError::method_not_allowed(MANAGEMENT_METHODS),
@@ -312,6 +355,49 @@ impl Stream {
                 ),
             },
         }
+    }
+
+    /// A GET or DELETE whose headers did not end the stream: a body is refused, not forwarded
+    /// (an upstream might act on it). A declared length or transfer coding is refused at once;
+    /// otherwise (HTTP/2 without `content-length`) the stream is held until it ends empty.
+    fn expect_no_body(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        cfg: &Config,
+        method: &str,
+        client_id: String,
+    ) -> Flow {
+        let declared = host
+            .request_header("content-length")
+            .is_some_and(|l| l.trim() != "0")
+            || host.request_header("transfer-encoding").is_some();
+        if declared {
+            return self.refuse_body_on(host, method);
+        }
+        self.no_body = Some(if method == "GET" { "GET" } else { "DELETE" });
+        if cfg.hold_headers {
+            self.phase = Phase::Bodiless { client_id };
+            Flow::Pause
+        } else {
+            // Headers go on now (the host cannot hold them); a body that follows is refused by
+            // a local reply, which resets the upstream stream.
+            self.start_management(host, worker, cfg, false, method, client_id)
+        }
+    }
+
+    fn refuse_body_on(&mut self, host: &mut dyn Host, method: &str) -> Flow {
+        let why = if method == "GET" {
+            "a GET on the registration path must not have a body"
+        } else {
+            "a DELETE on the registration path must not have a body"
+        };
+        self.refuse(
+            host,
+            DcrError::invalid_request(why),
+            &Facts::default(),
+            false,
+        )
     }
 
     /// GET, PUT, DELETE on `/register/{client_id}`: the binding first (spec §5).
@@ -425,9 +511,28 @@ impl Stream {
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if let Some(method) = self.no_body {
+            if body_size > 0 && !matches!(self.phase, Phase::Done) {
+                self.no_body = None;
+                return self.refuse_body_on(host, method);
+            }
+            if let Phase::Bodiless { .. } = self.phase {
+                if !end_of_stream {
+                    return Flow::Pause;
+                }
+                let Phase::Bodiless { client_id } = std::mem::replace(&mut self.phase, Phase::Pass)
+                else {
+                    return Flow::Pause;
+                };
+                return match self.cfg.clone() {
+                    Some(cfg) => self.start_management(host, worker, &cfg, true, method, client_id),
+                    None => Flow::Pause,
+                };
+            }
+        }
         match self.phase {
             Phase::Pass => return Flow::Continue,
-            Phase::Done | Phase::Validating { .. } => return Flow::Pause,
+            Phase::Done | Phase::Validating { .. } | Phase::Bodiless { .. } => return Flow::Pause,
             Phase::Buffering { .. } => {}
         }
         let cfg = match &self.cfg {
@@ -477,6 +582,7 @@ impl Stream {
                 let len = body.len();
                 self.on_request_body(host, worker, len, true)
             }
+            Phase::Bodiless { .. } => self.on_request_body(host, worker, 0, true),
             Phase::Pass => Flow::Continue,
             _ => Flow::Pause,
         }
@@ -647,7 +753,7 @@ impl Stream {
                     token,
                     Owner::Stream {
                         ctx: self.ctx,
-                        url: src.url.clone(),
+                        src: src.clone(),
                         lease,
                     },
                 );

@@ -1290,3 +1290,216 @@ fn a_waiter_that_saw_the_new_document_too_early_still_gets_it() {
         "timed out instead"
     );
 }
+
+/// Spec §1: nothing under the registration path reaches the AS unvalidated. Every method on every
+/// path an upstream could decode or normalise into the registration path is answered 400 by the
+/// filter itself (on the old classifier these were "not DCR" and went upstream untouched).
+#[test]
+fn paths_that_normalise_to_the_registration_path_are_refused_not_passed() {
+    let paths = [
+        "/register%2F",
+        "/REGISTER%2f",
+        "/register%5C",
+        "/register%2Fabc",
+        "/register.json",
+        "/register%2e",
+        "/register%20",
+        "/register%3B",
+        "/register%252F",
+        "/register\\abc",
+        "/x/../register",
+        "/register/abc/..",
+        "http://bank.example/register%2F",
+    ];
+    for path in paths {
+        for method in ["POST", "PUT", "GET", "DELETE", "PATCH"] {
+            let mut w = world();
+            w.request(method, path, "application/jwt", "x");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer t".into());
+            let flow = w.engine.on_request_headers(&mut w.host, 1, false);
+            assert_eq!(flow, Flow::Pause, "{method} {path}");
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_request".into())),
+                "{method} {path}"
+            );
+            assert_eq!(w.host.resumed, 0);
+        }
+    }
+}
+
+#[test]
+fn fact_headers_are_stripped_from_every_request() {
+    let edit = |v: &mut Value| {
+        v["fact_headers"] = json!([{"claim": "software_id", "header": "x-tpp-software-id"}]);
+    };
+    for (method, path) in [
+        ("GET", "/other"),
+        ("POST", "/registers"),
+        ("GET", "/register-x/abc"),
+        ("POST", "/register"),
+        ("GET", "/register/abc"),
+    ] {
+        let mut w = world_with(edit);
+        w.request(method, path, "application/jwt", "");
+        w.host
+            .headers
+            .insert("authorization".into(), "Bearer t".into());
+        w.host
+            .headers
+            .insert("x-tpp-software-id".into(), "forged".into());
+        w.engine.on_request_headers(&mut w.host, 1, true);
+        assert_eq!(
+            w.host.headers.get("x-tpp-software-id"),
+            None,
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn method_override_headers_are_refused_on_the_registration_path() {
+    for header in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        for (method, path) in [
+            ("POST", "/register"),
+            ("GET", "/register/abc"),
+            ("PUT", "/register/abc"),
+        ] {
+            let mut w = world();
+            w.request(method, path, "application/jwt", "");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer t".into());
+            w.host.headers.insert(header.into(), "DELETE".into());
+            let flow = w.engine.on_request_headers(&mut w.host, 1, false);
+            assert_eq!(flow, Flow::Pause, "{header} {method} {path}");
+            assert_eq!(w.rejected(), Some((400, "invalid_request".into())));
+        }
+        // Elsewhere they are none of the filter's business.
+        let mut w = world();
+        w.request("POST", "/other", "text/plain", "");
+        w.host.headers.insert(header.into(), "DELETE".into());
+        let flow = w.engine.on_request_headers(&mut w.host, 1, false);
+        assert_eq!(flow, Flow::Continue);
+        assert!(w.host.responses.is_empty());
+    }
+}
+
+#[test]
+fn a_body_on_get_or_delete_is_refused() {
+    for method in ["GET", "DELETE"] {
+        let start = |w: &mut World, headers: &[(&str, &str)]| {
+            w.request(method, "/register/client-1", "", "");
+            w.host.headers.remove("content-length");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer opaque.token-1".into());
+            for (k, v) in headers {
+                w.host.headers.insert(k.to_string(), v.to_string());
+            }
+            w.engine.on_request_headers(&mut w.host, 1, false)
+        };
+        // A declared body: refused at the headers.
+        for declared in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut w = world();
+            assert_eq!(
+                start(&mut w, &[declared]),
+                Flow::Pause,
+                "{method} {declared:?}"
+            );
+            assert_eq!(w.rejected(), Some((400, "invalid_request".into())));
+        }
+        // HTTP/2 without a length: held; a body byte is refused; an empty end goes on.
+        let mut w = world();
+        assert_eq!(start(&mut w, &[]), Flow::Pause);
+        assert!(w.host.responses.is_empty());
+        assert_eq!(
+            w.engine.on_request_body(&mut w.host, 1, 5, false),
+            Flow::Pause
+        );
+        assert_eq!(
+            w.rejected(),
+            Some((400, "invalid_request".into())),
+            "{method}"
+        );
+        let mut w = world();
+        assert_eq!(start(&mut w, &[]), Flow::Pause);
+        assert_eq!(
+            w.engine.on_request_body(&mut w.host, 1, 0, true),
+            Flow::Continue,
+            "{method}: an empty body is no body"
+        );
+        assert!(w.host.responses.is_empty());
+        // Headers the host cannot hold: they go on, and a body that follows is answered
+        // locally (the host then resets the upstream stream).
+        let mut w = world_with(|v| v["hold_headers"] = json!(false));
+        assert_eq!(start(&mut w, &[]), Flow::Continue);
+        w.engine.on_request_body(&mut w.host, 1, 3, true);
+        assert_eq!(
+            w.rejected(),
+            Some((400, "invalid_request".into())),
+            "{method}"
+        );
+    }
+}
+
+/// Issue: a client that hangs up while its request holds a document's fetch lease must not stop
+/// the document from being published (the SDK drops the answer of a finished context's callout).
+#[test]
+fn a_fetch_whose_stream_went_away_is_finished_by_the_root_context() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(dispatched_urls(&w), vec![DIRECTORY_JWKS_URL.to_string()]);
+    // The client resets: the host finishes the stream before the answer arrives, and the
+    // answer to that stream's callout never reaches the filter.
+    w.engine.remove(1);
+    assert_eq!(w.engine.tracked(), 0);
+    // The next tick fetches again from the root context, under the same lease.
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(
+        dispatched_urls(&w),
+        vec![
+            DIRECTORY_JWKS_URL.to_string(),
+            DIRECTORY_JWKS_URL.to_string()
+        ]
+    );
+    assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+    let (token, _) = w.host.dispatched[1].clone();
+    let reply = w.host.keystore[DIRECTORY_JWKS_URL].clone();
+    let size = reply.1.len();
+    w.host.current = Some(reply);
+    w.engine.on_call_response(&mut w.host, token, size);
+    // Published for every worker: the next registration uses it without a fetch of its own.
+    let entry = w
+        .engine
+        .worker
+        .cache
+        .peek(&HostStore(&mut w.host), DIRECTORY_JWKS_URL)
+        .unwrap();
+    assert!(entry.is_some(), "the document was not published");
+    w.host.dispatched.clear();
+    w.host.responses.clear();
+    let body = w.tpp.request();
+    w.request("POST", "/register", "application/jwt", &body);
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 2, false),
+        Flow::Pause
+    );
+    let len = w.host.body.len();
+    w.engine.on_request_body(&mut w.host, 2, len, true);
+    assert_eq!(dispatched_urls(&w), vec![w.tpp.jwks_url()]);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+    // A fetch without a lease (or a finished one) leaves nothing behind.
+    w.engine.remove(2);
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+}
