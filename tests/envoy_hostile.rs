@@ -347,7 +347,7 @@ impl Gen {
             0 => self.rogue.clone().into_bytes(),
             1 => mutate(&mut self.rng, &self.base).into_bytes(),
             2 => {
-                let n = self.rng.gen_range(0..600);
+                let n = self.rng.gen_range(1..600);
                 (0..n).map(|_| self.rng.gen()).collect()
             }
             _ => b"not a jwt".to_vec(),

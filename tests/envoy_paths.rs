@@ -54,6 +54,12 @@ fn recording_upstream() -> TestServer {
 }
 
 fn start() -> Stack {
+    start_with(None)
+}
+
+/// With `escaped_slashes`, both Envoys use that `path_with_escaped_slashes_action` instead of the
+/// harness's (Envoy's default, `KEEP_UNCHANGED`).
+fn start_with(escaped_slashes: Option<&'static str>) -> Stack {
     let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
     let keystore = common::keystore(&tpp, vec![]);
     let upstream = recording_upstream();
@@ -63,10 +69,22 @@ fn start() -> Stack {
         {"claim": "software_id", "header": FACT_SOFTWARE},
         {"claim": "org_id", "header": FACT_ORG}
     ]);
+    let edit = move |b: &mut serde_json::Value| {
+        if let Some(action) = escaped_slashes {
+            b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["path_with_escaped_slashes_action"] = json!(action);
+        }
+    };
     let envoy = Envoy::start(
-        &EnvoyConfig::new(filter.clone(), upstream.port()).cluster("keystore", keystore.port()),
+        &EnvoyConfig::new(filter.clone(), upstream.port())
+            .cluster("keystore", keystore.port())
+            .edit(edit),
     );
-    let plain = Envoy::start(&EnvoyConfig::new(filter, plain_upstream.port()).without_filter());
+    let plain = Envoy::start(
+        &EnvoyConfig::new(filter, plain_upstream.port())
+            .without_filter()
+            .edit(edit),
+    );
     Stack {
         tpp,
         upstream,
@@ -263,8 +281,10 @@ fn check_refused(
             }
             let how = if shape(&seen_path) == Shape::Unclean {
                 "refused by the filter (shape)"
+            } else if seen_path == path {
+                "a clean registration path: the filter validated it"
             } else {
-                "Envoy normalised it, the filter validated it"
+                "Envoy normalised it to a clean path: the filter validated it"
             };
             Ok(format!("{name}: filter sees {seen_path}: {how} ({status})"))
         }
@@ -283,7 +303,16 @@ fn assert_none(what: &str, failures: &[String]) {
 
 #[test]
 fn nothing_under_the_registration_path_reaches_the_as_unvalidated() {
-    let s = start();
+    under_the_registration_path(&start());
+}
+
+/// What the kits ship: Envoy refuses `%2F` and `%5C` itself; the rest as above.
+#[test]
+fn nothing_under_the_registration_path_reaches_the_as_with_escaped_slashes_rejected() {
+    under_the_registration_path(&start_with(Some("REJECT_REQUEST")));
+}
+
+fn under_the_registration_path(s: &Stack) {
     // A registration that fails validation (signed by a key the software JWKS does not hold).
     let rogue = TestKey::ec("tpp").sign_default(&s.tpp.request_claims(&s.tpp.ssa()));
     let jwt = [("content-type", "application/jwt")];
@@ -297,7 +326,7 @@ fn nothing_under_the_registration_path_reaches_the_as_unvalidated() {
                 b""
             };
             let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &jwt };
-            match check_refused(&s, proto, method, path, headers, body) {
+            match check_refused(s, proto, method, path, headers, body) {
                 Ok(line) => table.push(line),
                 Err(e) => failures.push(e),
             }
