@@ -567,9 +567,18 @@ impl Gen {
                 match self.rng.gen_range(0..5) {
                     0 | 1 => Spec::new("management", Expect::Forward, method, &id)
                         .header("authorization", "Bearer management-token"),
-                    2 => Spec::new("management with a body", Expect::Refuse, method, &id)
-                        .header("authorization", "Bearer management-token")
-                        .body(self.invalid_body()),
+                    2 => {
+                        // Declared, or (chunked; over HTTP/2 without a length) not.
+                        let framing = if self.rng.gen_bool(0.5) {
+                            Framing::Chunked
+                        } else {
+                            Framing::Normal
+                        };
+                        Spec::new("management with a body", Expect::Refuse, method, &id)
+                            .header("authorization", "Bearer management-token")
+                            .body(self.invalid_body())
+                            .framing(framing)
+                    }
                     3 => {
                         let auth =
                             *self.pick(&["Bearer", "Basic dXNlcjpwYXNz", "Bearer a b", "bearer"]);

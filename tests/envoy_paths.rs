@@ -501,6 +501,26 @@ fn method_overrides_and_bodies_on_reads_are_refused() {
             }
         }
     }
+    // HTTP/2 bodies without a content-length on GET and DELETE (the stream is held until it ends).
+    for method in ["GET", "DELETE"] {
+        let req = h2c::Request::new(method, "/register/c1")
+            .header("authorization", "Bearer management-token")
+            .body(b"undeclared")
+            .without_length();
+        let r = h2c::Client::connect(s.envoy.port)
+            .and_then(|mut c| c.send(&req))
+            .unwrap_or_else(|e| panic!("H2 {method} with an undeclared body: {e}"));
+        let got = take(&s.upstream);
+        if r.status != 400 || error_of(&r) != "invalid_request" || !got.is_empty() {
+            failures.push(format!(
+                "H2 {method} /register/c1 with a body and no content-length: {} {}; the upstream \
+                 received {:?}",
+                r.status,
+                r.text(),
+                got.iter().map(|g| g.text()).collect::<Vec<_>>()
+            ));
+        }
+    }
     // HTTP/1.1 chunked body on GET (no content-length).
     let raw = format!(
         "GET /register/c1 HTTP/1.1\r\nhost: bank.example\r\nauthorization: Bearer t\r\n\
