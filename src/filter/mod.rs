@@ -41,6 +41,8 @@ pub trait Host {
     /// Unix time, seconds.
     fn now(&self) -> i64;
     fn request_header(&self, name: &str) -> Option<String>;
+    /// The first of `names` (lower case) that the request carries more than once.
+    fn repeated_request_header(&self, names: &[&str]) -> Option<String>;
     /// The buffered request body (the first `size` bytes).
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Start a GET callout; the answer comes back through [`Stream::on_call_response`].
@@ -267,6 +269,25 @@ pub struct Stream {
 
 const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
 
+/// Headers describing the body as the client sent it: removed when JSON forwarding replaces it.
+const BODY_DESCRIBING_HEADERS: [&str; 5] = [
+    "content-encoding",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+];
+
+/// Headers that must appear at most once on a registration request.
+const SINGLETON_HEADERS: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "x-forwarded-client-cert",
+];
+
 /// Headers that ask some frameworks to treat a request as another method: refused on the
 /// registration path, where the method decides which checks run.
 const METHOD_OVERRIDES: [&str; 3] = [
@@ -332,6 +353,12 @@ impl Stream {
                 }
                 _ => "the X-Method-Override header is not allowed on the registration path",
             };
+            return self.refuse(host, DcrError::invalid_request(why), &none, false);
+        }
+        // Singleton fields sent twice: the filter reads the first, another parser may use the
+        // last (a token, a media type, a length the filter did not check). Malformed: refused.
+        if let Some(name) = host.repeated_request_header(&SINGLETON_HEADERS) {
+            let why = format!("the {name} header must not be sent more than once");
             return self.refuse(host, DcrError::invalid_request(why), &none, false);
         }
         match route {
@@ -463,6 +490,20 @@ impl Stream {
         };
         if !ok {
             return self.refuse(host, DcrError::invalid_request(expected), &none, false);
+        }
+        // The filter validates the bytes it sees; a coded body would be decoded by the AS into
+        // other bytes than those validated. Only `identity` (no coding) is accepted.
+        if let Some(coding) = host.request_header("content-encoding") {
+            if !coding.trim().eq_ignore_ascii_case("identity") {
+                return self.refuse(
+                    host,
+                    DcrError::invalid_request(
+                        "a content-encoding is not accepted: send the registration uncoded",
+                    ),
+                    &none,
+                    false,
+                );
+            }
         }
         if let Some(len) = host.request_header("content-length") {
             match len.trim().parse::<u64>() {
@@ -806,6 +847,10 @@ impl Stream {
                         host.replace_request_body(&body);
                         host.set_request_header("content-type", Some("application/json"));
                         host.set_request_header("content-length", Some(&body.len().to_string()));
+                        // Headers that describe the body the client sent, not this one.
+                        for name in BODY_DESCRIBING_HEADERS {
+                            host.set_request_header(name, None);
+                        }
                     }
                     Err(e) => return self.refuse(host, e, &facts, in_callback),
                 }

@@ -12,6 +12,8 @@ use crate::testkit::keys::{now, TestKey};
 #[derive(Default)]
 struct Fake {
     headers: HashMap<String, String>,
+    /// Header names the request carries a second time (the map above holds one value each).
+    repeated: Vec<String>,
     body: Vec<u8>,
     /// url → (status, body); a missing url makes dispatch fail.
     keystore: HashMap<String, (Option<u16>, Vec<u8>)>,
@@ -41,6 +43,12 @@ impl Host for Fake {
     }
     fn request_header(&self, name: &str) -> Option<String> {
         self.headers.get(name).cloned()
+    }
+    fn repeated_request_header(&self, names: &[&str]) -> Option<String> {
+        names
+            .iter()
+            .find(|n| self.repeated.iter().any(|r| r == *n))
+            .map(|n| n.to_string())
     }
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         Some(self.body.iter().take(size).copied().collect())
@@ -1502,4 +1510,94 @@ fn a_fetch_whose_stream_went_away_is_finished_by_the_root_context() {
     w.engine.remove(2);
     w.engine.on_tick(&mut w.host, 0);
     assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+}
+
+#[test]
+fn singleton_headers_sent_twice_are_refused_on_the_registration_path() {
+    for name in [
+        "authorization",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "content-encoding",
+        "x-forwarded-client-cert",
+    ] {
+        for (method, path) in [("POST", "/register"), ("GET", "/register/abc")] {
+            let mut w = world();
+            w.request(method, path, "application/jwt", "x");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer t".into());
+            w.host.repeated.push(name.into());
+            assert_eq!(
+                w.engine.on_request_headers(&mut w.host, 1, false),
+                Flow::Pause
+            );
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_request".into())),
+                "{name} {method}"
+            );
+        }
+        // Not the filter's business elsewhere.
+        let mut w = world();
+        w.request("POST", "/other", "text/plain", "x");
+        w.host.repeated.push(name.into());
+        assert_eq!(
+            w.engine.on_request_headers(&mut w.host, 1, false),
+            Flow::Continue
+        );
+    }
+}
+
+#[test]
+fn a_coded_body_is_refused_and_json_forwarding_drops_what_described_the_old_body() {
+    for coding in ["gzip", "deflate", "br", "identity,gzip", "x-unknown"] {
+        let mut w = world();
+        let body = w.tpp.request();
+        w.request("POST", "/register", "application/jwt", &body);
+        w.host
+            .headers
+            .insert("content-encoding".into(), coding.into());
+        assert_eq!(
+            w.engine.on_request_headers(&mut w.host, 1, false),
+            Flow::Pause
+        );
+        assert_eq!(
+            w.rejected(),
+            Some((400, "invalid_request".into())),
+            "{coding}"
+        );
+    }
+    // `identity` is no coding at all.
+    let mut w = world();
+    let body = w.tpp.request();
+    w.request("POST", "/register", "application/jwt", &body);
+    w.host
+        .headers
+        .insert("content-encoding".into(), "Identity".into());
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 1, false),
+        Flow::Pause
+    );
+    assert!(w.host.responses.is_empty());
+    // JSON forwarding: the new body is described by nothing the client sent.
+    let mut w = world_with(|v| v["forward"] = json!("json"));
+    for h in ["content-md5", "digest", "content-digest", "repr-digest"] {
+        w.host.headers.insert(h.into(), "sha-256=:AAAA:".into());
+    }
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.headers["content-type"], "application/json");
+    for h in [
+        "content-md5",
+        "digest",
+        "content-digest",
+        "repr-digest",
+        "content-encoding",
+    ] {
+        assert!(!w.host.headers.contains_key(h), "{h} forwarded");
+    }
 }
