@@ -10,8 +10,10 @@
 //!   well-formed one of those, exactly one of each group of concurrent replays of one valid
 //!   registration, and never a verified-fact header a client sent;
 //! - no 5xx except the filter's documented 503 `temporarily_unavailable` (none expected here);
-//! - no wasm failure: Envoy's `wasm.*` failure and reload counters stay 0, no VM is re-created,
-//!   and the log has no panic or wasm runtime error;
+//! - no wasm failure: with `failure_policy: FAIL_RELOAD` (what the kits ship), Envoy's `wasm.*`
+//!   failure and reload counters (`vm_reload`, `vm_reload_success`, `vm_reload_backoff`,
+//!   `vm_reload_failure`, `remote_load_fetch_failures` on 1.36–1.40) stay 0, no VM is created
+//!   during the run, and the log has no panic or wasm runtime error;
 //! - Envoy's memory (`server.memory_allocated`, `server.memory_heap_size`, and the process's
 //!   resident size) grows by less than a generous bound;
 //! - Envoy still registers a valid client afterwards, over both protocols.
@@ -885,10 +887,21 @@ fn hostile_traffic_through_envoy() {
         {"claim": "software_id", "header": FACT_SOFTWARE},
         {"claim": "org_id", "header": FACT_ORG}
     ]);
+    // `FAIL_RELOAD`, what the kits ship: a trap would show as a reload (and its 503s) as well as in
+    // the log; with the harness's `FAIL_CLOSED` it would show as 503s and in the log.
     let envoy = Envoy::start(
         &EnvoyConfig::new(filter, upstream.port())
             .cluster("keystore", keystore.port())
-            .concurrency(2),
+            .concurrency(2)
+            .edit(|b| {
+                let filters = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]
+                    ["filters"][0]["typed_config"]["http_filters"];
+                for f in filters.as_array_mut().into_iter().flatten() {
+                    if f["name"] == "envoy.filters.http.wasm" {
+                        f["typed_config"]["config"]["failure_policy"] = json!("FAIL_RELOAD");
+                    }
+                }
+            }),
     );
 
     let base = tpp.request();

@@ -8,6 +8,9 @@
 //! upstream is the path the filter is given. A clean registration path is then validated like any
 //! registration (and the body each case carries fails validation); anything else under the
 //! registration path is 400 `invalid_request`; in no case does the upstream receive anything.
+//! Also: other literal paths (`/registers`, `/register-x`) pass untouched; method-override headers
+//! and bodies on GET/DELETE under the registration path are refused; client-sent verified-fact
+//! headers are stripped from every request, DCR or not.
 
 #![allow(
     clippy::unwrap_used,
