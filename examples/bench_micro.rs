@@ -200,11 +200,22 @@ fn main() {
 
     let r = {
         let mut store = Memory::default();
-        let cfg = replay::ReplayConfig::default();
+        // One issuer filling the store: its share switched off.
+        let cfg = replay::ReplayConfig {
+            issuer_share_percent: 100,
+            ..replay::ReplayConfig::default()
+        };
         time(n, |i| {
             let jti = format!("{i:08}-0000-4000-8000-000000000000");
+            let secret = replay::load_secret(&mut store, &cfg).unwrap();
+            let pair = replay::Pair {
+                issuer: "tpp",
+                jti: &jti,
+                share: replay::Share::Limited,
+            };
             black_box(
-                replay::check_and_record(&mut store, &cfg, "tpp", &jti, now, now + 3600).unwrap(),
+                replay::check_and_record(&mut store, &cfg, &secret, &pair, now, now + 3600)
+                    .unwrap(),
             );
         })
     };

@@ -68,6 +68,24 @@ pub struct JwtBinding {
     pub audiences: Vec<String>,
     pub scope: Option<String>,
     pub client_id_claims: Vec<String>,
+    /// The JOSE header `typ` a token must carry, as [`media_type`] gives it: RFC 9068's
+    /// `application/at+jwt` unless the operator configured another one.
+    pub typ: String,
+}
+
+/// RFC 9068 §2.1: JWT access tokens carry `typ` `at+jwt`.
+pub const ACCESS_TOKEN_TYP: &str = "application/at+jwt";
+
+/// A JOSE `typ` value as a media type to compare: lower case (media types are
+/// case-insensitive), and with `application/` prepended when it has no `/` (RFC 7515 §4.1.9), so
+/// that `at+jwt`, `AT+JWT` and `application/at+jwt` are the same type.
+pub fn media_type(typ: &str) -> String {
+    let t = typ.to_ascii_lowercase();
+    if t.contains('/') {
+        t
+    } else {
+        format!("application/{t}")
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1). No header, or another scheme,
@@ -137,6 +155,13 @@ impl Binding {
                         "the access token's algorithm is not allowed",
                     ));
                 }
+                // Only access tokens manage a registration: an ID token is also a JWT signed by
+                // the AS, often with the client as its audience, and it reaches end users.
+                if jws.header.typ.as_deref().map(media_type).as_deref() != Some(j.typ.as_str()) {
+                    return Err(DcrError::invalid_token(
+                        "the token is not an access token (JOSE header `typ`)",
+                    ));
+                }
                 Some(jws)
             }
         };
@@ -184,6 +209,7 @@ impl Binding {
                             retry_after,
                         )),
                         Err(Verdict::Invalid(m)) => Step::Reject(DcrError::invalid_token(m)),
+                        Err(Verdict::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
                     }
                 }
             };
@@ -233,7 +259,10 @@ impl Binding {
         }
         match check_claims(j, &token.claims, &self.client_id, now, leeway) {
             Ok(()) => Step::Forward,
-            Err(m) => Step::Reject(DcrError::invalid_token(m)),
+            Err(Verdict::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
+            Err(Verdict::Invalid(m) | Verdict::Unavailable(m)) => {
+                Step::Reject(DcrError::invalid_token(m))
+            }
         }
     }
 }
@@ -243,6 +272,8 @@ enum Verdict {
     Unavailable(String),
     /// The token is not good for this client.
     Invalid(String),
+    /// The token is good for this client but lacks the configured scope (403).
+    Scope(String),
 }
 
 /// The RFC 7662 request: `POST` form `token=…&token_type_hint=access_token`, the introspection
@@ -314,27 +345,44 @@ fn introspected(
             return Err(Verdict::Invalid("the access token has expired".into()));
         }
     }
-    if let Some(scope) = &i.scope {
-        let granted = opt_str(claims, "scope").ok().flatten().unwrap_or("");
-        if !scope_tokens(granted).contains(&scope.as_str()) {
-            return Err(Verdict::Invalid(
-                "the access token lacks the required scope".into(),
-            ));
-        }
-    }
     let holder = i
         .client_id_claims
         .iter()
         .find_map(|c| opt_str(claims, c).ok().flatten());
-    match holder {
-        Some(id) if id == client_id => Ok(()),
-        _ => Err(Verdict::Invalid(
+    if holder != Some(client_id) {
+        return Err(Verdict::Invalid(
             "the access token does not belong to this client".into(),
-        )),
+        ));
+    }
+    required_scope(i.scope.as_deref(), claims)
+}
+
+/// RFC 6750 §3.1: a good token for this client without the configured scope is 403, not 401.
+fn required_scope(scope: Option<&str>, claims: &crate::claims::Claims) -> Result<(), Verdict> {
+    match scope {
+        Some(scope)
+            if !scope_tokens(opt_str(claims, "scope").ok().flatten().unwrap_or(""))
+                .contains(&scope) =>
+        {
+            Err(Verdict::Scope(scope.to_string()))
+        }
+        _ => Ok(()),
     }
 }
 
 fn check_claims(
+    j: &JwtBinding,
+    claims: &crate::claims::Claims,
+    client_id: &str,
+    now: i64,
+    leeway: i64,
+) -> Result<(), Verdict> {
+    check_token_claims(j, claims, client_id, now, leeway).map_err(Verdict::Invalid)?;
+    required_scope(j.scope.as_deref(), claims)
+}
+
+/// Everything but the scope: expiry, issuer, audience, and that the token is this client's.
+fn check_token_claims(
     j: &JwtBinding,
     claims: &crate::claims::Claims,
     client_id: &str,
@@ -365,12 +413,6 @@ fn check_claims(
             .unwrap_or_default();
         if !aud.iter().any(|a| j.audiences.iter().any(|x| x == a)) {
             return Err("the access token is not meant for this endpoint".to_string());
-        }
-    }
-    if let Some(scope) = &j.scope {
-        let granted = opt_str(claims, "scope").ok().flatten().unwrap_or("");
-        if !scope_tokens(granted).contains(&scope.as_str()) {
-            return Err("the access token lacks the required scope".to_string());
         }
     }
     let holder = j

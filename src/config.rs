@@ -142,6 +142,7 @@ struct RawReplay {
     buckets: Option<u32>,
     entries_per_bucket: Option<u32>,
     max_retention_seconds: Option<u64>,
+    issuer_share_percent: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +166,7 @@ struct RawBinding {
     audiences: Option<Vec<String>>,
     scope: Option<String>,
     client_id_claims: Option<Vec<String>>,
+    typ: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -352,6 +354,8 @@ pub struct JwksSource {
     pub host: String,
     /// `:authority` for the callout: host, plus `:port` when the URL names a non-default port.
     pub authority: String,
+    /// The URL's port (443 unless it names another).
+    pub port: u16,
     /// `:path` for the callout: path and query.
     pub path: String,
 }
@@ -377,8 +381,13 @@ pub enum HostPattern {
 #[derive(Debug, Clone)]
 pub struct HostRule {
     pub pattern: HostPattern,
+    /// The one port this entry allows: 443 unless the entry names another (`host:8443`).
+    pub port: u16,
     pub upstream: String,
 }
+
+/// The port of a software-JWKS host entry that names none.
+pub const DEFAULT_SOFTWARE_JWKS_PORT: u16 = 443;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -458,6 +467,26 @@ pub struct Replay {
     pub store: crate::replay::ReplayConfig,
 }
 
+impl Replay {
+    /// What a request pair is remembered for past `min(exp, iat + max_age)`: `leeway`, and at least
+    /// one second. The age check accepts `now − iat = max_age` itself, so with no leeway an entry
+    /// expiring at `iat + max_age` (live while `expires_at > now`) would miss that last second.
+    pub fn retention_margin(leeway: u64) -> u64 {
+        leeway.max(1)
+    }
+
+    /// The shortest `max_retention_seconds` allowed: what covers the longest-lived request entry,
+    /// one whose `iat` is `leeway` in the future (the most `issuance_time` accepts): `leeway +
+    /// max_age + retention margin`, i.e. `max_age + 2 × leeway` (`max_age + 1` with no leeway).
+    /// With that cap no request entry is cut short, so a request is remembered through the last
+    /// second at which it could be accepted.
+    pub fn retention_floor(max_request_age: u64, leeway: u64) -> u64 {
+        leeway
+            .saturating_add(max_request_age)
+            .saturating_add(Self::retention_margin(leeway))
+    }
+}
+
 /// How a valid registration reaches the AS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
@@ -503,15 +532,24 @@ impl Config {
         self.directories.iter().find(|d| d.issuer == issuer)
     }
 
-    /// The upstream allowed to serve a software JWKS at `host` (lower case), if any.
-    pub fn software_upstream(&self, host: &str) -> Option<&str> {
+    /// The upstream allowed to serve a software JWKS at `host` (lower case) and `port`, if any:
+    /// an entry matches its host (exactly, or as a `*.` suffix) **and** its port (443 unless the
+    /// entry names another), so that a wildcard behind a dynamic forward proxy cannot be pointed
+    /// at other ports.
+    pub fn software_upstream(&self, host: &str, port: u16) -> Option<&str> {
+        if is_ip_literal(host) {
+            return None;
+        }
         self.software_hosts
             .iter()
-            .find(|r| match &r.pattern {
-                HostPattern::Exact(h) => h == host,
-                HostPattern::Suffix(s) => {
-                    host.len() > s.len() && host.ends_with(s.as_str()) && !is_ip_literal(host)
-                }
+            .find(|r| {
+                r.port == port
+                    && match &r.pattern {
+                        HostPattern::Exact(h) => h == host,
+                        HostPattern::Suffix(s) => {
+                            host.len() > s.len() && host.ends_with(s.as_str())
+                        }
+                    }
             })
             .map(|r| r.upstream.as_str())
     }
@@ -526,7 +564,61 @@ fn strip_position(msg: &str) -> String {
 }
 
 fn is_ip_literal(host: &str) -> bool {
-    host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
+    host.starts_with('[')
+        || host.contains(':')
+        || host.parse::<std::net::Ipv4Addr>().is_ok()
+        // A DNS name's last label is never all digits (the WHATWG parser would read such a
+        // host as an IPv4 address in another notation).
+        || host
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A `software_jwks_hosts[].host` entry: `host`, `*.domain`, either with `:port`.
+fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigError> {
+    let entry = entry.trim().to_ascii_lowercase();
+    let (host, port) = match entry.split_once(':') {
+        None => (entry.as_str(), DEFAULT_SOFTWARE_JWKS_PORT),
+        Some((host, port)) => {
+            let valid = !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !port.starts_with('0');
+            match port.parse::<u16>() {
+                Ok(p) if valid && p > 0 => (host, p),
+                _ => {
+                    return Err(ConfigError::new(
+                        field,
+                        "a port must follow the host as `:` and a number from 1 to 65535 (IPv6 addresses are not allowed)",
+                    ))
+                }
+            }
+        }
+    };
+    if is_ip_literal(host) {
+        return Err(ConfigError::new(
+            field,
+            "must be a DNS host name, not an IP address",
+        ));
+    }
+    let pattern = if let Some(suffix) = host.strip_prefix("*.") {
+        if !valid_dns_name(suffix) || !suffix.contains('.') {
+            return Err(ConfigError::new(
+                field,
+                "a wildcard must be `*.` followed by a domain of at least two labels",
+            ));
+        }
+        HostPattern::Suffix(format!(".{suffix}"))
+    } else if valid_dns_name(host) {
+        HostPattern::Exact(host.to_string())
+    } else {
+        return Err(ConfigError::new(
+            field,
+            "must be a DNS host name or `*.` followed by a domain, optionally with `:port`",
+        ));
+    };
+    Ok((pattern, port))
 }
 
 fn parse_algs(field: &str, names: &[String]) -> Result<Vec<Alg>, ConfigError> {
@@ -558,6 +650,19 @@ fn parse_algs(field: &str, names: &[String]) -> Result<Vec<Alg>, ConfigError> {
 fn non_empty_name(field: &str, value: &str) -> Result<String, ConfigError> {
     if value.trim().is_empty() {
         return Err(ConfigError::new(field, "must not be empty"));
+    }
+    Ok(value.to_string())
+}
+
+/// One OAuth scope token (RFC 6749 §3.3: printable ASCII but space, `"` and `\\`): it is quoted
+/// in the `WWW-Authenticate` challenge of a 403.
+fn scope_token(field: &str, value: &str) -> Result<String, ConfigError> {
+    let ok = |b: u8| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b);
+    if value.is_empty() || !value.bytes().all(ok) {
+        return Err(ConfigError::new(
+            field,
+            "must be one OAuth scope token (printable ASCII, no space, `\"` or `\\`)",
+        ));
     }
     Ok(value.to_string())
 }
@@ -603,6 +708,8 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
+    // https is the only scheme: its default port when the URL names none.
+    let port = parsed.port_or_known_default().unwrap_or(443);
     let mut path = parsed.path().to_string();
     if let Some(q) = parsed.query() {
         path.push('?');
@@ -613,6 +720,7 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
         upstream: upstream.to_string(),
         host,
         authority,
+        port,
         path,
     })
 }
@@ -642,10 +750,11 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let path = {
         let p = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
-        if !p.starts_with('/') || p.contains(['?', '#', '%', ';']) || p.contains("//") {
+        let path_char = |b: u8| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,=:@".contains(&b);
+        if !p.starts_with('/') || !p.bytes().all(path_char) || p.contains("//") {
             return Err(ConfigError::new(
                 "path",
-                "must be an absolute path starting with `/`, without query, fragment, `%`, `;` or empty segments",
+                "must be an absolute path starting with `/` of plain path characters (letters, digits, `/-._~!$&'()*+,=:@`): no query, fragment, `%`, `;`, `\\`, spaces or empty segments",
             ));
         }
         let trimmed = p.trim_end_matches('/');
@@ -714,24 +823,12 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     {
         let f = format!("software_jwks_hosts[{i}]");
         let upstream = non_empty_name(&format!("{f}.upstream"), &h.upstream)?;
-        let host = h.host.trim().to_ascii_lowercase();
-        let pattern = if let Some(suffix) = host.strip_prefix("*.") {
-            if !valid_dns_name(suffix) || !suffix.contains('.') {
-                return Err(ConfigError::new(
-                    format!("{f}.host"),
-                    "a wildcard must be `*.` followed by a domain of at least two labels",
-                ));
-            }
-            HostPattern::Suffix(format!(".{suffix}"))
-        } else if valid_dns_name(&host) {
-            HostPattern::Exact(host)
-        } else {
-            return Err(ConfigError::new(
-                format!("{f}.host"),
-                "must be a DNS host name or `*.` followed by a domain",
-            ));
-        };
-        software_hosts.push(HostRule { pattern, upstream });
+        let (pattern, port) = host_entry(&format!("{f}.host"), &h.host)?;
+        software_hosts.push(HostRule {
+            pattern,
+            port,
+            upstream,
+        });
     }
 
     let ssa_claims = raw.ssa_claims.unwrap_or_default();
@@ -813,6 +910,19 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let rr = raw.rules.unwrap_or_default();
+    // The regime's invariants cannot be configured away (report-only is the way to roll out).
+    for (rule, why) in defaults.mandatory {
+        if raw_enabled(&rr, *rule) == Some(false) {
+            return Err(ConfigError::new(
+                format!("rules.{}.enabled", rule.as_str()),
+                format!(
+                    "rule `{}` is mandatory in the {} profile and cannot be switched off: {why} (to roll out without enforcing, set `report_only: true`)",
+                    rule.as_str(),
+                    profile.as_str()
+                ),
+            ));
+        }
+    }
     let on = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled).unwrap_or(true);
     let it = rr.issuance_time.as_ref();
     let max_request_age = it
@@ -977,6 +1087,33 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         cert_source,
         certificate_binding,
     })
+}
+
+/// `rules.<rule>.enabled` as written (`None` when not given).
+fn raw_enabled(rr: &RawRules, rule: crate::error::RuleId) -> Option<bool> {
+    use crate::error::RuleId as R;
+    let t = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled);
+    match rule {
+        R::TokenClientBinding => rr.token_client_binding.as_ref().and_then(|r| r.enabled),
+        R::CertificateBinding => rr.certificate_binding.as_ref().and_then(|r| r.enabled),
+        R::RequestJti => rr.request_jti.as_ref().and_then(|r| r.enabled),
+        R::SsaJti => rr.ssa_jti.as_ref().and_then(|r| r.enabled),
+        R::SsaIssuer => t(&rr.ssa_issuer),
+        R::SsaSignature => t(&rr.ssa_signature),
+        R::RequestSignature => t(&rr.request_signature),
+        R::IssuanceTime => rr.issuance_time.as_ref().and_then(|r| r.enabled),
+        R::SoftwareStatus => rr.software_status.as_ref().and_then(|r| r.enabled),
+        R::RequiredAttributes => rr.required_attributes.as_ref().and_then(|r| r.enabled),
+        R::Issuer => t(&rr.issuer),
+        R::Audience => rr.audience.as_ref().and_then(|r| r.enabled),
+        R::RedirectUriFormat => rr.redirect_uri_format.as_ref().and_then(|r| r.enabled),
+        R::RedirectUriSubset => t(&rr.redirect_uri_subset),
+        R::UriHostname => t(&rr.uri_hostname),
+        R::TokenEndpointAuth => rr.token_endpoint_auth.as_ref().and_then(|r| r.enabled),
+        R::SigningAlgorithms => rr.signing_algorithms.as_ref().and_then(|r| r.enabled),
+        R::GrantAndResponseTypes => rr.grant_and_response_types.as_ref().and_then(|r| r.enabled),
+        R::SoftwareRoles => rr.software_roles.as_ref().and_then(|r| r.enabled),
+    }
 }
 
 fn resolve_cert_binding(
@@ -1148,12 +1285,12 @@ fn resolve_replay(
             ))
         }
     };
-    let floor = max_request_age.saturating_add(leeway);
+    let floor = Replay::retention_floor(max_request_age, leeway);
     let max_retention = raw.max_retention_seconds.unwrap_or(floor.max(86_400));
     if max_retention < floor {
         return Err(ConfigError::new(
             "replay.max_retention_seconds",
-            format!("must be at least rules.issuance_time.max_age_seconds + leeway_seconds ({floor}): a shorter memory lets a replay through while the request is still accepted"),
+            format!("must be at least rules.issuance_time.max_age_seconds + 2 × leeway_seconds ({floor}; max_age_seconds + 1 with no leeway): a request whose `iat` is leeway_seconds ahead is accepted until iat + max_age_seconds, and a shorter memory lets its replay through"),
         ));
     }
     let defaults = crate::replay::ReplayConfig::default();
@@ -1165,6 +1302,13 @@ fn resolve_replay(
             defaults.entries_per_bucket,
             1,
             4096,
+        )?,
+        issuer_share_percent: bounded(
+            "replay.issuer_share_percent",
+            raw.issuer_share_percent,
+            defaults.issuer_share_percent,
+            1,
+            100,
         )?,
         ..defaults
     };
@@ -1195,11 +1339,12 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
             let jwt_fields = r.jwks.is_some()
                 || r.algorithms.is_some()
                 || r.issuer.is_some()
-                || r.audiences.is_some();
+                || r.audiences.is_some()
+                || r.typ.is_some();
             if jwt_fields {
                 return Err(ConfigError::new(
                     format!("{f}.mode"),
-                    "jwks, algorithms, issuer and audiences are for mode `jwt`",
+                    "jwks, algorithms, issuer, audiences and typ are for mode `jwt`",
                 ));
             }
             let i = r
@@ -1227,7 +1372,10 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                     endpoint,
                     client_id,
                     secret,
-                    scope: r.scope.clone(),
+                    scope: match &r.scope {
+                        Some(sc) => Some(scope_token(&format!("{f}.scope"), sc)?),
+                        None => None,
+                    },
                     client_id_claims,
                 },
             )));
@@ -1240,13 +1388,14 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
             || r.audiences.is_some()
             || r.scope.is_some()
             || r.client_id_claims.is_some()
+            || r.typ.is_some()
     };
     match raw.and_then(|r| r.mode.as_deref()) {
         None | Some("delegate") => {
             if raw.is_some_and(jwt_only) {
                 return Err(ConfigError::new(
                     format!("{f}.mode"),
-                    "jwks, algorithms, issuer, audiences, scope and client_id_claims are for mode `jwt`",
+                    "jwks, algorithms, issuer, audiences, scope, client_id_claims and typ are for mode `jwt`",
                 ));
             }
             Ok(Some(TokenMode::Delegate))
@@ -1276,13 +1425,48 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                 Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
                 None => vec!["client_id".to_string(), "azp".to_string()],
             };
+            let issuer = match &r.issuer {
+                Some(i) => Some(non_empty_name(&format!("{f}.issuer"), i)?),
+                None => None,
+            };
+            let audiences = match &r.audiences {
+                Some(a) => names(&format!("{f}.audiences"), a.clone(), false)?,
+                None => Vec::new(),
+            };
+            let scope = match &r.scope {
+                Some(s) => Some(scope_token(&format!("{f}.scope"), s)?),
+                None => None,
+            };
+            // A token from any issuer the AS JWKS vouches for, meant for anyone, is too much.
+            if issuer.is_none() && audiences.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{f}.issuer"),
+                    "mode `jwt` needs `issuer` or `audiences` (or both): the tokens that may manage a registration must be pinned to this authorization server or to this endpoint",
+                ));
+            }
+            // RFC 9068 access tokens by default; another `typ` (e.g. `JWT`, which ID tokens
+            // carry too) only with an audience or scope that an ID token does not have.
+            let typ = match &r.typ {
+                None => crate::binding::ACCESS_TOKEN_TYP.to_string(),
+                Some(t) => {
+                    let t = non_empty_name(&format!("{f}.typ"), t)?;
+                    crate::binding::media_type(t.trim())
+                }
+            };
+            if typ != crate::binding::ACCESS_TOKEN_TYP && audiences.is_empty() && scope.is_none() {
+                return Err(ConfigError::new(
+                    format!("{f}.typ"),
+                    "a `typ` other than RFC 9068's `at+jwt` needs `audiences` or `scope` as well, so that an ID token (also a JWT signed by the authorization server) cannot pass for an access token",
+                ));
+            }
             Ok(Some(TokenMode::Jwt(JwtBinding {
                 jwks,
                 algorithms,
-                issuer: r.issuer.clone(),
-                audiences: r.audiences.clone().unwrap_or_default(),
-                scope: r.scope.clone(),
+                issuer,
+                audiences,
+                scope,
                 client_id_claims,
+                typ,
             })))
         }
         Some(other) => Err(ConfigError::new(
@@ -1803,6 +1987,21 @@ mod tests {
             ),
             ("path root", Box::new(|v| v["path"] = json!("/")), "path"),
             (
+                "path backslash",
+                Box::new(|v| v["path"] = json!("/a\\register")),
+                "path",
+            ),
+            (
+                "path space",
+                Box::new(|v| v["path"] = json!("/reg ister")),
+                "path",
+            ),
+            (
+                "path non-ascii",
+                Box::new(|v| v["path"] = json!("/régister")),
+                "path",
+            ),
+            (
                 "body limit",
                 Box::new(|v| v["limits"] = json!({"body_bytes": 10})),
                 "limits.body_bytes",
@@ -1866,12 +2065,277 @@ mod tests {
             {"host": "*.tpp.example", "upstream": "b"}
         ]);
         let c = parse(&v).unwrap();
-        assert_eq!(c.software_upstream("keystore.example.com"), Some("a"));
-        assert_eq!(c.software_upstream("x.tpp.example"), Some("b"));
-        assert_eq!(c.software_upstream("a.b.tpp.example"), Some("b"));
-        assert_eq!(c.software_upstream("tpp.example"), None);
-        assert_eq!(c.software_upstream("eviltpp.example"), None);
-        assert_eq!(c.software_upstream("other.example.com"), None);
+        assert_eq!(c.software_upstream("keystore.example.com", 443), Some("a"));
+        assert_eq!(c.software_upstream("x.tpp.example", 443), Some("b"));
+        assert_eq!(c.software_upstream("a.b.tpp.example", 443), Some("b"));
+        assert_eq!(c.software_upstream("tpp.example", 443), None);
+        assert_eq!(c.software_upstream("eviltpp.example", 443), None);
+        assert_eq!(c.software_upstream("other.example.com", 443), None);
+    }
+
+    #[test]
+    fn host_allow_list_matches_host_and_port() {
+        let mut v = minimal();
+        v["software_jwks_hosts"] = json!([
+            {"host": "keys.example.com", "upstream": "default-port"},
+            {"host": "keys.example.com:8443", "upstream": "explicit"},
+            {"host": "*.tpp.example", "upstream": "wild"},
+            {"host": "*.alt.example:9443", "upstream": "wild-port"},
+            {"host": "443.Example.COM:443", "upstream": "explicit-443"}
+        ]);
+        let c = parse(&v).unwrap();
+        // The software JWKS URL from a verified SSA → the upstream allowed (None: refused).
+        let cases: Vec<(&str, Option<&str>)> = vec![
+            ("https://keys.example.com/jwks", Some("default-port")),
+            ("https://keys.example.com:443/jwks", Some("default-port")),
+            ("https://KEYS.example.com/jwks", Some("default-port")),
+            ("https://keys.example.com:8443/jwks", Some("explicit")),
+            ("https://keys.example.com:8080/jwks", None),
+            ("https://keys.example.com:1/jwks", None),
+            ("https://keys.example.com:65535/jwks", None),
+            ("https://a.tpp.example/jwks", Some("wild")),
+            ("https://a.b.tpp.example:443/jwks", Some("wild")),
+            ("https://a.tpp.example:8443/jwks", None),
+            ("https://a.tpp.example:22/jwks", None),
+            ("https://a.alt.example:9443/jwks", Some("wild-port")),
+            ("https://a.alt.example/jwks", None),
+            ("https://a.alt.example:9444/jwks", None),
+            ("https://443.example.com/jwks", Some("explicit-443")),
+            // IP literals and odd forms never match.
+            ("https://127.0.0.1/jwks", None),
+            ("https://[::1]/jwks", None),
+            ("https://[::ffff:7f00:1]:8443/jwks", None),
+            ("https://0x7f.1/jwks", None),
+            ("https://keys.example.com./jwks", None),
+        ];
+        for (url, want) in cases {
+            let got = jwks_source(url, "")
+                .ok()
+                .and_then(|s| c.software_upstream(&s.host, s.port));
+            assert_eq!(got, want, "{url}");
+        }
+        let src = jwks_source("https://keys.example.com:8443/jwks", "").unwrap();
+        assert_eq!(
+            (src.port, src.authority.as_str()),
+            (8443, "keys.example.com:8443")
+        );
+
+        // Entries: the forms refused.
+        for bad in [
+            "keys.example.com:",
+            "keys.example.com:0",
+            "keys.example.com:65536",
+            "keys.example.com:08443",
+            "keys.example.com:+443",
+            "keys.example.com:44 3",
+            "keys.example.com:443:443",
+            "*.tpp.example:x",
+            "[::1]",
+            "[::1]:443",
+            "::1",
+            "127.0.0.1",
+            "127.0.0.1:8443",
+            "10.0.0.1",
+            "*.0.0.1",
+            "keys.example.com/path",
+            "user@keys.example.com",
+            "*.com:443",
+        ] {
+            let mut v = minimal();
+            v["software_jwks_hosts"] = json!([{"host": bad, "upstream": "u"}]);
+            let e = parse(&v).err().unwrap_or_else(|| panic!("{bad}: accepted"));
+            assert_eq!(e.field, "software_jwks_hosts[0].host", "{bad}");
+        }
+    }
+
+    #[test]
+    fn jwt_binding_must_pin_issuer_or_audience_and_take_access_tokens() {
+        let jwt = |extra: serde_json::Value| {
+            let mut v = minimal();
+            let mut b = json!({"mode": "jwt", "jwks": [{"url": "https://as.example/jwks", "upstream": "as"}]});
+            for (k, val) in extra.as_object().unwrap() {
+                b[k] = val.clone();
+            }
+            v["rules"]["token_client_binding"] = b;
+            parse(&v)
+        };
+        let typ_of = |c: &Config| match &c.binding {
+            Some(TokenMode::Jwt(j)) => j.typ.clone(),
+            other => panic!("{other:?}"),
+        };
+        // (extra fields, Ok(the typ required) | Err(the field named))
+        let cases: Vec<(serde_json::Value, Result<&str, &str>)> = vec![
+            (json!({}), Err("rules.token_client_binding.issuer")),
+            (
+                json!({"scope": "dcr"}),
+                Err("rules.token_client_binding.issuer"),
+            ),
+            (
+                json!({"audiences": []}),
+                Err("rules.token_client_binding.audiences"),
+            ),
+            (
+                json!({"issuer": " "}),
+                Err("rules.token_client_binding.issuer"),
+            ),
+            (
+                json!({"issuer": "https://as.example"}),
+                Ok("application/at+jwt"),
+            ),
+            (
+                json!({"audiences": ["https://bank.example/register"]}),
+                Ok("application/at+jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "AT+JWT"}),
+                Ok("application/at+jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "application/at+jwt"}),
+                Ok("application/at+jwt"),
+            ),
+            // Another typ only with an audience or a scope.
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT"}),
+                Err("rules.token_client_binding.typ"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT", "scope": "dcr"}),
+                Ok("application/jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT", "audiences": ["api"]}),
+                Ok("application/jwt"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": "JWT", "scope": ""}),
+                Err("rules.token_client_binding.scope"),
+            ),
+            // The scope is quoted in a 403's challenge: one RFC 6749 scope token.
+            (
+                json!({"issuer": "https://as.example", "scope": "a b"}),
+                Err("rules.token_client_binding.scope"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "scope": "x\"y"}),
+                Err("rules.token_client_binding.scope"),
+            ),
+            (
+                json!({"issuer": "https://as.example", "typ": ""}),
+                Err("rules.token_client_binding.typ"),
+            ),
+        ];
+        for (extra, want) in cases {
+            match (jwt(extra.clone()), want) {
+                (Ok(c), Ok(typ)) => assert_eq!(typ_of(&c), typ, "{extra}"),
+                (Err(e), Err(field)) => {
+                    assert_eq!(e.field, field, "{extra}: {e}");
+                }
+                (got, want) => panic!("{extra}: got {got:?}, want {want:?}"),
+            }
+        }
+        // `typ` belongs to mode jwt only.
+        let mut v = minimal();
+        v["rules"]["token_client_binding"] = json!({"typ": "at+jwt"});
+        assert_eq!(refused(v).field, "rules.token_client_binding.mode");
+    }
+
+    #[test]
+    fn mandatory_rules_per_profile() {
+        use crate::error::RuleId as R;
+        const ALL: [R; 19] = [
+            R::TokenClientBinding,
+            R::SsaIssuer,
+            R::SsaSignature,
+            R::RequestSignature,
+            R::IssuanceTime,
+            R::SoftwareStatus,
+            R::RequiredAttributes,
+            R::Issuer,
+            R::Audience,
+            R::RedirectUriFormat,
+            R::RedirectUriSubset,
+            R::UriHostname,
+            R::TokenEndpointAuth,
+            R::SigningAlgorithms,
+            R::GrantAndResponseTypes,
+            R::SoftwareRoles,
+            R::CertificateBinding,
+            R::RequestJti,
+            R::SsaJti,
+        ];
+        let dir = |issuer: &str| json!([{"issuer": issuer, "jwks": [{"url": "https://k.example/jwks", "upstream": "k"}]}]);
+        let uk = minimal();
+        let au = json!({"profile": "au-cdr", "directories": dir("cdr-register"),
+                        "rules": {"audience": {"audiences": ["https://holder.example"]}}});
+        let br = json!({"profile": "br-ofb", "directories": dir("br")});
+        // (profile, base configuration, the rules that cannot be switched off)
+        let table: Vec<(&str, serde_json::Value, Vec<R>)> = vec![
+            (
+                "uk-obie",
+                uk,
+                vec![
+                    R::SsaIssuer,
+                    R::SsaSignature,
+                    R::RequestSignature,
+                    R::RedirectUriSubset,
+                ],
+            ),
+            (
+                "au-cdr",
+                au,
+                vec![
+                    R::SsaIssuer,
+                    R::SsaSignature,
+                    R::RequestSignature,
+                    R::RedirectUriSubset,
+                    R::Audience,
+                ],
+            ),
+            (
+                "br-ofb",
+                br,
+                vec![
+                    R::SsaIssuer,
+                    R::SsaSignature,
+                    R::RedirectUriSubset,
+                    R::CertificateBinding,
+                ],
+            ),
+        ];
+        for (profile, base, mandatory) in table {
+            for report_only in [false, true] {
+                let mut on = base.clone();
+                on["report_only"] = json!(report_only);
+                let c = parse(&on).unwrap_or_else(|e| panic!("{profile}: {e}"));
+                // Report-only keeps every mandatory rule on: it is the way to roll out.
+                assert!(c.rules.ssa_issuer && c.rules.ssa_signature, "{profile}");
+                if mandatory.contains(&R::CertificateBinding) {
+                    assert!(c.certificate_binding.is_some(), "{profile}");
+                }
+                for rule in ALL {
+                    let mut v = on.clone();
+                    v["rules"][rule.as_str()]["enabled"] = json!(false);
+                    let got = parse(&v);
+                    if mandatory.contains(&rule) {
+                        let e = got.err().unwrap_or_else(|| {
+                            panic!("{profile}: `{}` switched off", rule.as_str())
+                        });
+                        assert_eq!(e.field, format!("rules.{}.enabled", rule.as_str()));
+                        assert!(e.message.contains(profile), "{e}");
+                        assert!(e.message.contains("mandatory"), "{e}");
+                        assert!(e.message.contains(rule.as_str()), "{e}");
+                    } else {
+                        assert!(
+                            got.is_ok(),
+                            "{profile}: `{}` cannot be switched off: {:?}",
+                            rule.as_str(),
+                            got.err()
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -1941,5 +2405,64 @@ mod tests {
         let s = jwks_source("https://k.example:8443/a/jwks?x=1", "u").unwrap();
         assert_eq!(s.authority, "k.example:8443");
         assert_eq!(s.path, "/a/jwks?x=1");
+    }
+
+    #[test]
+    fn replay_retention_floor_is_exact() {
+        // (max_age, leeway, floor): max_age + 2 × leeway; max_age + 1 with no leeway.
+        for (age, leeway, floor) in [
+            (3600u64, 60u64, 3720u64),
+            (3600, 0, 3601),
+            (3600, 1, 3602),
+            (300, 30, 360),
+            (1, 600, 1201),
+        ] {
+            assert_eq!(Replay::retention_floor(age, leeway), floor);
+            let at = |retention: u64| {
+                let mut v = minimal();
+                v["leeway_seconds"] = json!(leeway);
+                v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
+                v["replay"] = json!({"max_retention_seconds": retention});
+                parse(&v)
+            };
+            let e = at(floor - 1).unwrap_err();
+            assert_eq!(e.field, "replay.max_retention_seconds");
+            assert!(e.message.contains(&format!("({floor};")), "{e}");
+            assert_eq!(at(floor).unwrap().replay.max_retention, floor);
+            // The default covers it too.
+            let mut v = minimal();
+            v["leeway_seconds"] = json!(leeway);
+            v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
+            assert_eq!(parse(&v).unwrap().replay.max_retention, floor.max(86_400));
+        }
+    }
+
+    #[test]
+    fn replay_issuer_share() {
+        assert_eq!(
+            parse(&minimal()).unwrap().replay.store.issuer_share_percent,
+            10
+        );
+        for (pct, ok) in [(0, false), (1, true), (10, true), (100, true), (101, false)] {
+            let mut v = minimal();
+            v["replay"] = json!({"issuer_share_percent": pct});
+            match parse(&v) {
+                Ok(c) => {
+                    assert!(ok, "{pct}");
+                    assert_eq!(c.replay.store.issuer_share_percent, pct);
+                }
+                Err(e) => {
+                    assert!(!ok, "{pct}: {e}");
+                    assert_eq!(e.field, "replay.issuer_share_percent");
+                    assert!(e.message.contains("between 1 and 100"), "{e}");
+                }
+            }
+        }
+        let mut v = minimal();
+        v["replay"] = json!({"issuer_share_percent": "10"});
+        assert_eq!(refused(v).field, "replay.issuer_share_percent");
+        let mut v = minimal();
+        v["replay"] = json!({"issuer_share": 10});
+        assert!(refused(v).to_string().contains("issuer_share"));
     }
 }

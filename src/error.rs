@@ -11,6 +11,8 @@ pub enum ErrorCode {
     UnapprovedSoftwareStatement,
     InvalidRequest,
     InvalidToken,
+    /// RFC 6750 §3.1: a valid token without the scope the request needs (403).
+    InsufficientScope,
     TemporarilyUnavailable,
 }
 
@@ -23,6 +25,7 @@ impl ErrorCode {
             ErrorCode::UnapprovedSoftwareStatement => "unapproved_software_statement",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
@@ -125,17 +128,19 @@ pub struct DcrError {
     pub retry_after: Option<u32>,
     /// Methods for `Allow` (405 only).
     pub allow: Option<&'static str>,
-    /// `WWW-Authenticate` (401 only).
+    /// `WWW-Authenticate` (401 and 403 only).
     pub challenge: Option<Challenge>,
 }
 
-/// The bearer challenge of a 401 (RFC 6750 §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The bearer challenge of a 401 or 403 (RFC 6750 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     /// No credentials were sent: `Bearer` with no error, and no body (RFC 6750 §3.1).
     Bare,
     /// `Bearer error="invalid_token"`.
     InvalidToken,
+    /// `Bearer error="insufficient_scope", scope="…"` (the configured scope, never the token's).
+    InsufficientScope(String),
 }
 
 impl DcrError {
@@ -217,6 +222,18 @@ impl DcrError {
         e
     }
 
+    /// 403 `insufficient_scope`: the token is good for this client but lacks `scope`.
+    pub fn insufficient_scope(scope: &str) -> Self {
+        let mut e = Self::make(
+            403,
+            ErrorCode::InsufficientScope,
+            Source::Rule(RuleId::TokenClientBinding),
+            "the access token lacks the required scope",
+        );
+        e.challenge = Some(Challenge::InsufficientScope(scope.to_string()));
+        e
+    }
+
     /// A rule failure: HTTP 400 with the rule's error code.
     pub fn rule(rule: RuleId, description: impl Into<String>) -> Self {
         Self::make(400, rule.error_code(), Source::Rule(rule), description)
@@ -254,7 +271,14 @@ impl DcrError {
     /// Response headers besides the status.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut h = vec![("cache-control", "no-store".to_string())];
-        match self.challenge {
+        match &self.challenge {
+            Some(Challenge::InsufficientScope(scope)) => {
+                h.push(("content-type", "application/json".to_string()));
+                h.push((
+                    "www-authenticate",
+                    format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+                ));
+            }
             Some(Challenge::Bare) => h.push(("www-authenticate", "Bearer".to_string())),
             Some(Challenge::InvalidToken) => {
                 h.push(("content-type", "application/json".to_string()));

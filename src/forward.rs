@@ -83,17 +83,23 @@ pub fn json_body(
 /// Longest value of a verified-facts header.
 const MAX_FACT_LEN: usize = 256;
 
-/// The verified-facts headers: (header, value) for each configured SSA claim that is a string
-/// fit for a header (printable ASCII, at most 256 characters). Others are left out.
+/// The verified-facts headers: (header, value) for each configured SSA claim that is a non-empty
+/// string of at most 256 characters, escaped like every client-derived value
+/// ([`crate::escape::escape`]: printable ASCII, quotes and backslashes escaped). Other values
+/// (not a string, empty, longer) are left out rather than cut.
 pub fn fact_headers(cfg: &Config, ssa: &Claims) -> Vec<(String, String)> {
     cfg.fact_headers
         .iter()
         .filter_map(|(claim, header)| {
             let v = opt_str(ssa, claim).ok().flatten()?;
-            let fit = !v.is_empty()
-                && v.len() <= MAX_FACT_LEN
-                && v.bytes().all(|b| (0x20..0x7f).contains(&b));
-            fit.then(|| (header.clone(), v.to_string()))
+            let fit = !v.is_empty() && v.chars().count() <= MAX_FACT_LEN;
+            // An escaped value can be longer than the value: bounded by the worst case.
+            fit.then(|| {
+                (
+                    header.clone(),
+                    crate::escape::escape(v, MAX_FACT_LEN.saturating_mul(10)),
+                )
+            })
         })
         .collect()
 }
@@ -210,8 +216,30 @@ mod tests {
         );
         assert_eq!(
             f,
-            vec![("x-tpp-software-id".to_string(), "sw-1".to_string())]
+            vec![
+                ("x-tpp-software-id".to_string(), "sw-1".to_string()),
+                ("x-tpp-org-id".to_string(), "bad\\r\\nx: y".to_string())
+            ]
         );
+        // Escaped like every sink: printable ASCII, quotes and backslashes escaped; values that
+        // are not strings, empty or too long are left out.
+        let cases = [
+            (
+                json!("Soci\u{e9}t\u{e9} \"G\""),
+                Some("Soci\\u{e9}t\\u{e9} \\\"G\\\""),
+            ),
+            (json!("a\tb\u{7f}"), Some("a\\tb\\u{7f}")),
+            (json!(""), None),
+            (json!(5), None),
+            (json!("x".repeat(MAX_FACT_LEN + 1)), None),
+        ];
+        for (org, want) in cases {
+            let f = fact_headers(&c, &obj(json!({ "org_id": org })));
+            assert_eq!(f.first().map(|(_, v)| v.as_str()), want, "{org}");
+            assert!(f
+                .iter()
+                .all(|(_, v)| v.bytes().all(|b| (0x20..0x7f).contains(&b))));
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod config;
 pub mod dn;
 pub mod error;
+pub mod escape;
 pub mod filter;
 pub mod forward;
 #[cfg(feature = "fuzzing")]

@@ -6,6 +6,7 @@ use crate::claims::{opt_str, Claims};
 use crate::config::{jwks_source, Config, JwksSource};
 use crate::error::{clip, DcrError, ErrorCode, RuleId};
 use crate::jose::{self, Alg, JoseError, JwkSet, Jws};
+use crate::replay::{Pair, Share};
 use crate::rules::{time, Ctx};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -71,12 +72,24 @@ enum Stage {
     Done,
 }
 
-/// Facts about a request, for logs and metadata: known once the request parsed.
+/// Facts about a request, for logs and filter state. Raw values as the client sent them (cut to
+/// a bound): every sink escapes them with [`crate::escape::escape`]. A value is only under its
+/// own name once the token that carries it verified; until then it is only *claimed*.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
+    /// The `software_id` of an SSA whose signature (and time checks) verified.
     pub software_id: Option<String>,
+    /// The `software_id` an SSA that has not verified (or failed) claims: never attributed.
+    pub claimed_software_id: Option<String>,
+    /// The `jti` of a request JWT whose signature verified.
     pub jti: Option<String>,
+    /// The `jti` a request claims whose signature has not verified (or that has none: a JSON
+    /// body).
+    pub claimed_jti: Option<String>,
 }
+
+/// Longest fact kept (sinks bound them again when they escape them).
+const MAX_FACT: usize = 256;
 
 /// A create (POST) being validated.
 #[derive(Debug)]
@@ -161,8 +174,11 @@ impl Create {
             (Some(request), claims)
         };
         let facts = Facts {
-            software_id: None,
-            jti: opt_str(&claims, "jti").ok().flatten().map(|s| clip(s, 64)),
+            claimed_jti: opt_str(&claims, "jti")
+                .ok()
+                .flatten()
+                .map(|s| clip(s, MAX_FACT)),
+            ..Facts::default()
         };
 
         let ssa_text = match claims.get("software_statement") {
@@ -216,10 +232,10 @@ impl Create {
             failures: Vec::new(),
             skipped: Vec::new(),
         };
-        create.facts.software_id = opt_str(&create.ssa.claims, "software_id")
+        create.facts.claimed_software_id = opt_str(&create.ssa.claims, "software_id")
             .ok()
             .flatten()
-            .map(|s| clip(s, 64));
+            .map(|s| clip(s, MAX_FACT));
 
         // Step 4: ssa_issuer.
         let ssa_iss = opt_str(&create.ssa.claims, "iss")
@@ -436,6 +452,10 @@ impl Create {
             self.fail(e)?;
             return Ok(Progress::Next(Stage::Request));
         }
+        // The SSA verified: its `software_id` is now a fact, no longer a claim.
+        if let Some(id) = self.facts.claimed_software_id.take() {
+            self.facts.software_id = Some(id);
+        }
         let thumbprints = needs_thumbprints(cfg);
         let rule = if cfg.rules.request_signature {
             RuleId::RequestSignature
@@ -465,7 +485,7 @@ impl Create {
             .ok_or_else(|| DcrError::rule(rule, format!("SSA claim `{claim}` not found")))?;
         let mut src = jwks_source(url, "")
             .map_err(|m| DcrError::rule(rule, format!("software JWKS URL in the SSA {m}")))?;
-        match cfg.software_upstream(&src.host) {
+        match cfg.software_upstream(&src.host, src.port) {
             Some(upstream) => {
                 src.upstream = upstream.to_string();
                 Ok(src)
@@ -474,7 +494,7 @@ impl Create {
                 rule,
                 format!(
                     "software JWKS host `{}` is not allowed",
-                    clip(&src.host, 64)
+                    clip(&src.authority, 64)
                 ),
             )),
         }
@@ -528,8 +548,14 @@ impl Create {
                 return Ok(again);
             }
         }
-        if let Err((_, e)) = verified {
-            self.fail(e)?;
+        match verified {
+            Err((_, e)) => self.fail(e)?,
+            // The request JWT verified: its `jti` is now a fact, no longer a claim.
+            Ok(()) => {
+                if let Some(jti) = self.facts.claimed_jti.take() {
+                    self.facts.jti = Some(jti);
+                }
+            }
         }
         Ok(Progress::Next(Stage::Claims))
     }
@@ -667,15 +693,15 @@ fn key_error(
 fn record(
     store: &mut dyn crate::replay::SharedData,
     cfg: &Config,
+    secret: &crate::replay::Secret,
     rule: RuleId,
-    iss: &str,
-    jti: &str,
+    pair: &crate::replay::Pair<'_>,
     now: i64,
     until: i64,
     replayed: &str,
 ) -> Result<(), DcrError> {
     use crate::replay::{check_and_record, ReplayOutcome};
-    match check_and_record(store, &cfg.replay.store, iss, jti, now, until) {
+    match check_and_record(store, &cfg.replay.store, secret, pair, now, until) {
         Ok(ReplayOutcome::Fresh) => Ok(()),
         Ok(ReplayOutcome::Replayed) => Err(DcrError::rule(rule, replayed)),
         Err(e) => Err(store_failure(cfg, rule, e)),
@@ -687,6 +713,9 @@ fn store_failure(cfg: &Config, rule: RuleId, e: crate::replay::ReplayError) -> D
     let why = match e {
         ReplayError::Full => "the replay store is full".to_string(),
         ReplayError::Contention => "the replay store is busy".to_string(),
+        ReplayError::IssuerShare => {
+            "this issuer holds its whole share of the replay store".to_string()
+        }
         ReplayError::Store(m) => format!("the replay store failed: {m}"),
     };
     DcrError::unavailable(rule, why, cfg.retry_after)
@@ -958,7 +987,8 @@ impl Work {
     }
 
     /// `request_jti` then `ssa_jti` (spec §7): remember (issuer, jti) in the shared replay store
-    /// until `min(exp, iat + max_request_age) + leeway` (SSA: its `exp`, or the configured
+    /// until `min(exp, iat + max_request_age) + leeway` (at least + 1 s: the age check accepts its
+    /// last second) (SSA: its `exp`, or the configured
     /// window), never longer than `replay.max_retention_seconds`. With both on, both are looked
     /// up before either is recorded, so that a request refused by `ssa_jti` has not used up its
     /// request `jti` (only two concurrent requests racing for the same SSA `jti` can still do
@@ -975,8 +1005,8 @@ impl Work {
         };
         let leeway = i64::try_from(cfg.leeway).unwrap_or(0);
         let cap = now.saturating_add(i64::try_from(cfg.replay.max_retention).unwrap_or(i64::MAX));
-        // (rule, iss, jti, until, what a replay is called)
-        let mut pairs: Vec<(RuleId, &str, &str, i64, &str)> = Vec::new();
+        // (rule, pair, until, what a replay is called)
+        let mut pairs: Vec<(RuleId, Pair<'_>, i64, &str)> = Vec::new();
         if cfg.replay.request_jti {
             let rule = RuleId::RequestJti;
             let c = create.request_claims();
@@ -989,20 +1019,24 @@ impl Work {
             let by_age = crate::claims::opt_date(c, "iat").ok().flatten().map(|i| {
                 i.saturating_add(i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX))
             });
+            // `leeway`, at least 1 s: see `Replay::retention_margin` (the cap is at least
+            // `Replay::retention_floor`, so it never cuts this short for an accepted request).
+            let margin = i64::try_from(crate::config::Replay::retention_margin(cfg.leeway))
+                .unwrap_or(i64::MAX);
             let until = match (exp, by_age) {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) | (None, Some(a)) => a,
                 (None, None) => cap,
             }
-            .saturating_add(leeway)
+            .saturating_add(margin)
             .min(cap);
-            pairs.push((
-                rule,
-                iss,
+            // The TPP chooses its request `jti`s: limited to the issuer's share of the store.
+            let pair = Pair {
+                issuer: iss,
                 jti,
-                until,
-                "the request `jti` has been used before",
-            ));
+                share: Share::Limited,
+            };
+            pairs.push((rule, pair, until, "the request `jti` has been used before"));
         }
         if cfg.replay.ssa_jti {
             let rule = RuleId::SsaJti;
@@ -1022,19 +1056,31 @@ impl Work {
             }
             .saturating_add(leeway)
             .min(cap);
-            pairs.push((rule, iss, jti, until, "the SSA `jti` has been used before"));
+            // The directory issues every TPP's SSAs and no TPP can mint an SSA `jti`: not
+            // limited by the share (it would make one directory's pairs compete for 10 %).
+            let pair = Pair {
+                issuer: iss,
+                jti,
+                share: Share::Exempt,
+            };
+            pairs.push((rule, pair, until, "the SSA `jti` has been used before"));
         }
+        let Some(first_rule) = pairs.first().map(|p| p.0) else {
+            return Ok(());
+        };
+        let secret = crate::replay::load_secret(store, &cfg.replay.store)
+            .map_err(|e| store_failure(cfg, first_rule, e))?;
         if pairs.len() > 1 {
-            for (rule, iss, jti, _, replayed) in &pairs {
-                match crate::replay::seen(&*store, &cfg.replay.store, iss, jti, now) {
+            for (rule, pair, _, replayed) in &pairs {
+                match crate::replay::seen(&*store, &cfg.replay.store, &secret, pair, now) {
                     Ok(false) => {}
                     Ok(true) => return Err(DcrError::rule(*rule, *replayed)),
                     Err(e) => return Err(store_failure(cfg, *rule, e)),
                 }
             }
         }
-        for (rule, iss, jti, until, replayed) in pairs {
-            record(store, cfg, rule, iss, jti, now, until, replayed)?;
+        for (rule, pair, until, replayed) in pairs {
+            record(store, cfg, &secret, rule, &pair, now, until, replayed)?;
         }
         Ok(())
     }

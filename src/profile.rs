@@ -1,7 +1,25 @@
 //! Regime defaults (`profile`): claim names and rule parameters per regime. A profile is only a set
 //! of defaults; every field can be overridden in the configuration.
 
+use crate::error::RuleId;
 use crate::rules::RolesMode;
+
+const SSA_ISSUER: (RuleId, &str) = (
+    RuleId::SsaIssuer,
+    "only SSAs from a configured directory are trusted",
+);
+const SSA_SIGNATURE: (RuleId, &str) = (
+    RuleId::SsaSignature,
+    "an unverified SSA proves nothing: every other check and the software JWKS URL rest on it",
+);
+const REQUEST_SIGNATURE: (RuleId, &str) = (
+    RuleId::RequestSignature,
+    "the request JWT's signature is the only proof that the registration comes from the software the SSA names",
+);
+const REDIRECT_URI_SUBSET: (RuleId, &str) = (
+    RuleId::RedirectUriSubset,
+    "the directory, not the client, decides where authorization codes may be sent",
+);
 
 pub struct Defaults {
     /// The registration body is a plain RFC 7591 JSON object (Brazil), not a signed JWT.
@@ -35,6 +53,9 @@ pub struct Defaults {
     pub free_scopes: &'static [&'static str],
     /// SSA claims that win over request metadata in JSON forwarding: (SSA claim, metadata name).
     pub ssa_metadata: &'static [(&'static str, &'static str)],
+    /// Rules the regime cannot do without, with why: the configuration refuses switching them
+    /// off (report-only mode still evaluates them without enforcing).
+    pub mandatory: &'static [(RuleId, &'static str)],
 }
 
 const SIGNING_CLAIMS: &[&str] = &[
@@ -111,6 +132,12 @@ pub const UK_OBIE: Defaults = Defaults {
         ("software_policy_uri", "policy_uri"),
         ("software_client_uri", "client_uri"),
     ],
+    mandatory: &[
+        SSA_ISSUER,
+        SSA_SIGNATURE,
+        REQUEST_SIGNATURE,
+        REDIRECT_URI_SUBSET,
+    ],
 };
 
 pub const AU_CDR: Defaults = Defaults {
@@ -159,6 +186,16 @@ pub const AU_CDR: Defaults = Defaults {
         ("tos_uri", "tos_uri"),
         ("policy_uri", "policy_uri"),
         ("client_uri", "client_uri"),
+    ],
+    mandatory: &[
+        SSA_ISSUER,
+        SSA_SIGNATURE,
+        REQUEST_SIGNATURE,
+        REDIRECT_URI_SUBSET,
+        (
+            RuleId::Audience,
+            "CDR requires the request's `aud` to be this data holder's issuer",
+        ),
     ],
 };
 
@@ -233,5 +270,14 @@ pub const BR_OFB: Defaults = Defaults {
         ("software_tos_uri", "tos_uri"),
         ("software_policy_uri", "policy_uri"),
         ("software_client_uri", "client_uri"),
+    ],
+    mandatory: &[
+        SSA_ISSUER,
+        SSA_SIGNATURE,
+        REDIRECT_URI_SUBSET,
+        (
+            RuleId::CertificateBinding,
+            "a plain JSON body carries no signature: the client certificate bound to the SSA's software is the only proof of possession",
+        ),
     ],
 };

@@ -200,3 +200,67 @@ fn the_directory_document_is_fetched_before_the_first_registration() {
     assert_eq!(s.post(&s.tpp.request()), 201);
     assert_eq!(s.hits(DIRECTORY_PATH), 1);
 }
+
+/// Issue 10 §2: a request whose SSA names an unknown kid takes the directory's fetch lease; if its
+/// client hangs up before the answer, the fetch must still be published (the root context fetches
+/// again under the lease), so that the next registration signed with the rotated key is accepted
+/// at once instead of waiting out the lease and the kid cooldown. On the old code the answer was
+/// dropped with the stream and the next registration got 503/400.
+#[test]
+fn a_client_that_hangs_up_mid_fetch_cannot_hold_off_a_rotation() {
+    use std::io::Write;
+    let s = start(Duration::from_millis(700), |f| {
+        f["jwks_cache"] = json!({"kid_refetch_cooldown_seconds": 2})
+    });
+    // The background fetch at start-up, then past the cooldown.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.hits(DIRECTORY_PATH) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s.post(&s.tpp.request()), 201);
+    std::thread::sleep(Duration::from_millis(2500));
+    let rotated = TestKey::ec("dir-2");
+    *s.keys.directory.lock().unwrap() = keys::jwks(&[&s.tpp.directory, &rotated]);
+    let body = || {
+        s.tpp.key.sign_default(
+            &s.tpp
+                .request_claims(&rotated.sign_default(&s.tpp.ssa_claims())),
+        )
+    };
+    let before = s.hits(DIRECTORY_PATH);
+    // The attacker: an unknown kid (its own signature does not matter), then it hangs up.
+    let attack = body();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.envoy.port)).unwrap();
+    write!(
+        conn,
+        "POST /register HTTP/1.1\r\nhost: bank\r\ncontent-type: application/jwt\r\ncontent-length: {}\r\n\r\n{attack}",
+        attack.len()
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while s.hits(DIRECTORY_PATH) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        s.hits(DIRECTORY_PATH),
+        before + 1,
+        "the unknown kid did not refetch"
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    conn.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(conn);
+    // A TPP signed with the rotated key, right after: accepted, within the cooldown.
+    std::thread::sleep(Duration::from_millis(100));
+    let r = s.envoy.send(
+        "POST",
+        "/register",
+        &[("content-type", "application/jwt")],
+        body().as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.post(&body()), 201);
+    assert!(
+        s.envoy.stat("dcr_guard.jwks_orphaned_fetches").unwrap_or(0) >= 1,
+        "the fetch was not taken over by the root context"
+    );
+}

@@ -425,6 +425,26 @@ fn run_cases(hold: bool) {
     );
     s.upstream.clear();
 
+    // Singleton headers sent twice on a registration path: refused (Envoy hands the filter the
+    // first value only; an upstream might use the last).
+    let body = s.tpp.request();
+    let raw = format!(
+        "POST /register HTTP/1.1\r\nhost: bank\r\ncontent-type: application/jwt\r\ncontent-type: application/jwt\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = common::http::send_raw(s.envoy.port, raw.as_bytes());
+    assert_rejected(&s, "content-type twice", &r, 400, "invalid_request");
+    let raw = "GET /register/some-client HTTP/1.1\r\nhost: bank\r\nauthorization: Bearer a\r\nauthorization: Bearer b\r\nconnection: close\r\n\r\n";
+    let r = common::http::send_raw(s.envoy.port, raw.as_bytes());
+    // Envoy joins the two values ("Bearer a,Bearer b"): not a bearer token, refused by the binding.
+    assert_rejected(&s, "authorization twice", &r, 401, "invalid_token");
+    let raw = format!(
+        "POST /register HTTP/1.1\r\nhost: bank\r\ncontent-type: application/jwt\r\ncontent-encoding: identity\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = common::http::send_raw(s.envoy.port, raw.as_bytes());
+    assert_rejected(&s, "content-encoding twice", &r, 400, "invalid_request");
+
     // The audience constant is what the demo AS and the README use.
     assert!(!BANK_AUDIENCE.is_empty());
     assert!(

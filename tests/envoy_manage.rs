@@ -94,8 +94,9 @@ impl Stack {
         r
     }
 
+    /// An RFC 9068 access token (`typ` `at+jwt`) signed by the AS.
     fn as_token(&self, claims: Value) -> String {
-        self.as_key.sign("ES256", json!({}), &claims)
+        self.as_key.sign_access_token(&claims)
     }
 }
 
@@ -193,8 +194,12 @@ fn jwt_mode() {
         ("another client's token", token("c2", t + 300)),
         ("expired", token("c1", t - 3600)),
         ("wrong issuer", s.as_token(json!({"iss": "https://evil.test", "client_id": "c1", "exp": t + 300, "scope": "dcr"}))),
-        ("forged", TestKey::ec("as-1").sign("ES256", json!({}), &json!({"iss": AS_ISSUER, "client_id": "c1", "exp": t + 300, "scope": "dcr"}))),
+        ("forged", TestKey::ec("as-1").sign_access_token(&json!({"iss": AS_ISSUER, "client_id": "c1", "exp": t + 300, "scope": "dcr"}))),
         ("opaque", "not-a-jwt".to_string()),
+        // An ID token the AS signed for the client (`aud` and `azp` the client, `typ` JWT, even
+        // with the scope): not an access token.
+        ("ID token", s.as_key.sign("ES256", json!({"typ": "JWT"}), &json!({"iss": AS_ISSUER, "sub": "user-1", "aud": "c1", "azp": "c1", "exp": t + 300, "scope": "dcr"}))),
+        ("no typ", s.as_key.sign("ES256", json!({"typ": null}), &json!({"iss": AS_ISSUER, "client_id": "c1", "exp": t + 300, "scope": "dcr"}))),
     ];
     for (name, tok) in cases {
         let r = s.call("GET", "/register/c1", Some(&tok), None);
@@ -241,7 +246,7 @@ fn jwt_mode_follows_an_as_key_rotation_after_the_cooldown() {
     // The AS rotates in a new key and signs with it.
     let rotated = TestKey::ec("as-2");
     *s.as_doc.lock().unwrap() = keys::jwks(&[&s.as_key, &rotated]);
-    let token = rotated.sign("ES256", json!({}), &claims);
+    let token = rotated.sign_access_token(&claims);
     // Within the cooldown (2 s: the cache counts whole seconds, and these calls are milliseconds
     // apart) the cached document is asked for again but not refetched: 401.
     let r = s.call("GET", "/register/c1", Some(&token), None);

@@ -24,7 +24,7 @@ struct Stack {
 }
 
 /// The access-log line format used to check the facts dcr-guard records for each request.
-const ACCESS_FORMAT: &str = "ACCESS status=%RESPONSE_CODE% verdict=%FILTER_STATE(wasm.dcr_guard.verdict:PLAIN)% rule=%FILTER_STATE(wasm.dcr_guard.rule:PLAIN)% software_id=%FILTER_STATE(wasm.dcr_guard.software_id:PLAIN)%\n";
+const ACCESS_FORMAT: &str = "ACCESS status=%RESPONSE_CODE% verdict=%FILTER_STATE(wasm.dcr_guard.verdict:PLAIN)% rule=%FILTER_STATE(wasm.dcr_guard.rule:PLAIN)% software_id=%FILTER_STATE(wasm.dcr_guard.software_id:PLAIN)% claimed_software_id=%FILTER_STATE(wasm.dcr_guard.claimed_software_id:PLAIN)%\n";
 
 fn start(tpp: Tpp, filter: impl FnOnce(&Tpp) -> Value) -> Stack {
     let keystore = common::keystore(&tpp, Vec::new());
@@ -224,6 +224,12 @@ fn report_only_forwards_and_counts() {
         line.contains("verdict=reported") && line.contains("rule=ssa_signature"),
         "{line}"
     );
+    // The forged SSA's software_id is only a claim, never the TPP's.
+    assert!(
+        line.contains(" software_id=- ")
+            && line.contains(&format!("claimed_software_id={}", t.software_id)),
+        "{line}"
+    );
     assert!(s.envoy.log().contains("report-only: would reject"));
 
     // Garbage is forwarded too, and counted as an envelope failure.
@@ -235,6 +241,43 @@ fn report_only_forwards_and_counts() {
     assert_eq!(r.status, 201);
     assert_eq!(s.counter("dcr_guard.accepted"), 1);
     assert_eq!(s.counter("dcr_guard.reported"), 2);
+}
+
+#[test]
+fn a_forged_ssa_cannot_write_log_lines_or_be_attributed() {
+    let s = start(Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp")), |t| {
+        t.filter_config("keystore", "keystore")
+    });
+    let t = &s.tpp;
+    let forged_id = format!(
+        "{}\n[2099-01-01 00:00:00.000][1][info][wasm] FORGED dcr-guard: accepted software_id=\"{}\"",
+        t.software_id, t.software_id
+    );
+    let ssa = corrupt_signature(&t.ssa_with(|c| c["software_id"] = json!(forged_id)));
+    let r = s.post(&t.key.sign_default(&t.request_claims(&ssa)));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_software_statement");
+    let line = s.access_line(1);
+    assert!(line.contains(" software_id=- "), "attributed: {line}");
+    assert!(
+        line.contains("claimed_software_id=Cy7LCjSi0o7xDkt4mcZgDW\\n[2099-01-01"),
+        "{line}"
+    );
+    let log = s.envoy.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with("[2099")
+            || l.contains("FORGED dcr-guard: accepted") && !l.contains("claimed_software_id=")),
+        "a forged line in Envoy's log:\n{log}"
+    );
+    let rejected = log
+        .lines()
+        .find(|l| l.contains("dcr-guard: rejected"))
+        .expect("no rejection logged");
+    assert!(
+        rejected.contains("claimed_software_id=\"Cy7LCjSi0o7xDkt4mcZgDW\\n[2099-01-01"),
+        "{rejected}"
+    );
+    assert!(!rejected.contains(" software_id=\""), "{rejected}");
 }
 
 #[test]

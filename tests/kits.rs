@@ -215,9 +215,10 @@ fn check_hold_headers(wasm: &Value, cfg: &Value, what: &str) {
         !hold || allow,
         "{what}: hold_headers needs allow_on_headers_stop_iteration: true on the wasm filter"
     );
+    // Fail closed after a trap and recover by a fresh VM (tests/envoy_trap.rs): FAIL_RELOAD.
     assert_eq!(
-        wasm["config"]["failure_policy"], "FAIL_CLOSED",
-        "{what}: the filter must fail closed"
+        wasm["config"]["failure_policy"], "FAIL_RELOAD",
+        "{what}: the filter must fail closed and be reloaded after a trap"
     );
 }
 
@@ -336,8 +337,30 @@ fn production_config_validates() {
     let hcm = &chain["filters"][0]["typed_config"];
     assert_eq!(hcm["normalize_path"], true);
     assert_eq!(hcm["merge_slashes"], true);
-    assert_eq!(hcm["path_with_escaped_slashes_action"], "KEEP_UNCHANGED");
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
     assert_eq!(hcm["forward_client_cert_details"], "SANITIZE");
+    // Every Envoy kit normalises paths and does not keep `%2F` as sent (spec §1).
+    for kit in [
+        "envoy/production.yaml",
+        "envoy/demo.yaml",
+        "envoy/compose-envoy.yaml",
+    ] {
+        let envoy = yaml_file(kit);
+        for listener in envoy["static_resources"]["listeners"].as_array().unwrap() {
+            for chain in listener["filter_chains"].as_array().unwrap() {
+                let hcm = &chain["filters"][0]["typed_config"];
+                assert_eq!(hcm["normalize_path"], true, "{kit}");
+                assert_eq!(hcm["merge_slashes"], true, "{kit}");
+                let action = hcm["path_with_escaped_slashes_action"].as_str();
+                assert!(
+                    matches!(action, Some("REJECT_REQUEST" | "UNESCAPE_AND_REDIRECT")),
+                    "{kit}: path_with_escaped_slashes_action {action:?}"
+                );
+            }
+        }
+    }
+    let istio = std::fs::read_to_string("envoy/istio/envoyfilter.yaml").unwrap();
+    assert!(istio.contains("DECODE_AND_MERGE_SLASHES"));
     let cfgs = check_envoy_kit("envoy/production.yaml");
     assert_eq!(cfgs[0]["hold_headers"], true);
     // Every callout cluster speaks TLS with SNI, a CA and a SAN match.
@@ -455,7 +478,7 @@ fn istio_manifests_parse() {
         "ingressgateway"
     );
     assert_eq!(wp["spec"]["phase"], "AUTHN");
-    assert_eq!(wp["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(wp["spec"]["failStrategy"], "FAIL_RELOAD");
     assert!(str_at(&wp, "/spec/url", "WasmPlugin").starts_with("oci://"));
     // A WasmPlugin cannot set allow_on_headers_stop_iteration: headers must not be held.
     assert_eq!(wp["spec"]["pluginConfig"]["hold_headers"], false);
@@ -949,7 +972,8 @@ fn kitchen_sink() -> Value {
                 "issuer": "https://as.example",
                 "audiences": ["https://as.example/register"],
                 "scope": "registration",
-                "client_id_claims": ["client_id", "azp"]
+                "client_id_claims": ["client_id", "azp"],
+                "typ": "at+jwt"
             },
             "request_jti": {"enabled": true, "format": "uuid4"},
             "ssa_jti": {"enabled": true, "window_seconds": 86400},
@@ -1003,7 +1027,7 @@ fn kitchen_sink() -> Value {
         "report_only": false,
         "forward": "json",
         "fact_headers": [{"claim": "software_id", "header": "x-tpp-software-id"}],
-        "replay": {"buckets": 64, "entries_per_bucket": 256, "max_retention_seconds": 86400},
+        "replay": {"buckets": 64, "entries_per_bucket": 256, "max_retention_seconds": 86400, "issuer_share_percent": 10},
         "jwks_cache": {
             "default_ttl_seconds": 600,
             "min_ttl_seconds": 60,

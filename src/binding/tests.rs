@@ -58,6 +58,7 @@ fn jwt_mode(key: &TestKey) -> (TokenMode, JwkSet) {
         audiences: vec!["https://as.example/register".into()],
         scope: Some("cdr:registration".into()),
         client_id_claims: vec!["client_id".into(), "azp".into()],
+        typ: ACCESS_TOKEN_TYP.into(),
     });
     let set = JwkSet::parse(jwks(&[key]).to_string().as_bytes(), 10).unwrap();
     (mode, set)
@@ -92,10 +93,10 @@ fn jwt_mode_table() {
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut c = good.clone();
         f(&mut c);
-        key.sign_default(&c)
+        key.sign_access_token(&c)
     };
     let cases: Vec<(&str, String, &str, Option<&str>)> = vec![
-        ("valid", key.sign_default(&good), "c1", None),
+        ("valid", key.sign_access_token(&good), "c1", None),
         (
             "azp fallback",
             edit(&|c| {
@@ -107,7 +108,7 @@ fn jwt_mode_table() {
         ),
         (
             "another client",
-            key.sign_default(&good),
+            key.sign_access_token(&good),
             "c2",
             Some("does not belong"),
         ),
@@ -143,9 +144,16 @@ fn jwt_mode_table() {
             "c1",
             Some("scope"),
         ),
+        // Another client's token is 401 whatever its scope: binding first, never a 403 hint.
+        (
+            "another client's token without the scope",
+            edit(&|c| c["scope"] = json!("openid")),
+            "c2",
+            Some("does not belong"),
+        ),
         (
             "signed by another key",
-            TestKey::ec("as-1").sign_default(&good),
+            TestKey::ec("as-1").sign_access_token(&good),
             "c1",
             Some("signature"),
         ),
@@ -161,6 +169,43 @@ fn jwt_mode_table() {
             "c1",
             Some("not a valid JWT"),
         ),
+        // Only RFC 9068 access tokens: `typ` `at+jwt`, compared as a media type.
+        (
+            "typ application/at+jwt",
+            key.sign("ES256", json!({"typ": "application/at+jwt"}), &good),
+            "c1",
+            None,
+        ),
+        (
+            "typ AT+JWT",
+            key.sign("ES256", json!({"typ": "AT+JWT"}), &good),
+            "c1",
+            None,
+        ),
+        (
+            "typ JWT (an ID token's)",
+            key.sign("ES256", json!({"typ": "JWT"}), &good),
+            "c1",
+            Some("not an access token"),
+        ),
+        (
+            "no typ",
+            key.sign("ES256", json!({"typ": null}), &good),
+            "c1",
+            Some("not an access token"),
+        ),
+        (
+            "typ at+jwt with parameters",
+            key.sign("ES256", json!({"typ": "at+jwt;v=1"}), &good),
+            "c1",
+            Some("not an access token"),
+        ),
+        (
+            "typ application/jwt",
+            key.sign("ES256", json!({"typ": "application/jwt"}), &good),
+            "c1",
+            Some("not an access token"),
+        ),
     ];
     for (name, token, client, want) in cases {
         let got = check(&mode, &set, &token, client);
@@ -168,7 +213,21 @@ fn jwt_mode_table() {
             None => assert!(got.is_ok(), "{name}: {got:?}"),
             Some(w) => {
                 let e = got.err().unwrap_or_else(|| panic!("{name}: accepted"));
-                assert_eq!(e.status, 401, "{name}");
+                // RFC 6750 §3.1 / spec §5: this client's good token without the scope is 403.
+                let status = if name == "missing scope" { 403 } else { 401 };
+                assert_eq!(e.status, status, "{name}");
+                if status == 403 {
+                    assert_eq!(e.code.as_str(), "insufficient_scope");
+                    assert!(
+                        e.headers().contains(&(
+                            "www-authenticate",
+                            "Bearer error=\"insufficient_scope\", scope=\"cdr:registration\""
+                                .to_string()
+                        )),
+                        "{name}: {:?}",
+                        e.headers()
+                    );
+                }
                 assert!(e.description.contains(w), "{name}: {}", e.description);
                 assert!(!e.body().contains(client), "{name}: body names the client");
             }
@@ -177,10 +236,68 @@ fn jwt_mode_table() {
 }
 
 #[test]
+fn an_id_token_for_the_client_cannot_manage_its_registration() {
+    // An ID token the AS signed for client A: `aud` and `azp` are the client, header `typ` JWT.
+    let key = TestKey::ec("as-1");
+    let t = now();
+    let id_token = key.sign(
+        "ES256",
+        json!({"typ": "JWT"}),
+        &json!({"iss": "https://as.example", "sub": "user-1", "aud": "client-A", "azp": "client-A",
+                "exp": t + 300, "iat": t, "nonce": "n"}),
+    );
+    let (mode, set) = jwt_mode(&key);
+    let TokenMode::Jwt(full) = &mode else {
+        panic!()
+    };
+    // Pinned to the AS's issuer only (the least a configuration may say): the ID token's `iss`,
+    // `exp` and `azp` all fit, only its `typ` tells it apart.
+    let issuer_only = JwtBinding {
+        audiences: Vec::new(),
+        scope: None,
+        ..full.clone()
+    };
+    // An operator whose AS mints access tokens with `typ` JWT must require an audience (or a
+    // scope), which the ID token does not have.
+    let jwt_typ = JwtBinding {
+        typ: media_type("JWT"),
+        ..full.clone()
+    };
+    for mode in [
+        mode.clone(),
+        TokenMode::Jwt(issuer_only.clone()),
+        TokenMode::Jwt(jwt_typ),
+    ] {
+        let e = check(&mode, &set, &id_token, "client-A").unwrap_err();
+        assert_eq!((e.status, e.code), (401, ErrorCode::InvalidToken));
+        assert_eq!(e.challenge, Some(Challenge::InvalidToken));
+    }
+    // Control: the same claims in an access token are accepted by the issuer-only mode.
+    let access = key.sign_access_token(
+        &json!({"iss": "https://as.example", "azp": "client-A", "exp": t + 300}),
+    );
+    assert!(check(&TokenMode::Jwt(issuer_only), &set, &access, "client-A").is_ok());
+}
+
+#[test]
+fn media_type_table() {
+    for (typ, want) in [
+        ("at+jwt", "application/at+jwt"),
+        ("AT+JWT", "application/at+jwt"),
+        ("application/at+jwt", "application/at+jwt"),
+        ("Application/AT+JWT", "application/at+jwt"),
+        ("JWT", "application/jwt"),
+        ("text/at+jwt", "text/at+jwt"),
+    ] {
+        assert_eq!(media_type(typ), want, "{typ}");
+    }
+}
+
+#[test]
 fn jwt_mode_keystore_down_is_503() {
     let key = TestKey::ec("as-1");
     let (mode, _) = jwt_mode(&key);
-    let token = key.sign_default(&json!({"exp": now() + 60, "client_id": "c1"}));
+    let token = key.sign_access_token(&json!({"exp": now() + 60, "client_id": "c1"}));
     let header = format!("Bearer {token}");
     let mut b = Binding::start(&mode, Some(&header), "c1").unwrap();
     if let Step::Fetch(srcs) = b.step(&mode, now() as i64, 60, 5) {
@@ -198,7 +315,7 @@ fn jwt_mode_asks_once_more_for_an_unknown_kid() {
     let rotated = TestKey::ec("as-2");
     let (mode, old_set) = jwt_mode(&old);
     let new_set = JwkSet::parse(jwks(&[&old, &rotated]).to_string().as_bytes(), 10).unwrap();
-    let token = rotated.sign_default(&json!({
+    let token = rotated.sign_access_token(&json!({
         "iss": "https://as.example", "aud": "https://as.example/register", "exp": now() + 300,
         "scope": "cdr:registration", "client_id": "c1"
     }));

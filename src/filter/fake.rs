@@ -28,6 +28,8 @@ fn wall_clock() -> i64 {
 #[derive(Default)]
 pub struct Fake {
     pub headers: HashMap<String, String>,
+    /// Header names the request carries a second time (the map above holds one value each).
+    pub repeated: Vec<String>,
     pub body: Vec<u8>,
     /// url → (status, body); a missing url makes dispatch fail.
     pub keystore: HashMap<String, (Option<u16>, Vec<u8>)>,
@@ -57,6 +59,12 @@ impl Host for Fake {
     }
     fn request_header(&self, name: &str) -> Option<String> {
         self.headers.get(name).cloned()
+    }
+    fn repeated_request_header(&self, names: &[&str]) -> Option<String> {
+        names
+            .iter()
+            .find(|n| self.repeated.iter().any(|r| r == *n))
+            .map(|n| n.to_string())
     }
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         Some(self.body.iter().take(size).copied().collect())

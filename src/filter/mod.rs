@@ -10,6 +10,7 @@ use crate::binding::Binding;
 use crate::cert::ClientCert;
 use crate::config::{CertSource, Config, Forward, JwksSource};
 use crate::error::{DcrError, RuleId};
+use crate::escape::escape;
 use crate::jwks_cache::{Decision, Need};
 use crate::path::{classify, Route};
 use crate::pipeline::{Create, Facts, Fetched, Step, Work};
@@ -43,6 +44,8 @@ pub trait Host {
     /// Unix time, seconds.
     fn now(&self) -> i64;
     fn request_header(&self, name: &str) -> Option<String>;
+    /// The first of `names` (lower case) that the request carries more than once.
+    fn repeated_request_header(&self, names: &[&str]) -> Option<String>;
     /// The buffered request body (the first `size` bytes).
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Start a GET callout; the answer comes back through [`Stream::on_call_response`].
@@ -103,6 +106,9 @@ enum Phase {
         pending: Vec<u32>,
         waiting: Vec<String>,
     },
+    /// A GET or DELETE with held headers that may still carry a body: it must end without one;
+    /// the management checks start when it does.
+    Bodiless { client_id: String },
     /// A local reply was sent.
     Done,
 }
@@ -144,7 +150,7 @@ impl Engine {
         let mut stream = Stream::new(self.cfg.clone(), ctx);
         let flow = stream.on_request_headers(host, &mut self.worker, end_of_stream);
         // Only registration requests are tracked; everything else costs nothing more.
-        if !matches!(stream.phase, Phase::Pass) {
+        if !matches!(stream.phase, Phase::Pass) || stream.no_body.is_some() {
             self.streams.insert(ctx, stream);
         }
         flow
@@ -177,7 +183,8 @@ impl Engine {
             None => return,
         };
         match self.worker.tokens.remove(&token) {
-            Some(Owner::Stream { ctx, url, lease }) => {
+            Some(Owner::Stream { ctx, src, lease }) => {
+                let url = src.url;
                 let alive = self.streams.contains_key(&ctx) && host.set_effective_context(ctx);
                 match self.streams.get_mut(&ctx) {
                     Some(s) if alive => {
@@ -213,6 +220,9 @@ impl Engine {
             None => return,
         };
         let now = host.now();
+        if !self.worker.orphans.is_empty() {
+            self.worker.adopt_orphans(host, &cfg, now);
+        }
         self.worker.refresh(host, &cfg, now);
         if self.worker.waiters.is_empty() {
             return;
@@ -232,11 +242,19 @@ impl Engine {
     pub fn remove(&mut self, ctx: u32) {
         self.streams.remove(&ctx);
         self.worker.waiters.retain(|w| w.ctx != ctx);
-        // The host cancels a finished context's callouts: their answers never come back. (A lease
-        // such a fetch held expires by itself.)
+        // The answers of a finished context's callouts never reach us (the SDK drops them with
+        // the context). A fetch that held the document's lease is handed to the root context,
+        // which fetches again and publishes for every worker (see `Worker::orphans`).
+        let orphans = &mut self.worker.orphans;
         self.worker.tokens.retain(|_, owner| match owner {
-            Owner::Stream { ctx: c, .. } | Owner::Call { ctx: c } => *c != ctx,
-            Owner::Refresh { .. } => true,
+            Owner::Stream { ctx: c, src, lease } if *c == ctx => {
+                if let Some(lease) = lease {
+                    orphans.push((src.clone(), *lease));
+                }
+                false
+            }
+            Owner::Call { ctx: c } => *c != ctx,
+            Owner::Stream { .. } | Owner::Refresh { .. } => true,
         });
     }
 }
@@ -247,9 +265,39 @@ pub struct Stream {
     phase: Phase,
     /// The host's id of this HTTP context.
     ctx: u32,
+    /// `GET` or `DELETE` on a client path whose headers did not end the stream: any body byte
+    /// is refused, whatever phase the stream is in.
+    no_body: Option<&'static str>,
 }
 
 const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
+
+/// Headers describing the body as the client sent it: removed when JSON forwarding replaces it.
+const BODY_DESCRIBING_HEADERS: [&str; 5] = [
+    "content-encoding",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+];
+
+/// Headers that must appear at most once on a registration request.
+const SINGLETON_HEADERS: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "x-forwarded-client-cert",
+];
+
+/// Headers that ask some frameworks to treat a request as another method: refused on the
+/// registration path, where the method decides which checks run.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Largest introspection answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -260,6 +308,7 @@ impl Stream {
             cfg,
             phase: Phase::Pass,
             ctx,
+            no_body: None,
         }
     }
 
@@ -282,19 +331,39 @@ impl Stream {
                 );
             }
         };
+        // Verified-fact headers come from dcr-guard only, never from the client: removed from
+        // every request, DCR or not (an upstream may route a path the filter does not serve).
+        for (_, header) in &cfg.fact_headers {
+            host.set_request_header(header, None);
+        }
         let route = classify(&cfg.path, &path);
         if route == Route::NotDcr {
             return Flow::Continue;
         }
         host.count("dcr_guard.requests");
-        // Verified-facts headers come from dcr-guard only, never from the client.
-        for (_, header) in &cfg.fact_headers {
-            if host.request_header(header).is_some() {
-                host.set_request_header(header, None);
-            }
-        }
         let method = host.request_header(":method").unwrap_or_default();
         let none = Facts::default();
+        if let Some(name) = METHOD_OVERRIDES
+            .iter()
+            .find(|h| host.request_header(h).is_some())
+        {
+            let why = match *name {
+                "x-http-method-override" => {
+                    "the X-HTTP-Method-Override header is not allowed on the registration path"
+                }
+                "x-http-method" => {
+                    "the X-HTTP-Method header is not allowed on the registration path"
+                }
+                _ => "the X-Method-Override header is not allowed on the registration path",
+            };
+            return self.refuse(host, DcrError::invalid_request(why), &none, false);
+        }
+        // Singleton fields sent twice: the filter reads the first, another parser may use the
+        // last (a token, a media type, a length the filter did not check). Malformed: refused.
+        if let Some(name) = host.repeated_request_header(&SINGLETON_HEADERS) {
+            let why = format!("the {name} header must not be sent more than once");
+            return self.refuse(host, DcrError::invalid_request(why), &none, false);
+        }
         match route {
             Route::NotDcr => Flow::Continue,
             Route::Invalid(why) => self.refuse(host, DcrError::invalid_request(why), &none, false),
@@ -303,9 +372,11 @@ impl Stream {
             }
             Route::Collection => self.start_body(host, &cfg, end_of_stream, None, None),
             Route::Client(id) => match method.as_str() {
-                "GET" | "DELETE" | "PUT" => {
-                    self.start_management(host, worker, &cfg, end_of_stream, &method, id)
+                "PUT" => self.start_management(host, worker, &cfg, end_of_stream, &method, id),
+                "GET" | "DELETE" if end_of_stream => {
+                    self.start_management(host, worker, &cfg, true, &method, id)
                 }
+                "GET" | "DELETE" => self.expect_no_body(host, worker, &cfg, &method, id),
                 _ => self.refuse(
                     host,
                     DcrError::method_not_allowed(MANAGEMENT_METHODS),
@@ -314,6 +385,49 @@ impl Stream {
                 ),
             },
         }
+    }
+
+    /// A GET or DELETE whose headers did not end the stream: a body is refused, not forwarded
+    /// (an upstream might act on it). A declared length or transfer coding is refused at once;
+    /// otherwise (HTTP/2 without `content-length`) the stream is held until it ends empty.
+    fn expect_no_body(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        cfg: &Config,
+        method: &str,
+        client_id: String,
+    ) -> Flow {
+        let declared = host
+            .request_header("content-length")
+            .is_some_and(|l| l.trim() != "0")
+            || host.request_header("transfer-encoding").is_some();
+        if declared {
+            return self.refuse_body_on(host, method);
+        }
+        self.no_body = Some(if method == "GET" { "GET" } else { "DELETE" });
+        if cfg.hold_headers {
+            self.phase = Phase::Bodiless { client_id };
+            Flow::Pause
+        } else {
+            // Headers go on now (the host cannot hold them); a body that follows is refused by
+            // a local reply, which resets the upstream stream.
+            self.start_management(host, worker, cfg, false, method, client_id)
+        }
+    }
+
+    fn refuse_body_on(&mut self, host: &mut dyn Host, method: &str) -> Flow {
+        let why = if method == "GET" {
+            "a GET on the registration path must not have a body"
+        } else {
+            "a DELETE on the registration path must not have a body"
+        };
+        self.refuse(
+            host,
+            DcrError::invalid_request(why),
+            &Facts::default(),
+            false,
+        )
     }
 
     /// GET, PUT, DELETE on `/register/{client_id}`: the binding first (spec §5).
@@ -380,6 +494,20 @@ impl Stream {
         if !ok {
             return self.refuse(host, DcrError::invalid_request(expected), &none, false);
         }
+        // The filter validates the bytes it sees; a coded body would be decoded by the AS into
+        // other bytes than those validated. Only `identity` (no coding) is accepted.
+        if let Some(coding) = host.request_header("content-encoding") {
+            if !coding.trim().eq_ignore_ascii_case("identity") {
+                return self.refuse(
+                    host,
+                    DcrError::invalid_request(
+                        "a content-encoding is not accepted: send the registration uncoded",
+                    ),
+                    &none,
+                    false,
+                );
+            }
+        }
         if let Some(len) = host.request_header("content-length") {
             match len.trim().parse::<u64>() {
                 Ok(n) if n > cfg.limits.body_bytes as u64 => {
@@ -427,9 +555,28 @@ impl Stream {
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if let Some(method) = self.no_body {
+            if body_size > 0 && !matches!(self.phase, Phase::Done) {
+                self.no_body = None;
+                return self.refuse_body_on(host, method);
+            }
+            if let Phase::Bodiless { .. } = self.phase {
+                if !end_of_stream {
+                    return Flow::Pause;
+                }
+                let Phase::Bodiless { client_id } = std::mem::replace(&mut self.phase, Phase::Pass)
+                else {
+                    return Flow::Pause;
+                };
+                return match self.cfg.clone() {
+                    Some(cfg) => self.start_management(host, worker, &cfg, true, method, client_id),
+                    None => Flow::Pause,
+                };
+            }
+        }
         match self.phase {
             Phase::Pass => return Flow::Continue,
-            Phase::Done | Phase::Validating { .. } => return Flow::Pause,
+            Phase::Done | Phase::Validating { .. } | Phase::Bodiless { .. } => return Flow::Pause,
             Phase::Buffering { .. } => {}
         }
         let cfg = match &self.cfg {
@@ -479,6 +626,7 @@ impl Stream {
                 let len = body.len();
                 self.on_request_body(host, worker, len, true)
             }
+            Phase::Bodiless { .. } => self.on_request_body(host, worker, 0, true),
             Phase::Pass => Flow::Continue,
             _ => Flow::Pause,
         }
@@ -649,7 +797,7 @@ impl Stream {
                     token,
                     Owner::Stream {
                         ctx: self.ctx,
-                        url: src.url.clone(),
+                        src: src.clone(),
                         lease,
                     },
                 );
@@ -702,6 +850,10 @@ impl Stream {
                         host.replace_request_body(&body);
                         host.set_request_header("content-type", Some("application/json"));
                         host.set_request_header("content-length", Some(&body.len().to_string()));
+                        // Headers that describe the body the client sent, not this one.
+                        for name in BODY_DESCRIBING_HEADERS {
+                            host.set_request_header(name, None);
+                        }
                     }
                     Err(e) => return self.refuse(host, e, &facts, in_callback),
                 }
@@ -722,9 +874,7 @@ impl Stream {
             "dcr_guard.management_forwarded"
         });
         host.set_state("dcr_guard.verdict", "accepted");
-        if let Some(id) = &facts.software_id {
-            host.set_state("dcr_guard.software_id", id);
-        }
+        record_facts(host, &facts);
         self.phase = Phase::Pass;
         if in_callback {
             host.resume();
@@ -885,9 +1035,7 @@ impl Stream {
         if let Some(first) = failures.first() {
             host.set_state("dcr_guard.rule", first.source.as_str());
         }
-        if let Some(id) = &facts.software_id {
-            host.set_state("dcr_guard.software_id", id);
-        }
+        record_facts(host, facts);
         for e in failures {
             host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
             if e.is_dependency_fault() {
@@ -903,9 +1051,9 @@ impl Stream {
             host.log(
                 Level::Info,
                 &format!(
-                    "dcr-guard: report-only: skipped rule={} software_id={} (it depends on a check that failed)",
+                    "dcr-guard: report-only: skipped rule={} {} (it depends on a check that failed)",
                     rule.as_str(),
-                    facts.software_id.as_deref().unwrap_or("-"),
+                    log_id(&facts.software_id, &facts.claimed_software_id, "software_id"),
                 ),
             );
         }
@@ -920,9 +1068,7 @@ impl Stream {
         }
         host.set_state("dcr_guard.verdict", "rejected");
         host.set_state("dcr_guard.rule", e.source.as_str());
-        if let Some(id) = &facts.software_id {
-            host.set_state("dcr_guard.software_id", id);
-        }
+        record_facts(host, facts);
         let level = if e.is_dependency_fault() {
             Level::Warn
         } else {
@@ -936,18 +1082,48 @@ impl Stream {
     }
 }
 
-/// One log line for a failure: rule, code, the TPP's software_id and request jti when known;
-/// never a token, a key or a payload.
+/// One log line for a failure: rule, code, the TPP's software_id and request jti when known (as
+/// `claimed_…` while the token carrying them has not verified); never a token, a key or a
+/// payload. Every client-derived part (the ids, and the description, which may quote a claim) is
+/// escaped: one request is one line.
 fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
     format!(
-        "dcr-guard: {what} status={} error={} rule={} software_id={} jti={} reason=\"{}\"",
+        "dcr-guard: {what} status={} error={} rule={} {} {} reason=\"{}\"",
         e.status,
         e.code.as_str(),
         e.source.as_str(),
-        facts.software_id.as_deref().unwrap_or("-"),
-        facts.jti.as_deref().unwrap_or("-"),
-        crate::error::clip(&e.description, 200).replace('"', "'"),
+        log_id(
+            &facts.software_id,
+            &facts.claimed_software_id,
+            "software_id"
+        ),
+        log_id(&facts.jti, &facts.claimed_jti, "jti"),
+        escape(&e.description, crate::escape::MAX_REASON),
     )
+}
+
+/// `name="value"` for a verified value, `claimed_name="value"` for an unverified one, `name=-`
+/// when there is none; escaped.
+fn log_id(verified: &Option<String>, claimed: &Option<String>, name: &str) -> String {
+    match (verified, claimed) {
+        (Some(v), _) => format!("{name}=\"{}\"", escape(v, crate::escape::MAX_ID)),
+        (None, Some(c)) => format!("claimed_{name}=\"{}\"", escape(c, crate::escape::MAX_ID)),
+        (None, None) => format!("{name}=-"),
+    }
+}
+
+/// The request's facts as filter state (`wasm.dcr_guard.…`), escaped: a verified SSA's
+/// `software_id` as `software_id`, an unverified SSA's only as `claimed_software_id`.
+fn record_facts(host: &mut dyn Host, facts: &Facts) {
+    if let Some(id) = &facts.software_id {
+        host.set_state("dcr_guard.software_id", &escape(id, crate::escape::MAX_ID));
+    }
+    if let Some(id) = &facts.claimed_software_id {
+        host.set_state(
+            "dcr_guard.claimed_software_id",
+            &escape(id, crate::escape::MAX_ID),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,47 @@ fn same_document_for_directory_and_software_is_fetched_once() {
 }
 
 #[test]
+fn a_software_jwks_on_a_port_not_allowed_is_never_fetched() {
+    // The allowed host on another port (the host entry names none: 443 only), then the same
+    // port once the entry names it.
+    for (entry, allowed) in [
+        ("keystore.tpp.test", false),
+        ("keystore.tpp.test:8443", true),
+    ] {
+        let mut w = world_with(|v| {
+            v["software_jwks_hosts"] = json!([{"host": entry, "upstream": "software"}]);
+        });
+        w.tpp.jwks_host = "keystore.tpp.test:8443".into();
+        w.host.keystore.insert(
+            w.tpp.jwks_url(),
+            (Some(200), w.tpp.software_jwks().to_string().into_bytes()),
+        );
+        let body = w.tpp.request();
+        w.post(&body);
+        w.answer_callouts();
+        let fetched = dispatched_urls(&w);
+        if allowed {
+            assert_eq!(
+                fetched,
+                vec![DIRECTORY_JWKS_URL.to_string(), w.tpp.jwks_url()]
+            );
+            assert_eq!(w.host.resumed, 1, "{:?}", w.host.responses);
+        } else {
+            assert_eq!(fetched, vec![DIRECTORY_JWKS_URL.to_string()]);
+            assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+            let (_, _, body) = &w.host.responses[0];
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("`keystore.tpp.test:8443` is not allowed"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[test]
 fn two_directory_urls_are_fetched_together_and_either_may_hold_the_key() {
     let mut w = world_with(|v| {
         v["directories"][0]["jwks"] = json!([
@@ -502,11 +543,133 @@ fn rejections_are_logged_once_without_tokens() {
     assert!(line.contains("rule=issuance_time"), "{line}");
     assert!(line.contains("error=invalid_client_metadata"), "{line}");
     assert!(
-        line.contains(&format!("software_id={}", w.tpp.software_id)),
+        line.contains(&format!(" software_id=\"{}\"", w.tpp.software_id)),
         "{line}"
     );
-    assert!(line.contains("jti="), "{line}");
+    assert!(line.contains(" jti=\""), "{line}");
     assert!(!line.contains(&body[..20]), "token echoed: {line}");
+}
+
+/// What a forged SSA may claim: a known TPP's software_id followed by a forged log line.
+const FORGED_ID: &str =
+    "Cy7LCjSi0o7xDkt4mcZgDW\n[2099-01-01 00:00:00.000][1][info][wasm] FORGED dcr-guard: accepted \"x\"\r\u{7f}\u{2028}";
+
+/// No log line and no filter state value carries a character that could end a line, start a
+/// forged one or leave a quoted field: printable ASCII only.
+fn assert_sinks_clean(w: &World) {
+    for line in w.host.logs.borrow().iter() {
+        assert!(
+            line.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "raw control or non-ASCII in a log line: {line:?}"
+        );
+    }
+    for (k, v) in &w.host.state {
+        assert!(
+            v.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "raw control or non-ASCII in filter state {k}: {v:?}"
+        );
+    }
+}
+
+#[test]
+fn a_forged_ssa_is_never_attributed_nor_logged_raw() {
+    for report_only in [false, true] {
+        let mut w = world_with(|v| v["report_only"] = json!(report_only));
+        let forged = crate::testkit::dcr::corrupt_signature(&w.tpp.ssa_with(|c| {
+            c["software_id"] = json!(FORGED_ID);
+        }));
+        let body = w.tpp.key.sign_default(&{
+            let mut c = w.tpp.request_claims(&forged);
+            c["jti"] = json!("j\nforged jti");
+            c
+        });
+        w.post(&body);
+        w.answer_callouts();
+        if report_only {
+            assert!(w.host.responses.is_empty());
+            assert_eq!(w.host.state["dcr_guard.verdict"], "reported");
+        } else {
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_software_statement".into()))
+            );
+            assert_eq!(w.host.state["dcr_guard.verdict"], "rejected");
+        }
+        assert_sinks_clean(&w);
+        // Never recorded as the TPP's software_id: only as what an unverified SSA claims.
+        assert!(
+            !w.host.state.contains_key("dcr_guard.software_id"),
+            "{report_only}: {:?}",
+            w.host.state
+        );
+        assert_eq!(
+            w.host.state["dcr_guard.claimed_software_id"],
+            "Cy7LCjSi0o7xDkt4mcZgDW\\n[2099-01-01 00:00:00.000][1][info][wasm] FORGED dcr-guard: accepted \\\"x\\\"\\r\\u{7f}\\u{2028}"
+        );
+        let logs = w.host.logs.borrow();
+        let lines: Vec<&String> = logs.iter().filter(|l| l.contains("rule=")).collect();
+        assert!(!lines.is_empty(), "{logs:?}");
+        for line in lines {
+            assert!(!line.contains(" software_id=\""), "attributed: {line}");
+            assert!(
+                !line.contains(" jti=\""),
+                "unverified jti as a fact: {line}"
+            );
+            assert!(
+                line.contains(" claimed_software_id=\"Cy7LCjSi0o7xDkt4mcZgDW\\n[2099"),
+                "{line}"
+            );
+            if line.contains("status=") {
+                assert!(line.contains(" claimed_jti=\"j\\nforged jti\""), "{line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_verified_ssa_is_attributed_and_an_unverified_request_jti_stays_claimed() {
+    // A genuine SSA (verified) on a request whose own signature is forged: the SSA's
+    // software_id is a fact, the request's jti only a claim.
+    let mut w = world();
+    let body = crate::testkit::dcr::corrupt_signature(&w.tpp.request_with(|c| {
+        c["jti"] = json!("j-\"1\"");
+    }));
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    assert_sinks_clean(&w);
+    assert_eq!(w.host.state["dcr_guard.software_id"], w.tpp.software_id);
+    assert!(!w.host.state.contains_key("dcr_guard.claimed_software_id"));
+    let logs = w.host.logs.borrow();
+    let line = logs.iter().find(|l| l.contains("rejected")).unwrap();
+    assert!(line.contains("rule=request_signature"), "{line}");
+    assert!(
+        line.contains(&format!(" software_id=\"{}\"", w.tpp.software_id)),
+        "{line}"
+    );
+    assert!(line.contains(" claimed_jti=\"j-\\\"1\\\"\""), "{line}");
+}
+
+#[test]
+fn a_reason_quoting_a_claim_is_escaped_in_the_log() {
+    // An untrusted SSA issuer is quoted in the description: one line, escaped.
+    let mut w = world();
+    let ssa = w
+        .tpp
+        .ssa_with(|c| c["iss"] = json!("Evil\n[info] accepted \"q\""));
+    let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
+    w.post(&body);
+    assert_eq!(
+        w.rejected(),
+        Some((400, "unapproved_software_statement".into()))
+    );
+    assert_sinks_clean(&w);
+    let logs = w.host.logs.borrow();
+    let line = logs.iter().find(|l| l.contains("rejected")).unwrap();
+    assert!(
+        line.contains("reason=\"SSA issuer `Evil\\n[info] accepted \\\"q\\\"` is not trusted\""),
+        "{line}"
+    );
 }
 
 #[test]
@@ -681,6 +844,101 @@ fn replay_is_checked_last_and_shared_between_workers() {
             assert!(desc.contains("used before"), "{desc}");
         }
     }
+}
+
+/// Spec §7: with `replay.max_retention_seconds` at the smallest value the configuration accepts, a
+/// request whose `iat` is `leeway` in the future (the most `issuance_time` accepts) is still a
+/// replay at the last second it can be accepted (`iat + max_age`); one second later the request
+/// itself is too old.
+#[test]
+fn a_replay_cap_at_its_floor_leaves_no_replay_window() {
+    let age = 3600i64;
+    for leeway in [60i64, 1, 0] {
+        let config = move |v: &mut Value, retention: i64| {
+            v["leeway_seconds"] = json!(leeway);
+            v["rules"]["issuance_time"] = json!({"max_age_seconds": age});
+            v["replay"] = json!({"max_retention_seconds": retention});
+        };
+        // The smallest cap the configuration accepts, whatever the formula.
+        let floor = (1..=age + 3 * leeway + 5)
+            .find(|r| {
+                let mut v = Tpp::new(TestKey::ec("d"), TestKey::ec("t")).filter_config("d", "s");
+                config(&mut v, *r);
+                Config::from_json(v.to_string().as_bytes()).is_ok()
+            })
+            .unwrap();
+
+        let mut w = world_with(|v| config(v, floor));
+        let t0 = now() as i64;
+        w.host.frozen = Some(t0);
+        let ssa = w.tpp.ssa();
+        let mut claims = w.tpp.request_claims(&ssa);
+        claims["iat"] = json!(t0 + leeway);
+        claims["exp"] = json!(t0 + 2 * leeway + age + 10);
+        let body = w.tpp.key.sign_default(&claims);
+        w.post(&body);
+        w.answer_callouts();
+        assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+        assert_eq!(w.host.resumed, 1);
+
+        // Another worker, at the last second the request can be accepted, then one later.
+        let last = t0 + leeway + age;
+        for (at, want) in [(last, "used before"), (last + 1, "too old")] {
+            w.engine = Engine::new(w.engine.config().cloned(), 2);
+            again(&mut w);
+            w.host.frozen = Some(at);
+            w.post(&body);
+            w.answer_callouts();
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_client_metadata".into())),
+                "leeway {leeway} at {}",
+                at - t0
+            );
+            let desc = w.host.responses[0].2["error_description"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(desc.contains(want), "leeway {leeway}: {desc}");
+        }
+        assert_eq!(floor, age + leeway + leeway.max(1), "leeway {leeway}");
+    }
+}
+
+/// The per-issuer share limits the request `iss` (the TPP); SSA pairs, whose issuer is the
+/// directory of every TPP, are not limited, so two TPPs' SSAs do not compete for one share.
+#[test]
+fn the_issuer_share_limits_tpps_not_their_directory() {
+    let mut w = world_with(|v| {
+        v["rules"]["ssa_jti"] = json!({"enabled": true});
+        // One bucket of 8; an issuer may hold 2.
+        v["replay"] = json!({"buckets": 1, "entries_per_bucket": 8, "issuer_share_percent": 25});
+    });
+    let mut other = Tpp::new(TestKey::ec("unused"), TestKey::ec("tpp-2"));
+    other.software_id = "Zq9OtherSoftware00001".to_string();
+    w.host.keystore.insert(
+        other.jwks_url(),
+        (Some(200), other.software_jwks().to_string().into_bytes()),
+    );
+    let post = |w: &mut World, body: String| {
+        again(w);
+        w.post(&body);
+        w.answer_callouts();
+        w.rejected()
+    };
+    for _ in 0..2 {
+        let body = w.tpp.request();
+        assert_eq!(post(&mut w, body), None);
+        let ssa = w.tpp.directory.sign_default(&other.ssa_claims());
+        let body = other.key.sign_default(&other.request_claims(&ssa));
+        assert_eq!(post(&mut w, body), None, "{:?}", w.host.responses);
+    }
+    // Each TPP now holds its share (2 request pairs); the directory holds 4 SSA pairs.
+    let body = w.tpp.request();
+    assert_eq!(
+        post(&mut w, body),
+        Some((503, "temporarily_unavailable".into()))
+    );
 }
 
 #[test]
@@ -1046,6 +1304,11 @@ fn introspection_mode() {
         (
             "no scope",
             (Some(200), json!({"active": true, "client_id": "c1"})),
+            403,
+        ),
+        (
+            "another client's, no scope",
+            (Some(200), json!({"active": true, "client_id": "c2"})),
             401,
         ),
         (
@@ -1145,4 +1408,307 @@ fn a_waiter_that_saw_the_new_document_too_early_still_gets_it() {
         matches!(done[0].2, WaitOver::Ready(Fetched::Keys(_))),
         "timed out instead"
     );
+}
+
+/// Spec §1: nothing under the registration path reaches the AS unvalidated. Every method on every
+/// path an upstream could decode or normalise into the registration path is answered 400 by the
+/// filter itself (on the old classifier these were "not DCR" and went upstream untouched).
+#[test]
+fn paths_that_normalise_to_the_registration_path_are_refused_not_passed() {
+    let paths = [
+        "/register%2F",
+        "/REGISTER%2f",
+        "/register%5C",
+        "/register%2Fabc",
+        "/register.json",
+        "/register%2e",
+        "/register%20",
+        "/register%3B",
+        "/register%252F",
+        "/register\\abc",
+        "/x/../register",
+        "/register/abc/..",
+        "http://bank.example/register%2F",
+    ];
+    for path in paths {
+        for method in ["POST", "PUT", "GET", "DELETE", "PATCH"] {
+            let mut w = world();
+            w.request(method, path, "application/jwt", "x");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer t".into());
+            let flow = w.engine.on_request_headers(&mut w.host, 1, false);
+            assert_eq!(flow, Flow::Pause, "{method} {path}");
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_request".into())),
+                "{method} {path}"
+            );
+            assert_eq!(w.host.resumed, 0);
+        }
+    }
+}
+
+#[test]
+fn fact_headers_are_stripped_from_every_request() {
+    let edit = |v: &mut Value| {
+        v["fact_headers"] = json!([{"claim": "software_id", "header": "x-tpp-software-id"}]);
+    };
+    for (method, path) in [
+        ("GET", "/other"),
+        ("POST", "/registers"),
+        ("GET", "/register-x/abc"),
+        ("POST", "/register"),
+        ("GET", "/register/abc"),
+    ] {
+        let mut w = world_with(edit);
+        w.request(method, path, "application/jwt", "");
+        w.host
+            .headers
+            .insert("authorization".into(), "Bearer t".into());
+        w.host
+            .headers
+            .insert("x-tpp-software-id".into(), "forged".into());
+        w.engine.on_request_headers(&mut w.host, 1, true);
+        assert_eq!(
+            w.host.headers.get("x-tpp-software-id"),
+            None,
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn method_override_headers_are_refused_on_the_registration_path() {
+    for header in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        for (method, path) in [
+            ("POST", "/register"),
+            ("GET", "/register/abc"),
+            ("PUT", "/register/abc"),
+        ] {
+            let mut w = world();
+            w.request(method, path, "application/jwt", "");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer t".into());
+            w.host.headers.insert(header.into(), "DELETE".into());
+            let flow = w.engine.on_request_headers(&mut w.host, 1, false);
+            assert_eq!(flow, Flow::Pause, "{header} {method} {path}");
+            assert_eq!(w.rejected(), Some((400, "invalid_request".into())));
+        }
+        // Elsewhere they are none of the filter's business.
+        let mut w = world();
+        w.request("POST", "/other", "text/plain", "");
+        w.host.headers.insert(header.into(), "DELETE".into());
+        let flow = w.engine.on_request_headers(&mut w.host, 1, false);
+        assert_eq!(flow, Flow::Continue);
+        assert!(w.host.responses.is_empty());
+    }
+}
+
+#[test]
+fn a_body_on_get_or_delete_is_refused() {
+    for method in ["GET", "DELETE"] {
+        let start = |w: &mut World, headers: &[(&str, &str)]| {
+            w.request(method, "/register/client-1", "", "");
+            w.host.headers.remove("content-length");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer opaque.token-1".into());
+            for (k, v) in headers {
+                w.host.headers.insert(k.to_string(), v.to_string());
+            }
+            w.engine.on_request_headers(&mut w.host, 1, false)
+        };
+        // A declared body: refused at the headers.
+        for declared in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let mut w = world();
+            assert_eq!(
+                start(&mut w, &[declared]),
+                Flow::Pause,
+                "{method} {declared:?}"
+            );
+            assert_eq!(w.rejected(), Some((400, "invalid_request".into())));
+        }
+        // HTTP/2 without a length: held; a body byte is refused; an empty end goes on.
+        let mut w = world();
+        assert_eq!(start(&mut w, &[]), Flow::Pause);
+        assert!(w.host.responses.is_empty());
+        assert_eq!(
+            w.engine.on_request_body(&mut w.host, 1, 5, false),
+            Flow::Pause
+        );
+        assert_eq!(
+            w.rejected(),
+            Some((400, "invalid_request".into())),
+            "{method}"
+        );
+        let mut w = world();
+        assert_eq!(start(&mut w, &[]), Flow::Pause);
+        assert_eq!(
+            w.engine.on_request_body(&mut w.host, 1, 0, true),
+            Flow::Continue,
+            "{method}: an empty body is no body"
+        );
+        assert!(w.host.responses.is_empty());
+        // Headers the host cannot hold: they go on, and a body that follows is answered
+        // locally (the host then resets the upstream stream).
+        let mut w = world_with(|v| v["hold_headers"] = json!(false));
+        assert_eq!(start(&mut w, &[]), Flow::Continue);
+        w.engine.on_request_body(&mut w.host, 1, 3, true);
+        assert_eq!(
+            w.rejected(),
+            Some((400, "invalid_request".into())),
+            "{method}"
+        );
+    }
+}
+
+/// Issue: a client that hangs up while its request holds a document's fetch lease must not stop
+/// the document from being published (the SDK drops the answer of a finished context's callout).
+#[test]
+fn a_fetch_whose_stream_went_away_is_finished_by_the_root_context() {
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(dispatched_urls(&w), vec![DIRECTORY_JWKS_URL.to_string()]);
+    // The client resets: the host finishes the stream before the answer arrives, and the
+    // answer to that stream's callout never reaches the filter.
+    w.engine.remove(1);
+    assert_eq!(w.engine.tracked(), 0);
+    // The next tick fetches again from the root context, under the same lease.
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(
+        dispatched_urls(&w),
+        vec![
+            DIRECTORY_JWKS_URL.to_string(),
+            DIRECTORY_JWKS_URL.to_string()
+        ]
+    );
+    assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+    let (token, _) = w.host.dispatched[1].clone();
+    let reply = w.host.keystore[DIRECTORY_JWKS_URL].clone();
+    let size = reply.1.len();
+    w.host.current = Some(reply);
+    w.engine.on_call_response(&mut w.host, token, size);
+    // Published for every worker: the next registration uses it without a fetch of its own.
+    let entry = w
+        .engine
+        .worker
+        .cache
+        .peek(&HostStore(&mut w.host), DIRECTORY_JWKS_URL)
+        .unwrap();
+    assert!(entry.is_some(), "the document was not published");
+    w.host.dispatched.clear();
+    w.host.responses.clear();
+    let body = w.tpp.request();
+    w.request("POST", "/register", "application/jwt", &body);
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 2, false),
+        Flow::Pause
+    );
+    let len = w.host.body.len();
+    w.engine.on_request_body(&mut w.host, 2, len, true);
+    assert_eq!(dispatched_urls(&w), vec![w.tpp.jwks_url()]);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+    // A fetch without a lease (or a finished one) leaves nothing behind.
+    w.engine.remove(2);
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.counters["dcr_guard.jwks_orphaned_fetches"], 1);
+}
+
+#[test]
+fn singleton_headers_sent_twice_are_refused_on_the_registration_path() {
+    for name in [
+        "authorization",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "content-encoding",
+        "x-forwarded-client-cert",
+    ] {
+        for (method, path) in [("POST", "/register"), ("GET", "/register/abc")] {
+            let mut w = world();
+            w.request(method, path, "application/jwt", "x");
+            w.host
+                .headers
+                .insert("authorization".into(), "Bearer t".into());
+            w.host.repeated.push(name.into());
+            assert_eq!(
+                w.engine.on_request_headers(&mut w.host, 1, false),
+                Flow::Pause
+            );
+            assert_eq!(
+                w.rejected(),
+                Some((400, "invalid_request".into())),
+                "{name} {method}"
+            );
+        }
+        // Not the filter's business elsewhere.
+        let mut w = world();
+        w.request("POST", "/other", "text/plain", "x");
+        w.host.repeated.push(name.into());
+        assert_eq!(
+            w.engine.on_request_headers(&mut w.host, 1, false),
+            Flow::Continue
+        );
+    }
+}
+
+#[test]
+fn a_coded_body_is_refused_and_json_forwarding_drops_what_described_the_old_body() {
+    for coding in ["gzip", "deflate", "br", "identity,gzip", "x-unknown"] {
+        let mut w = world();
+        let body = w.tpp.request();
+        w.request("POST", "/register", "application/jwt", &body);
+        w.host
+            .headers
+            .insert("content-encoding".into(), coding.into());
+        assert_eq!(
+            w.engine.on_request_headers(&mut w.host, 1, false),
+            Flow::Pause
+        );
+        assert_eq!(
+            w.rejected(),
+            Some((400, "invalid_request".into())),
+            "{coding}"
+        );
+    }
+    // `identity` is no coding at all.
+    let mut w = world();
+    let body = w.tpp.request();
+    w.request("POST", "/register", "application/jwt", &body);
+    w.host
+        .headers
+        .insert("content-encoding".into(), "Identity".into());
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 1, false),
+        Flow::Pause
+    );
+    assert!(w.host.responses.is_empty());
+    // JSON forwarding: the new body is described by nothing the client sent.
+    let mut w = world_with(|v| v["forward"] = json!("json"));
+    for h in ["content-md5", "digest", "content-digest", "repr-digest"] {
+        w.host.headers.insert(h.into(), "sha-256=:AAAA:".into());
+    }
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.headers["content-type"], "application/json");
+    for h in [
+        "content-md5",
+        "digest",
+        "content-digest",
+        "repr-digest",
+        "content-encoding",
+    ] {
+        assert!(!w.host.headers.contains_key(h), "{h} forwarded");
+    }
 }

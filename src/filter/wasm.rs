@@ -107,8 +107,8 @@ impl RootContext for Root {
                 );
                 let mut store = super::HostStore(&mut WasmHost);
                 if let Err(e) = crate::replay::precreate(&mut store, &cfg.replay.store) {
-                    // Not fatal: check_and_record creates a missing bucket; a store that cannot
-                    // be written makes replay checks fail closed (503).
+                    // Not fatal: a missing bucket or secret is created at first use; a store
+                    // that cannot be written makes replay checks fail closed (503).
                     log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
                 }
                 let engine = Engine::new(Some(Rc::new(cfg)), holder_id());
@@ -216,6 +216,18 @@ impl Host for WasmHost {
         abi::get_header(MapType::HttpRequestHeaders as u32, name)
             .ok()
             .flatten()
+    }
+
+    fn repeated_request_header(&self, names: &[&str]) -> Option<String> {
+        // Fail closed: if the map cannot be read, say the first name is repeated.
+        let all = match abi::get_header_names(MapType::HttpRequestHeaders as u32) {
+            Ok(all) => all,
+            Err(_) => return names.first().map(|n| n.to_string()),
+        };
+        names
+            .iter()
+            .find(|n| all.iter().filter(|a| a == *n).count() > 1)
+            .map(|n| n.to_string())
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
@@ -446,6 +458,11 @@ mod abi {
             max_size: usize,
             return_buffer_data: *mut *mut u8,
             return_buffer_size: *mut usize,
+        ) -> u32;
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
         ) -> u32;
         fn proxy_get_header_map_value(
             map_type: u32,
@@ -691,6 +708,40 @@ mod abi {
             NOT_FOUND => Ok(None),
             other => Err(other),
         }
+    }
+
+    /// The lower-case names of every header in the map, one entry per field line (a repeated
+    /// header is listed as often as it was sent). Decoded from the proxy-wasm map encoding (see
+    /// `serialize`) with every length checked.
+    pub fn get_header_names(map_type: u32) -> Result<Vec<String>, u32> {
+        let (mut data, mut size): (*mut u8, usize) = (std::ptr::null_mut(), 0);
+        // SAFETY: the host writes a pointer and size it allocated for us (see `take`).
+        let rc = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+        if rc != OK {
+            return Err(rc);
+        }
+        let bytes = take(data, size).unwrap_or_default();
+        let u32_at = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(b)).ok()
+        };
+        let count = u32_at(0).unwrap_or(0);
+        let mut names = Vec::new();
+        let mut data_at = 4usize.saturating_add(count.saturating_mul(8));
+        for i in 0..count {
+            let (Some(k), Some(v)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else {
+                break;
+            };
+            let Some(name) = bytes.get(data_at..data_at.saturating_add(k)) else {
+                break;
+            };
+            names.push(String::from_utf8_lossy(name).to_ascii_lowercase());
+            data_at = data_at
+                .saturating_add(k)
+                .saturating_add(v)
+                .saturating_add(2);
+        }
+        Ok(names)
     }
 
     /// Set (`Some`) or remove (`None`) a header.

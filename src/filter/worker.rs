@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::{Host, HostStore, Level};
 use crate::config::{Config, JwksSource};
+use crate::escape::{escape, MAX_REASON};
 use crate::jose::JwkSet;
 use crate::jwks_cache::{ttl_from_cache_control, Cache, Decision, Entry, Need, Parsed, Poll};
 use crate::pipeline::Fetched;
@@ -17,7 +18,7 @@ pub enum Owner {
     /// A stream's fetch; `lease` when this worker holds the URL's fetch lease.
     Stream {
         ctx: u32,
-        url: String,
+        src: JwksSource,
         lease: Option<u64>,
     },
     /// A stream's one-off call (token introspection).
@@ -50,8 +51,17 @@ pub struct Worker {
     pub waiters: Vec<Waiter>,
     /// SSA signature verdicts (TPPs reuse their SSA).
     pub verdicts: crate::pipeline::Verdicts,
+    /// Leased fetches whose stream the host finished before the answer came: the proxy-wasm SDK
+    /// routes a callout's answer to the context that dispatched it and drops it when that context
+    /// is gone, so the root context fetches again under the same lease ([`Worker::adopt_orphans`])
+    /// — otherwise a client that hangs up mid-fetch would leave the lease held and the rotated
+    /// document unpublished until the lease and the kid cooldown ran out.
+    pub orphans: Vec<(JwksSource, u64)>,
     next_refresh: i64,
 }
+
+/// Counter: leased fetches started again by the root context because their stream went away.
+pub const COUNTER_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
 
 /// How often the root context looks for directory documents to refresh.
 const REFRESH_CHECK_SECONDS: i64 = 1;
@@ -65,6 +75,7 @@ impl Worker {
             tokens: HashMap::new(),
             waiters: Vec::new(),
             verdicts: crate::pipeline::Verdicts::default(),
+            orphans: Vec::new(),
             next_refresh: 0,
         }
     }
@@ -135,7 +146,10 @@ impl Worker {
                     Ok(generation) => self.parsed.insert(url, generation, Rc::clone(&set)),
                     Err(e) => host.log(
                         Level::Warn,
-                        &format!("dcr-guard: JWKS cache: cannot store `{url}`: {e}"),
+                        &format!(
+                            "dcr-guard: JWKS cache: cannot store `{}`: {e}",
+                            escape(url, MAX_REASON)
+                        ),
                     ),
                 }
                 Fetched::Keys(set)
@@ -157,7 +171,8 @@ impl Worker {
                         host.log(
                             Level::Warn,
                             &format!(
-                                "dcr-guard: serving the last good `{url}` after a failed refresh"
+                                "dcr-guard: serving the last good `{}` after a failed refresh",
+                                escape(url, MAX_REASON)
                             ),
                         );
                         self.keys(cfg, url, &entry)
@@ -221,38 +236,61 @@ impl Worker {
                 .cache
                 .needs_refresh(&mut HostStore(host), &src.url, now, self.holder)
             {
-                Ok(Some(lease)) => {
-                    host.count("dcr_guard.jwks_fetches");
-                    match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
-                        Ok(token) => {
-                            self.tokens.insert(
-                                token,
-                                Owner::Refresh {
-                                    url: src.url.clone(),
-                                    lease,
-                                },
-                            );
-                        }
-                        Err(why) => {
-                            host.count("dcr_guard.jwks_fetch_failures");
-                            host.log(
-                                Level::Warn,
-                                &format!(
-                                    "dcr-guard: background refresh of `{}` could not start: {why}",
-                                    src.url
-                                ),
-                            );
-                            let failed =
-                                Fetched::Unavailable(format!("could not be reached ({why})"));
-                            self.record_failure(host, &src.url, &failed);
-                            let _ =
-                                self.cache
-                                    .fetch_failed(&mut HostStore(host), &src.url, now, lease);
-                        }
-                    }
-                }
+                Ok(Some(lease)) => self.fetch_in_background(host, cfg, src, lease, now),
                 Ok(None) => {}
                 Err(e) => host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}")),
+            }
+        }
+    }
+
+    /// Root context only: fetch again, under the lease they hold, the documents whose stream went
+    /// away while its fetch was in flight (see [`Worker::orphans`]). The answer comes back to the
+    /// root context and is published for every worker.
+    pub fn adopt_orphans(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
+        for (src, lease) in std::mem::take(&mut self.orphans) {
+            host.count(COUNTER_ORPHANED_FETCHES);
+            self.fetch_in_background(host, cfg, &src, lease, now);
+        }
+    }
+
+    /// Dispatch a fetch owned by the root context under `lease`; if it cannot start, record the
+    /// failure and release the lease into backoff so that the next request may try again.
+    fn fetch_in_background(
+        &mut self,
+        host: &mut dyn Host,
+        cfg: &Config,
+        src: &JwksSource,
+        lease: u64,
+        now: i64,
+    ) {
+        host.count("dcr_guard.jwks_fetches");
+        match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
+            Ok(token) => {
+                self.tokens.insert(
+                    token,
+                    Owner::Refresh {
+                        url: src.url.clone(),
+                        lease,
+                    },
+                );
+            }
+            Err(why) => {
+                host.count("dcr_guard.jwks_fetch_failures");
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "dcr-guard: background fetch of `{}` could not start: {why}",
+                        escape(&src.url, MAX_REASON)
+                    ),
+                );
+                let failed = Fetched::Unavailable(format!("could not be reached ({why})"));
+                self.record_failure(host, &src.url, &failed);
+                if let Err(e) = self
+                    .cache
+                    .fetch_failed(&mut HostStore(host), &src.url, now, lease)
+                {
+                    host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}"));
+                }
             }
         }
     }
@@ -322,7 +360,11 @@ impl Worker {
             host.count("dcr_guard.jwks_fetch_failures");
             host.log(
                 Level::Info,
-                &format!("dcr-guard: JWKS fetch from `{url}` {why}"),
+                &format!(
+                    "dcr-guard: JWKS fetch from `{}` {}",
+                    escape(url, MAX_REASON),
+                    escape(why, MAX_REASON)
+                ),
             );
         }
         let now = host.now();

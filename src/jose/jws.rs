@@ -166,7 +166,10 @@ fn opt_string(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, Jo
 }
 
 /// Parse `bytes` as a JSON document whose top level must be an object
-/// without duplicate member names. `what` is "header" or "payload".
+/// without duplicate member names **at any depth** (two parsers that resolve a
+/// duplicate differently — first wins, last wins — would read two different
+/// documents: the filter must never validate one and forward the other).
+/// `what` is "header", "payload" or "body".
 pub(crate) fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, JoseError> {
     match serde_json::from_slice::<TopLevel>(bytes) {
         Ok(TopLevel::Object(map)) => Ok(map),
@@ -177,7 +180,76 @@ pub(crate) fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value
         Ok(TopLevel::Duplicate) => Err(JoseError::malformed(format!(
             "duplicate member name in {what}"
         ))),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(JoseError::malformed(format!(
+            "duplicate member name in {what}"
+        ))),
         Err(_) => Err(JoseError::malformed(format!("{what} is not valid JSON"))),
+    }
+}
+
+/// The custom error a nested duplicate member name raises inside serde_json.
+const DUPLICATE: &str = "duplicate member name";
+
+/// A JSON value whose objects, at every depth, have no duplicate member names.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let Strict(value) = access.next_value()?;
+            if map.insert(key, value).is_some() {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+        }
+        Ok(Value::Object(map))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = access.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -212,7 +284,7 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
                 while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 return Ok(TopLevel::Duplicate);
             }
-            let value: Value = access.next_value()?;
+            let Strict(value) = access.next_value()?;
             map.insert(key, value);
         }
         Ok(TopLevel::Object(map))
@@ -263,7 +335,7 @@ mod tests {
     fn parses_basic_token() {
         let t = tok(
             r#"{"alg":"ES256","kid":"k1","typ":"JWT","cty":"x"}"#,
-            r#"{"iss":"a","n":{"a":1,"a":2}}"#,
+            r#"{"iss":"a","n":{"a":1,"b":2}}"#,
             "AAAA",
         );
         let j = Jws::parse(&t).unwrap();
@@ -409,6 +481,18 @@ mod tests {
     }
 
     #[test]
+    fn nested_documents_without_duplicates_read_as_serde_json_reads_them() {
+        for doc in [
+            r#"{"a":{"b":[1,2.5,-3,true,null,"s",{"c":{}}]},"d":[],"e":18446744073709551615}"#,
+            r#"{"x":{"y":{"z":[[[]]]}},"u":"\u00e9"}"#,
+        ] {
+            let strict = parse_object(doc.as_bytes(), "payload").unwrap();
+            let plain: Map<String, Value> = serde_json::from_str(doc).unwrap();
+            assert_eq!(strict, plain, "{doc}");
+        }
+    }
+
+    #[test]
     fn payload_rules() {
         let h = r#"{"alg":"ES256"}"#;
         for (p, want) in [
@@ -423,6 +507,20 @@ mod tests {
             ),
             (
                 r#"{"iss":"a","\u0069ss":"b"}"#,
+                "duplicate member name in payload",
+            ),
+            // At any depth: a parser that keeps the first and one that keeps the last would
+            // read different documents.
+            (
+                r#"{"jwks":{"keys":[],"keys":[{"kty":"EC"}]}}"#,
+                "duplicate member name in payload",
+            ),
+            (
+                r#"{"a":[1,{"b":{"c":1,"\u0063":2}}]}"#,
+                "duplicate member name in payload",
+            ),
+            (
+                r#"{"a":[1,{"b":{"c":1,"c":2}}]}"#,
                 "duplicate member name in payload",
             ),
         ] {

@@ -739,6 +739,43 @@ pub fn try_send_raw(port: u16, raw: &[u8]) -> io::Result<Response> {
     exchange(stream, raw.to_vec(), &method)
 }
 
+/// Writes `parts` to 127.0.0.1:`port` one after the other, waiting `pause` before each but the
+/// first (a slow client), then, with `half_close`, shuts down the writing side (a client that
+/// hangs up mid-request), and reads one response. The writes run on a separate thread, so an early
+/// response is read even if the peer stops reading.
+pub fn try_send_raw_parts(
+    port: u16,
+    parts: Vec<Vec<u8>>,
+    pause: Duration,
+    half_close: bool,
+) -> io::Result<Response> {
+    let stream = connect(port)?;
+    let method = parts
+        .first()
+        .and_then(|p| p.split(|b| *b == b' ').next())
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_default();
+    let mut w = stream.try_clone()?;
+    let writer = thread::spawn(move || {
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 && !pause.is_zero() {
+                thread::sleep(pause);
+            }
+            if w.write_all(part).and_then(|()| w.flush()).is_err() {
+                return;
+            }
+        }
+        if half_close {
+            let _ = w.shutdown(Shutdown::Write);
+        }
+    });
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let result = read_response(&mut reader, &method).map_err(describe_timeout);
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = writer.join();
+    result
+}
+
 /// `try_send_raw`, panicking on I/O errors.
 pub fn send_raw(port: u16, raw: &[u8]) -> Response {
     try_send_raw(port, raw)

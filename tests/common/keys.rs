@@ -453,6 +453,12 @@ impl TestKey {
         self.sign(self.default_alg(), Value::Null, claims)
     }
 
+    /// An RFC 9068 JWT access token over `claims`: header `typ` `at+jwt`, this key's default
+    /// algorithm.
+    pub fn sign_access_token(&self, claims: &Value) -> String {
+        self.sign(self.default_alg(), json!({"typ": "at+jwt"}), claims)
+    }
+
     /// Compact JWS over arbitrary payload bytes (e.g. not JSON).
     pub fn sign_payload(&self, alg: &str, header: Value, payload: &[u8]) -> String {
         let mut base = Map::new();

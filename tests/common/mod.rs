@@ -7,13 +7,15 @@
     unused_imports
 )]
 //! Integration-test support: test keys and JWS minting (`keys`), a recording
-//! HTTP/1.1 test server and raw client (`http`), and a real Envoy (`envoy`).
+//! HTTP/1.1 test server and raw client (`http`), an HTTP/2 (h2c) client (`h2c`), and a real
+//! Envoy (`envoy`).
 //!
 //! Use from an integration test with `mod common;`, from an example with
 //! `#[path = "../tests/common/mod.rs"] mod common;`.
 
 pub mod dcr;
 pub mod envoy;
+pub mod h2c;
 pub mod http;
 pub mod keys;
 pub mod oidc;

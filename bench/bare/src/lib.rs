@@ -15,7 +15,8 @@
 //!   floor for two verifications inside V8.
 //! - `{"mode": "prefill", "buckets": B, "entries": N, "key_prefix": "dcr_guard.replay.",
 //!   "expires_at": T}`: at configure time, writes N live replay entries (random 16-byte ids,
-//!   expiry T) spread over B buckets in dcr-guard's bucket format (src/replay.rs, version 1).
+//!   expiry T) spread over B buckets in dcr-guard's bucket format (src/replay.rs, version 2; random issuer
+//!   tags).
 //!   Meant as a singleton wasm service sharing dcr-guard's `vm_id`.
 
 #[path = "../../../src/jose/mod.rs"]
@@ -69,17 +70,18 @@ fn prefill(cfg: &serde_json::Value) -> Result<u64, String> {
     for b in 0..buckets {
         let count = entries / buckets + u64::from(b < entries % buckets);
         v.clear();
-        v.push(1u8);
+        v.push(2u8);
         for j in 0..count {
             let mut seed = [0u8; 16];
             seed[..8].copy_from_slice(&b.to_le_bytes());
             seed[8..].copy_from_slice(&j.to_le_bytes());
             let d = ring::digest::digest(&ring::digest::SHA256, &seed);
-            v.extend_from_slice(&d.as_ref()[..16]);
+            // id (16 bytes), issuer tag (8 bytes, never a real issuer's), expiry.
+            v.extend_from_slice(&d.as_ref()[..24]);
             v.extend_from_slice(&expires_at.to_le_bytes());
         }
         max = max.max(count);
-        let key = format!("{prefix}v1.{b}");
+        let key = format!("{prefix}v2.{b}");
         hostcalls::set_shared_data(&key, Some(&v), None).map_err(|e| format!("{e:?}"))?;
     }
     Ok(max)
