@@ -2,10 +2,11 @@
 //! payloads), and the `br-ofb` create path that uses it.
 //!
 //! Properties:
-//! * it accepts exactly the documents that serde_json parses as an object whose top-level member
-//!   names are unique (a reference that only collects names is the oracle), and then yields the
-//!   same map serde_json does;
-//! * an accepted object with its first member repeated (any value) is refused;
+//! * it accepts exactly the documents that serde_json parses as an object in which no object, at
+//!   any depth, repeats a member name (a reference that only collects names is the oracle), and
+//!   then yields the same map serde_json does;
+//! * an accepted object with its first member repeated (any value) is refused, at the top level
+//!   and nested one level down (`{"x": <that object>}`);
 //! * through the `br-ofb` pipeline (`Create::parse`), a body with a duplicated top-level member is
 //!   never accepted, and a body the parser refuses is never accepted either.
 #![no_main]
@@ -15,7 +16,9 @@ use std::sync::OnceLock;
 use dcr_guard::config::Config;
 use dcr_guard::fuzzing::parse_json_object;
 use dcr_guard::pipeline::{Create, Verdicts};
-use dcr_guard_fuzz::{top_level, with_duplicate, TopLevel, PIPELINE_FIXTURES};
+use dcr_guard_fuzz::{
+    top_level, unique_object_at_every_depth, with_duplicate, TopLevel, PIPELINE_FIXTURES,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -35,10 +38,11 @@ fn br_config() -> &'static Config {
 
 fuzz_target!(|data: &[u8]| {
     let reference = top_level(data);
+    let unique = unique_object_at_every_depth(data);
     let parsed = parse_json_object(data);
     match &parsed {
         Ok(map) => {
-            assert!(reference.unique_object(), "accepted {reference:?}");
+            assert!(unique, "accepted a duplicate member: {reference:?}");
             let Ok(Value::Object(want)) = serde_json::from_slice::<Value>(data) else {
                 panic!("accepted what serde_json does not read as an object")
             };
@@ -52,13 +56,15 @@ fuzz_target!(|data: &[u8]| {
                     assert!(
                         Create::parse(br_config(), dup.as_bytes(), &Verdicts::default()).is_err()
                     );
+                    let nested = format!(r#"{{"x":{dup}}}"#);
+                    assert!(
+                        parse_json_object(nested.as_bytes()).is_err(),
+                        "nested duplicate accepted: {nested}"
+                    );
                 }
             }
         }
-        Err(_) => assert!(
-            !reference.unique_object(),
-            "refused a unique-member object: {reference:?}"
-        ),
+        Err(_) => assert!(!unique, "refused a duplicate-free object: {reference:?}"),
     }
     let verdict = Create::parse(br_config(), data, &Verdicts::default());
     if verdict.is_ok() {
@@ -66,6 +72,6 @@ fuzz_target!(|data: &[u8]| {
             parsed.is_ok(),
             "br-ofb accepted a body the strict parser refuses"
         );
-        assert!(matches!(reference, TopLevel::Object(_)) && reference.unique_object());
+        assert!(matches!(reference, TopLevel::Object(_)) && unique);
     }
 });

@@ -7,7 +7,7 @@
 //! * a token that parses has exactly three parts, re-serialises to the same signing input
 //!   (`<header>.<payload>`) and the same signature part (strict, canonical base64url), and its
 //!   header and claims are what serde_json reads from the decoded parts;
-//! * a header with duplicate member names, a `crit` member, a non-string `alg`/`kid`/`typ`/`cty`, or
+//! * a header with duplicate member names (at any depth), a `crit` member, a non-string `alg`/`kid`/`typ`/`cty`, or
 //!   alg `none`/`HS*` (any case) is never accepted; `none`/`HS*` are refused as `AlgForbidden`;
 //!   every other header object is accepted (the parser and a reference agree both ways);
 //! * verification is deterministic, never succeeds for an algorithm outside the allow-list, and a
@@ -17,7 +17,7 @@
 use std::sync::OnceLock;
 
 use dcr_guard::jose::{self, Alg, JoseError, JwkSet, Jws};
-use dcr_guard_fuzz::{b64, top_level, JWKS_FIXTURE};
+use dcr_guard_fuzz::{b64, unique_object_at_every_depth, JWKS_FIXTURE};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -32,8 +32,8 @@ fn forbidden(alg: &str) -> bool {
 
 /// The reference verdict on a decoded header: `Ok(alg)` when it must be accepted.
 fn header_reference(bytes: &[u8]) -> Result<String, &'static str> {
-    if !top_level(bytes).unique_object() {
-        return Err("not an object with unique members");
+    if !unique_object_at_every_depth(bytes) {
+        return Err("not an object without duplicate members at every depth");
     }
     let Ok(Value::Object(h)) = serde_json::from_slice::<Value>(bytes) else {
         return Err("not an object");
@@ -72,7 +72,7 @@ fn check_token(token: &str, allowed: &[Alg]) {
     assert_eq!(jws.header.alg, alg);
     assert!(jws.header.crit.is_empty());
     let payload = jose::b64::decode(parts[1]).unwrap();
-    assert!(top_level(&payload).unique_object());
+    assert!(unique_object_at_every_depth(&payload));
     let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&payload) else {
         panic!("payload is not an object")
     };

@@ -37,7 +37,7 @@ use arbitrary::Unstructured;
 use dcr_guard::config::Config;
 use dcr_guard::filter::{Engine, Flow};
 use dcr_guard::fuzzing::Fake;
-use dcr_guard_fuzz::{top_level, PIPELINE_FIXTURES};
+use dcr_guard_fuzz::{unique_object_at_every_depth, PIPELINE_FIXTURES};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -400,7 +400,7 @@ fn check_forwarded_body(req: &Request, out: &Outcome) {
     let sent = String::from_utf8_lossy(&req.body);
     if cfg.json_body {
         assert!(
-            top_level(&req.body).unique_object(),
+            unique_object_at_every_depth(&req.body),
             "forwarded a body with duplicate members"
         );
         let v: Value = serde_json::from_slice(&req.body).unwrap();

@@ -89,6 +89,68 @@ impl<'de> Visitor<'de> for Names {
     }
 }
 
+/// Reference for "a JSON object without duplicate member names at any depth": serde_json decides
+/// validity, then a walk that only collects names checks every object, however deeply nested.
+pub fn unique_object_at_every_depth(bytes: &[u8]) -> bool {
+    if !top_level(bytes).unique_object() {
+        return false;
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    matches!((&mut de).deserialize_any(Deep), Ok(true))
+}
+
+/// `true` when no object in the value repeats a member name.
+struct Deep;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Deep {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(Deep)
+    }
+}
+
+impl<'de> Visitor<'de> for Deep {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<bool, A::Error> {
+        let mut names: Vec<String> = Vec::new();
+        let mut ok = true;
+        while let Some(k) = m.next_key::<String>()? {
+            ok &= !names.contains(&k);
+            names.push(k);
+            ok &= m.next_value_seed(Deep)?;
+        }
+        Ok(ok)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<bool, A::Error> {
+        let mut ok = true;
+        while let Some(v) = s.next_element_seed(Deep)? {
+            ok &= v;
+        }
+        Ok(ok)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+}
+
 /// A copy of a JSON object text with its first member repeated at the end (same name, any value):
 /// `{"a":1,"b":2}` → `{"a":1,"b":2,"a":null}`. `None` if `obj` has no member.
 pub fn with_duplicate(obj: &serde_json::Map<String, Value>, value: &Value) -> Option<String> {
