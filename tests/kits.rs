@@ -383,9 +383,72 @@ fn compose_envoy_config_validates() {
         "/etc/envoy/dcr_guard.wasm",
         &common::envoy::wasm_path().display().to_string(),
     );
+    // The demo PKI the compose `pki` service makes (mounted at /etc/envoy/pki), made here.
+    let pki = common::tls::Pki::new();
+    let server = pki.server(&["localhost"]);
+    let text = text
+        .replace(
+            "/etc/envoy/pki/server.pem",
+            &server.cert.display().to_string(),
+        )
+        .replace(
+            "/etc/envoy/pki/server-key.pem",
+            &server.key.display().to_string(),
+        )
+        .replace(
+            "/etc/envoy/pki/ca.pem",
+            &pki.ca_path().display().to_string(),
+        );
+    assert!(
+        !text.contains("filename: /etc/envoy/pki"),
+        "a compose PKI path the test does not know"
+    );
     let tmp = TempDir::new("compose");
     validate_ok(&tmp.write("envoy.yaml", &text), "envoy/compose-envoy.yaml");
     check_envoy_kit("envoy/compose-envoy.yaml");
+}
+
+/// The compose demo is the stack of `make run`: the same mutual-TLS listener (client certificate
+/// required, validated against the demo CA, the certificate sanitised) and the same filter, with only
+/// the addresses and file locations of the containers.
+#[test]
+fn compose_listener_is_the_demo_listener() {
+    let listener = |kit: &str| {
+        let mut l = yaml_file(kit)["static_resources"]["listeners"][0].clone();
+        l["address"] = Value::Null;
+        let chain = &mut l["filter_chains"][0];
+        let certs = &mut chain["transport_socket"]["typed_config"]["common_tls_context"];
+        for f in [
+            "/tls_certificates/0/certificate_chain/filename",
+            "/tls_certificates/0/private_key/filename",
+            "/validation_context/trusted_ca/filename",
+        ] {
+            let p = certs
+                .pointer_mut(f)
+                .unwrap_or_else(|| panic!("{kit}: no {f}"));
+            let name = p.as_str().unwrap().rsplit('/').next().unwrap().to_string();
+            *p = Value::String(name);
+        }
+        let code = chain
+            .pointer_mut(
+                "/filters/0/typed_config/http_filters/0/typed_config/config/vm_config/code",
+            )
+            .unwrap_or_else(|| panic!("{kit}: no wasm code"));
+        *code = Value::Null;
+        l
+    };
+    let (demo, compose) = (
+        listener("envoy/demo.yaml"),
+        listener("envoy/compose-envoy.yaml"),
+    );
+    assert_eq!(
+        demo["filter_chains"][0]["transport_socket"]["typed_config"]["require_client_certificate"],
+        true
+    );
+    assert_eq!(
+        compose, demo,
+        "envoy/compose-envoy.yaml's listener differs from envoy/demo.yaml's"
+    );
 }
 
 /// The EnvoyFilter's filter entry, put into a minimal bootstrap with the Istio cluster names it
@@ -588,27 +651,68 @@ fn kong_filters(kong: &Value) -> Vec<Value> {
 fn compose_file_parses() {
     let compose = yaml_file("envoy/docker-compose.yaml");
     let services = compose["services"].as_object().expect("services");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
     let envoy = &services["envoy"];
     assert!(envoy["image"]
         .as_str()
         .unwrap()
         .starts_with("envoyproxy/envoy:v1.40"));
-    let volumes: Vec<&str> = envoy["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&envoy["volumes"]);
     assert!(volumes
         .iter()
         .any(|v| v.starts_with("./compose-envoy.yaml:/etc/envoy/envoy.yaml")));
     assert!(volumes
         .iter()
         .any(|v| v.contains("dcr_guard.wasm:/etc/envoy/dcr_guard.wasm")));
-    let demo = &services["demo"];
-    let dockerfile = str_at(demo, "/build/dockerfile", "compose demo");
-    assert!(crate_dir().join(dockerfile).exists(), "{dockerfile}");
-    assert!(read(dockerfile).contains("cargo build --example demo"));
+    // The listener's PKI: mounted where compose-envoy.yaml reads it, from the directory the `pki`
+    // service writes and `demo register --state .run/compose-demo` reads.
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.starts_with("../.run/compose-demo/pki:/etc/envoy/pki")),
+        "{volumes:?}"
+    );
+    let envoy_text = read("envoy/compose-envoy.yaml");
+    for f in ["server.pem", "server-key.pem", "ca.pem"] {
+        assert!(
+            envoy_text.contains(&format!("filename: /etc/envoy/pki/{f}")),
+            "{f}"
+        );
+    }
+    // The PKI exists before Envoy or the keystore start.
+    let pki = &services["pki"];
+    assert_eq!(
+        strings(&pki["command"])[..2],
+        ["demo".to_string(), "pki".to_string()]
+    );
+    assert!(strings(&pki["volumes"]).contains(&"../.run/compose-demo:/state".to_string()));
+    for s in ["envoy", "demo"] {
+        assert_eq!(
+            services[s]["depends_on"]["pki"]["condition"], "service_completed_successfully",
+            "{s}"
+        );
+    }
+    for s in ["pki", "demo"] {
+        let dockerfile = str_at(&services[s], "/build/dockerfile", s);
+        assert!(crate_dir().join(dockerfile).exists(), "{dockerfile}");
+        assert!(read(dockerfile).contains("cargo build --example demo"));
+    }
+    // The AS of `make run` (node oidc-provider), listening beyond its container's loopback.
+    let as_ = &services["as"];
+    let dockerfile = str_at(as_, "/build/dockerfile", "compose as");
+    assert!(read(dockerfile).contains("npm ci"));
+    let cmd = strings(&as_["command"]);
+    assert!(cmd.contains(&"server.mjs".to_string()), "{cmd:?}");
+    assert!(
+        cmd.windows(2).any(|w| w == ["--host", "0.0.0.0"]),
+        "{cmd:?}"
+    );
     // compose-envoy.yaml reaches its upstreams by compose service name.
     let envoy_cfg = yaml_file("envoy/compose-envoy.yaml");
     for c in envoy_cfg["static_resources"]["clusters"]
@@ -625,6 +729,11 @@ fn compose_file_parses() {
             "{addr} is not a compose service"
         );
     }
+    assert_eq!(
+        envoy_cfg["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+            ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+        json!({"address": "as", "port_value": 18080})
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
