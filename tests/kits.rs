@@ -624,17 +624,21 @@ fn kong_declarative_config_parses() {
     }
 }
 
-/// The dcr_guard filter configurations of a Kong declarative config (the `config` strings).
+/// The dcr_guard filter configurations of a Kong declarative config (the `config` objects).
 fn kong_filters(kong: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     fn walk(v: &Value, out: &mut Vec<Value>) {
         match v {
             Value::Object(m) => {
                 if m.get("name").and_then(Value::as_str) == Some("dcr_guard") {
-                    let text = m["config"]
-                        .as_str()
-                        .expect("Kong filter config must be a string");
-                    out.push(serde_json::from_str(text).expect("Kong filter config is not JSON"));
+                    // An object: Kong validates it against dcr_guard.meta.json's config_schema
+                    // (a string would fail that schema's `"type": "object"`).
+                    let cfg = &m["config"];
+                    assert!(
+                        cfg.is_object(),
+                        "Kong filter config must be an object (dcr_guard.meta.json is shipped), not {cfg}"
+                    );
+                    out.push(cfg.clone());
                 }
                 m.values().for_each(|c| walk(c, out));
             }
@@ -768,6 +772,92 @@ fn kit_configurations() -> Vec<(String, Value)> {
     }
     assert_eq!(out.len(), 6, "one configuration per kit expected");
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kong's filter metadata: a Draft-4 config_schema derived from the schema.
+
+const KONG_META: &str = "envoy/kong/dcr_guard.meta.json";
+
+/// envoy/kong/dcr_guard.meta.json is exactly what scripts/kong-meta.py derives from the schema.
+#[test]
+fn kong_meta_is_derived_from_the_schema() {
+    let out = Command::new("python3")
+        .arg(crate_dir().join("scripts/kong-meta.py"))
+        .arg("--check")
+        .output()
+        .expect("python3 is needed to check envoy/kong/dcr_guard.meta.json");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn kong_config_schema() -> Value {
+    let meta: Value =
+        serde_json::from_str(&read(KONG_META)).unwrap_or_else(|e| panic!("{KONG_META}: {e}"));
+    meta["config_schema"].clone()
+}
+
+/// Draft 4 only (what Kong's validator speaks): no `$defs`, `const` or other later keywords left,
+/// every reference resolvable in the document.
+#[test]
+fn kong_meta_is_draft_4() {
+    let cs = kong_config_schema();
+    assert_eq!(cs["$schema"], "http://json-schema.org/draft-04/schema#");
+    assert_eq!(cs["type"], "object");
+    fn walk(root: &Value, v: &Value, path: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let in_names = path.ends_with("/properties") || path.ends_with("/definitions");
+                    if !in_names {
+                        assert!(
+                            !matches!(
+                                k.as_str(),
+                                "$defs" | "const" | "$id" | "if" | "then" | "else" | "examples"
+                            ),
+                            "{KONG_META}: `{k}` at {path} is not Draft 4"
+                        );
+                    }
+                    if k == "$ref" && !in_names {
+                        let r = c.as_str().unwrap();
+                        assert!(r.starts_with("#/definitions/"), "{path}: $ref {r}");
+                        assert!(root.pointer(&r[1..]).is_some(), "{path}: dangling $ref {r}");
+                    }
+                    walk(root, c, &format!("{path}/{k}"));
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(root, c, path)),
+            _ => {}
+        }
+    }
+    walk(&cs, &cs, "#");
+    // The same properties as the schema it comes from.
+    assert_eq!(property_names(&cs), property_names(&schema()));
+}
+
+/// Every kit configuration passes the Kong config_schema too, and a wrong one does not.
+#[test]
+fn every_kit_configuration_matches_the_kong_config_schema() {
+    let cs = kong_config_schema();
+    for (what, cfg) in kit_configurations() {
+        let mut used = BTreeSet::new();
+        let errors = check(&cs, &cfg, &mut used);
+        assert!(errors.is_empty(), "{what} vs {KONG_META}: {errors:#?}");
+    }
+    let mut used = BTreeSet::new();
+    assert!(
+        !check(
+            &cs,
+            &json!({"profile": "uk-obie", "no_such_field": 1}),
+            &mut used
+        )
+        .is_empty(),
+        "an unknown field must fail the Kong config_schema"
+    );
 }
 
 #[test]
