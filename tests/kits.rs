@@ -543,6 +543,17 @@ fn istio_manifests_parse() {
     assert_eq!(wp["spec"]["phase"], "AUTHN");
     assert_eq!(wp["spec"]["failStrategy"], "FAIL_RELOAD");
     assert!(str_at(&wp, "/spec/url", "WasmPlugin").starts_with("oci://"));
+    // Pinned: `sha256` is a manifest digest (64 lowercase hex, no `sha256:` prefix, as Istio wants it).
+    let sha = str_at(&wp, "/spec/sha256", "WasmPlugin");
+    assert!(
+        sha.len() == 64
+            && sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "WasmPlugin sha256 {sha}: 64 lowercase hex digits expected"
+    );
+    assert_eq!(wp["spec"]["imagePullPolicy"], "IfNotPresent");
+    assert_ne!(wp["spec"]["failStrategy"], "FAIL_OPEN");
     // A WasmPlugin cannot set allow_on_headers_stop_iteration: headers must not be held.
     assert_eq!(wp["spec"]["pluginConfig"]["hold_headers"], false);
 
