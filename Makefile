@@ -145,6 +145,13 @@ deps-wasm:
 			echo "clang is missing: ring needs clang with the wasm32 backend (Debian: sudo apt-get install clang; macOS: brew install llvm and set CC_wasm32_wasip1=\$$(brew --prefix llvm)/bin/clang)"; exit 1; \
 		fi; \
 	fi
+	@# wasm-opt (binaryen) is optional: installed when it can be (as root), so that CI tests the module
+	@# it would ship; `make build` says in one line when it is missing.
+	@if [ "$(WASM_OPT)" = wasm-opt ] && ! command -v wasm-opt >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing binaryen (wasm-opt: a smaller .wasm)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null) \
+			|| echo "could not install binaryen: building without wasm-opt"; \
+	fi
 
 deps-envoy:
 	@if [ -n "$(ENVOY)" ]; then \
