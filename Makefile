@@ -172,7 +172,11 @@ deps-envoy:
 # The demo authorization server (node oidc-provider) used by `make run` and the end-to-end tests.
 deps-as:
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "Node.js 18+ and npm are required for the demo AS (Debian: apt-get install nodejs npm)"; exit 1; }
-	@if [ ! -d envoy/as/node_modules ] || [ envoy/as/package-lock.json -nt envoy/as/node_modules ]; then \
+	@# A symlinked node_modules (shared between checkouts) is used as it is: npm ci through the link
+	@# would first empty the directory every other checkout uses.
+	@if [ -L envoy/as/node_modules ]; then \
+		[ -d envoy/as/node_modules/oidc-provider ] || { echo "envoy/as/node_modules is a symlink to an incomplete install: remove the link and run make deps-as for a local one"; exit 1; }; \
+	elif [ ! -d envoy/as/node_modules ] || [ envoy/as/package-lock.json -nt envoy/as/node_modules ]; then \
 		echo "installing the demo AS (npm ci in envoy/as)"; \
 		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in envoy/as"; exit 1; }; \
 		touch envoy/as/node_modules; \
