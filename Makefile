@@ -97,7 +97,7 @@ dist-check: build
 test-matrix: test test-oldest
 
 ## test-oldest: the Envoy integration tests on the oldest supported Envoy
-test-oldest: build build-trap deps-envoy-oldest deps-as
+test-oldest: build build-trap deps-envoy-oldest deps-as deps-image
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
 
 deps-envoy-oldest:
