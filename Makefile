@@ -26,9 +26,14 @@ WASM_OPT      ?= wasm-opt
 WASM_OPT_FLAGS ?= -O3 --strip-debug --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
+# Dependencies are compiled from cargo's registry cache, and their absolute paths end up in the .wasm
+# (panic locations): remapped, the bytes do not depend on where CARGO_HOME is (same source → same .wasm).
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+WASM_RUSTFLAGS := --remap-path-prefix=$(CARGO_HOME_DIR)=/cargo
+
 ## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm (optimised by wasm-opt when installed)
 build: deps-wasm
-	cargo build --release --lib --target $(TARGET)
+	RUSTFLAGS="$(WASM_RUSTFLAGS) $$RUSTFLAGS" cargo build --release --lib --target $(TARGET)
 	@# cargo re-links $(WASM) to $(WASM_CARGO) on every build: keep wasm-opt's output beside it
 	@# ($(WASM_OPTIMISED), redone only when cargo linked anew) and link that in its place; without
 	@# wasm-opt, $(WASM) stays cargo's module.
