@@ -127,7 +127,7 @@ fmt-check:
 
 clippy: deps-wasm
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target $(TARGET) --release -- -D warnings
+	RUSTFLAGS="$(WASM_RUSTFLAGS) $$RUSTFLAGS" cargo clippy --lib --target $(TARGET) --release -- -D warnings
 	cargo clippy --manifest-path bench/bare/Cargo.toml --target $(TARGET) --target-dir target/bench --release -- -D warnings
 	cargo clippy --manifest-path tests/trap-module/Cargo.toml --target $(TARGET) --target-dir target/trap --release -- -D warnings
 
