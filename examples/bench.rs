@@ -883,6 +883,24 @@ fn main() {
         pool: Arc::clone(&mix),
         total: n,
     });
+    // BENCH_COMPARE_WASM=other.wasm: scenarios 4 and 5 again with that module (4c, 5c) in the same
+    // interleaved rounds (`make bench-wasm-opt`: cargo's un-optimised module against wasm-opt's).
+    if let Some(other) = std::env::var_os("BENCH_COMPARE_WASM") {
+        let other = PathBuf::from(other);
+        for (id, what, warm, pool) in [
+            ("4c", "all-unique", &warm, &unique),
+            ("5c", "mix", &warm_mix, &mix),
+        ] {
+            scenarios.push(Scenario {
+                id,
+                name: format!("dcr-guard, {what}, {}", other.display()),
+                cfg: guard_config(tpp, &keystore, &ctx, false).wasm(&other),
+                warm: Arc::clone(warm),
+                pool: Arc::clone(pool),
+                total: n,
+            });
+        }
+    }
     let es_keystore =
         (!es.tpps.is_empty()).then(|| keystore_for(&es.tpps.iter().collect::<Vec<_>>(), None));
     if let Some(ks) = &es_keystore {
@@ -923,7 +941,9 @@ fn main() {
     let measured = measure_side_by_side(&ctx, &scenarios, rounds);
     for (sc, m) in scenarios.iter().zip(measured) {
         let extra = match sc.id {
-            "4" | "5" | "4e" | "5e" => json!({"accepted": m.envoy.stat("dcr_guard.accepted")}),
+            "4" | "5" | "4e" | "5e" | "4c" | "5c" => {
+                json!({"accepted": m.envoy.stat("dcr_guard.accepted")})
+            }
             _ => json!({}),
         };
         rows.push(row(&ctx, sc, m, extra).0);

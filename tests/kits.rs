@@ -383,9 +383,72 @@ fn compose_envoy_config_validates() {
         "/etc/envoy/dcr_guard.wasm",
         &common::envoy::wasm_path().display().to_string(),
     );
+    // The demo PKI the compose `pki` service makes (mounted at /etc/envoy/pki), made here.
+    let pki = common::tls::Pki::new();
+    let server = pki.server(&["localhost"]);
+    let text = text
+        .replace(
+            "/etc/envoy/pki/server.pem",
+            &server.cert.display().to_string(),
+        )
+        .replace(
+            "/etc/envoy/pki/server-key.pem",
+            &server.key.display().to_string(),
+        )
+        .replace(
+            "/etc/envoy/pki/ca.pem",
+            &pki.ca_path().display().to_string(),
+        );
+    assert!(
+        !text.contains("filename: /etc/envoy/pki"),
+        "a compose PKI path the test does not know"
+    );
     let tmp = TempDir::new("compose");
     validate_ok(&tmp.write("envoy.yaml", &text), "envoy/compose-envoy.yaml");
     check_envoy_kit("envoy/compose-envoy.yaml");
+}
+
+/// The compose demo is the stack of `make run`: the same mutual-TLS listener (client certificate
+/// required, validated against the demo CA, the certificate sanitised) and the same filter, with only
+/// the addresses and file locations of the containers.
+#[test]
+fn compose_listener_is_the_demo_listener() {
+    let listener = |kit: &str| {
+        let mut l = yaml_file(kit)["static_resources"]["listeners"][0].clone();
+        l["address"] = Value::Null;
+        let chain = &mut l["filter_chains"][0];
+        let certs = &mut chain["transport_socket"]["typed_config"]["common_tls_context"];
+        for f in [
+            "/tls_certificates/0/certificate_chain/filename",
+            "/tls_certificates/0/private_key/filename",
+            "/validation_context/trusted_ca/filename",
+        ] {
+            let p = certs
+                .pointer_mut(f)
+                .unwrap_or_else(|| panic!("{kit}: no {f}"));
+            let name = p.as_str().unwrap().rsplit('/').next().unwrap().to_string();
+            *p = Value::String(name);
+        }
+        let code = chain
+            .pointer_mut(
+                "/filters/0/typed_config/http_filters/0/typed_config/config/vm_config/code",
+            )
+            .unwrap_or_else(|| panic!("{kit}: no wasm code"));
+        *code = Value::Null;
+        l
+    };
+    let (demo, compose) = (
+        listener("envoy/demo.yaml"),
+        listener("envoy/compose-envoy.yaml"),
+    );
+    assert_eq!(
+        demo["filter_chains"][0]["transport_socket"]["typed_config"]["require_client_certificate"],
+        true
+    );
+    assert_eq!(
+        compose, demo,
+        "envoy/compose-envoy.yaml's listener differs from envoy/demo.yaml's"
+    );
 }
 
 /// The EnvoyFilter's filter entry, put into a minimal bootstrap with the Istio cluster names it
@@ -480,6 +543,17 @@ fn istio_manifests_parse() {
     assert_eq!(wp["spec"]["phase"], "AUTHN");
     assert_eq!(wp["spec"]["failStrategy"], "FAIL_RELOAD");
     assert!(str_at(&wp, "/spec/url", "WasmPlugin").starts_with("oci://"));
+    // Pinned: `sha256` is a manifest digest (64 lowercase hex, no `sha256:` prefix, as Istio wants it).
+    let sha = str_at(&wp, "/spec/sha256", "WasmPlugin");
+    assert!(
+        sha.len() == 64
+            && sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "WasmPlugin sha256 {sha}: 64 lowercase hex digits expected"
+    );
+    assert_eq!(wp["spec"]["imagePullPolicy"], "IfNotPresent");
+    assert_ne!(wp["spec"]["failStrategy"], "FAIL_OPEN");
     // A WasmPlugin cannot set allow_on_headers_stop_iteration: headers must not be held.
     assert_eq!(wp["spec"]["pluginConfig"]["hold_headers"], false);
 
@@ -561,17 +635,21 @@ fn kong_declarative_config_parses() {
     }
 }
 
-/// The dcr_guard filter configurations of a Kong declarative config (the `config` strings).
+/// The dcr_guard filter configurations of a Kong declarative config (the `config` objects).
 fn kong_filters(kong: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     fn walk(v: &Value, out: &mut Vec<Value>) {
         match v {
             Value::Object(m) => {
                 if m.get("name").and_then(Value::as_str) == Some("dcr_guard") {
-                    let text = m["config"]
-                        .as_str()
-                        .expect("Kong filter config must be a string");
-                    out.push(serde_json::from_str(text).expect("Kong filter config is not JSON"));
+                    // An object: Kong validates it against dcr_guard.meta.json's config_schema
+                    // (a string would fail that schema's `"type": "object"`).
+                    let cfg = &m["config"];
+                    assert!(
+                        cfg.is_object(),
+                        "Kong filter config must be an object (dcr_guard.meta.json is shipped), not {cfg}"
+                    );
+                    out.push(cfg.clone());
                 }
                 m.values().for_each(|c| walk(c, out));
             }
@@ -588,27 +666,68 @@ fn kong_filters(kong: &Value) -> Vec<Value> {
 fn compose_file_parses() {
     let compose = yaml_file("envoy/docker-compose.yaml");
     let services = compose["services"].as_object().expect("services");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not a list: {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
     let envoy = &services["envoy"];
     assert!(envoy["image"]
         .as_str()
         .unwrap()
         .starts_with("envoyproxy/envoy:v1.40"));
-    let volumes: Vec<&str> = envoy["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let volumes = strings(&envoy["volumes"]);
     assert!(volumes
         .iter()
         .any(|v| v.starts_with("./compose-envoy.yaml:/etc/envoy/envoy.yaml")));
     assert!(volumes
         .iter()
         .any(|v| v.contains("dcr_guard.wasm:/etc/envoy/dcr_guard.wasm")));
-    let demo = &services["demo"];
-    let dockerfile = str_at(demo, "/build/dockerfile", "compose demo");
-    assert!(crate_dir().join(dockerfile).exists(), "{dockerfile}");
-    assert!(read(dockerfile).contains("cargo build --example demo"));
+    // The listener's PKI: mounted where compose-envoy.yaml reads it, from the directory the `pki`
+    // service writes and `demo register --state .run/compose-demo` reads.
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.starts_with("../.run/compose-demo/pki:/etc/envoy/pki")),
+        "{volumes:?}"
+    );
+    let envoy_text = read("envoy/compose-envoy.yaml");
+    for f in ["server.pem", "server-key.pem", "ca.pem"] {
+        assert!(
+            envoy_text.contains(&format!("filename: /etc/envoy/pki/{f}")),
+            "{f}"
+        );
+    }
+    // The PKI exists before Envoy or the keystore start.
+    let pki = &services["pki"];
+    assert_eq!(
+        strings(&pki["command"])[..2],
+        ["demo".to_string(), "pki".to_string()]
+    );
+    assert!(strings(&pki["volumes"]).contains(&"../.run/compose-demo:/state".to_string()));
+    for s in ["envoy", "demo"] {
+        assert_eq!(
+            services[s]["depends_on"]["pki"]["condition"], "service_completed_successfully",
+            "{s}"
+        );
+    }
+    for s in ["pki", "demo"] {
+        let dockerfile = str_at(&services[s], "/build/dockerfile", s);
+        assert!(crate_dir().join(dockerfile).exists(), "{dockerfile}");
+        assert!(read(dockerfile).contains("cargo build --example demo"));
+    }
+    // The AS of `make run` (node oidc-provider), listening beyond its container's loopback.
+    let as_ = &services["as"];
+    let dockerfile = str_at(as_, "/build/dockerfile", "compose as");
+    assert!(read(dockerfile).contains("npm ci"));
+    let cmd = strings(&as_["command"]);
+    assert!(cmd.contains(&"server.mjs".to_string()), "{cmd:?}");
+    assert!(
+        cmd.windows(2).any(|w| w == ["--host", "0.0.0.0"]),
+        "{cmd:?}"
+    );
     // compose-envoy.yaml reaches its upstreams by compose service name.
     let envoy_cfg = yaml_file("envoy/compose-envoy.yaml");
     for c in envoy_cfg["static_resources"]["clusters"]
@@ -625,6 +744,11 @@ fn compose_file_parses() {
             "{addr} is not a compose service"
         );
     }
+    assert_eq!(
+        envoy_cfg["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+            ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+        json!({"address": "as", "port_value": 18080})
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -659,6 +783,92 @@ fn kit_configurations() -> Vec<(String, Value)> {
     }
     assert_eq!(out.len(), 6, "one configuration per kit expected");
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kong's filter metadata: a Draft-4 config_schema derived from the schema.
+
+const KONG_META: &str = "envoy/kong/dcr_guard.meta.json";
+
+/// envoy/kong/dcr_guard.meta.json is exactly what scripts/kong-meta.py derives from the schema.
+#[test]
+fn kong_meta_is_derived_from_the_schema() {
+    let out = Command::new("python3")
+        .arg(crate_dir().join("scripts/kong-meta.py"))
+        .arg("--check")
+        .output()
+        .expect("python3 is needed to check envoy/kong/dcr_guard.meta.json");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn kong_config_schema() -> Value {
+    let meta: Value =
+        serde_json::from_str(&read(KONG_META)).unwrap_or_else(|e| panic!("{KONG_META}: {e}"));
+    meta["config_schema"].clone()
+}
+
+/// Draft 4 only (what Kong's validator speaks): no `$defs`, `const` or other later keywords left,
+/// every reference resolvable in the document.
+#[test]
+fn kong_meta_is_draft_4() {
+    let cs = kong_config_schema();
+    assert_eq!(cs["$schema"], "http://json-schema.org/draft-04/schema#");
+    assert_eq!(cs["type"], "object");
+    fn walk(root: &Value, v: &Value, path: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let in_names = path.ends_with("/properties") || path.ends_with("/definitions");
+                    if !in_names {
+                        assert!(
+                            !matches!(
+                                k.as_str(),
+                                "$defs" | "const" | "$id" | "if" | "then" | "else" | "examples"
+                            ),
+                            "{KONG_META}: `{k}` at {path} is not Draft 4"
+                        );
+                    }
+                    if k == "$ref" && !in_names {
+                        let r = c.as_str().unwrap();
+                        assert!(r.starts_with("#/definitions/"), "{path}: $ref {r}");
+                        assert!(root.pointer(&r[1..]).is_some(), "{path}: dangling $ref {r}");
+                    }
+                    walk(root, c, &format!("{path}/{k}"));
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(root, c, path)),
+            _ => {}
+        }
+    }
+    walk(&cs, &cs, "#");
+    // The same properties as the schema it comes from.
+    assert_eq!(property_names(&cs), property_names(&schema()));
+}
+
+/// Every kit configuration passes the Kong config_schema too, and a wrong one does not.
+#[test]
+fn every_kit_configuration_matches_the_kong_config_schema() {
+    let cs = kong_config_schema();
+    for (what, cfg) in kit_configurations() {
+        let mut used = BTreeSet::new();
+        let errors = check(&cs, &cfg, &mut used);
+        assert!(errors.is_empty(), "{what} vs {KONG_META}: {errors:#?}");
+    }
+    let mut used = BTreeSet::new();
+    assert!(
+        !check(
+            &cs,
+            &json!({"profile": "uk-obie", "no_such_field": 1}),
+            &mut used
+        )
+        .is_empty(),
+        "an unknown field must fail the Kong config_schema"
+    );
 }
 
 #[test]
