@@ -56,9 +56,31 @@ pub fn model_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An absolute-form request target's path (`scheme://authority/path` → `/path`), else `path`.
+fn origin_form(path: &str) -> &str {
+    if let Some(i) = path.find("://") {
+        let scheme = &path[..i];
+        let is_scheme = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if is_scheme {
+            let rest = &path[i + 3..];
+            return match rest.find(['/', '?', '#']) {
+                Some(j) if rest[j..].starts_with('/') => &rest[j..],
+                _ => "",
+            };
+        }
+    }
+    path
+}
+
 /// What the upstream routes on under `r`, lower-cased.
 fn read(path: &str, r: Reading) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = origin_form(path).split(['?', '#']).next().unwrap_or("");
     let mut p = path.as_bytes().to_vec();
     for _ in 0..r.decodes {
         p = model_decode(&p);
@@ -99,16 +121,23 @@ fn read(path: &str, r: Reading) -> String {
     s
 }
 
-/// Does some reading of `path` route to the registration endpoint?
+/// Does some reading of `path` route to the registration endpoint? (Readings whose extra
+/// normalisation cannot change this path are skipped: more decoding of a path with no `%`, `\\`
+/// handling without a `\\`, and so on.)
 pub fn model_is_registration(base: &str, path: &str) -> bool {
-    readings().any(|r| {
-        let s = read(path, r);
-        match s.strip_prefix(base) {
-            Some("") | Some("/") => true,
-            Some(rest) => rest.strip_prefix('/').is_some_and(|seg| !seg.is_empty()),
-            None => false,
-        }
-    })
+    let (pct, bs, semi) = (path.contains('%'), path.contains('\\'), path.contains(';'));
+    readings()
+        .filter(|r| {
+            (r.decodes == 0 || pct) && (!r.backslash || bs || pct) && (!r.params || semi || pct)
+        })
+        .any(|r| {
+            let s = read(path, r);
+            match s.strip_prefix(base) {
+                Some("") | Some("/") => true,
+                Some(rest) => rest.strip_prefix('/').is_some_and(|seg| !seg.is_empty()),
+                None => false,
+            }
+        })
 }
 
 /// The property of spec §1: a path the classifier calls "not DCR" can not be read as the
@@ -120,7 +149,7 @@ pub fn check(base: &str, path: &str) {
             "{path:?} is NotDcr, but an upstream may read it as a registration"
         ),
         Route::Collection => {
-            let p = path
+            let p = origin_form(path)
                 .split(['?', '#'])
                 .next()
                 .unwrap_or("")
@@ -131,7 +160,7 @@ pub fn check(base: &str, path: &str) {
             );
         }
         Route::Client(id) => {
-            let p = path.split(['?', '#']).next().unwrap_or("");
+            let p = origin_form(path).split(['?', '#']).next().unwrap_or("");
             assert!(
                 p.to_ascii_lowercase().starts_with(&format!("{base}/")),
                 "{path:?}"

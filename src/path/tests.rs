@@ -241,6 +241,7 @@ const PIECES: &[&str] = &[
     "/",
     "/",
     "/",
+    "http://h",
     "register",
     "REGISTER",
     "Register",
