@@ -154,25 +154,7 @@ impl Client {
             .enable_io()
             .enable_time()
             .build()?;
-        let sender = rt.block_on(async {
-            let tcp = tokio::time::timeout(
-                Duration::from_secs(5),
-                TcpStream::connect(("127.0.0.1", port)),
-            )
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            tcp.set_nodelay(true)?;
-            let (sender, connection) = ::h2::client::Builder::new()
-                .initial_window_size(1 << 20)
-                .max_header_list_size(1 << 20)
-                .handshake::<_, Bytes>(tcp)
-                .await
-                .map_err(h2_error)?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok::<_, io::Error>(sender)
-        })?;
+        let sender = rt.block_on(handshake(port))?;
         Ok(Client { rt, sender, port })
     }
 
@@ -216,6 +198,28 @@ impl Client {
             out
         })
     }
+}
+
+/// Connects to 127.0.0.1:`port` (5 s bound) and completes the HTTP/2 handshake; the connection
+/// is driven by a task of the current runtime.
+async fn handshake(port: u16) -> io::Result<SendRequest<Bytes>> {
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    tcp.set_nodelay(true)?;
+    let (sender, connection) = ::h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .max_header_list_size(1 << 20)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .map_err(h2_error)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 async fn exchange(sender: SendRequest<Bytes>, req: Request) -> io::Result<Response> {
@@ -309,20 +313,7 @@ pub fn send_each(port: u16, reqs: &[Request], parallel: usize) -> Vec<io::Result
             for req in group {
                 let req = req.clone();
                 tasks.push(tokio::spawn(async move {
-                    let once = async {
-                        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-                        tcp.set_nodelay(true)?;
-                        let (sender, connection) = ::h2::client::Builder::new()
-                            .initial_window_size(1 << 20)
-                            .max_header_list_size(1 << 20)
-                            .handshake::<_, Bytes>(tcp)
-                            .await
-                            .map_err(h2_error)?;
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        exchange(sender, req).await
-                    };
+                    let once = async { exchange(handshake(port).await?, req).await };
                     match tokio::time::timeout(TIMEOUT, once).await {
                         Ok(r) => r,
                         Err(_) => Err(io::Error::new(
