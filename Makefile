@@ -61,7 +61,7 @@ build-trap: deps-wasm
 
 ## test: unit tests and integration tests against a real Envoy (and the demo AS, and a local OCI registry)
 test: build build-trap deps-envoy deps-as deps-image
-	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --all-targets
+	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --workspace --all-targets
 
 VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE_DIR     ?= target/oci/dcr-guard
@@ -128,8 +128,8 @@ fmt-check:
 	cargo fmt --check --manifest-path tests/trap-module/Cargo.toml
 
 clippy: deps-wasm
-	cargo clippy --all-targets -- -D warnings
-	RUSTFLAGS="$(WASM_RUSTFLAGS) $$RUSTFLAGS" cargo clippy --lib --target $(TARGET) --release -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTFLAGS="$(WASM_RUSTFLAGS) $$RUSTFLAGS" cargo clippy -p dcr-guard -p dcr-guard-core --lib --target $(TARGET) --release -- -D warnings
 	cargo clippy --manifest-path bench/bare/Cargo.toml --target $(TARGET) --target-dir target/bench --release -- -D warnings
 	cargo clippy --manifest-path tests/trap-module/Cargo.toml --target $(TARGET) --target-dir target/trap --release -- -D warnings
 

@@ -861,7 +861,7 @@ fn main() {
     }
     scenarios.push(Scenario {
         id: "3",
-        name: "bare wasm, 2 × PS256 (dcr_guard::jose)".into(),
+        name: "bare wasm, 2 × PS256 (dcr_guard_core::jose)".into(),
         cfg: guard_config(tpp, &keystore, &ctx, false)
             .wasm(&bare)
             .filter_config(bare_cfg),

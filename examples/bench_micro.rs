@@ -23,11 +23,11 @@ use std::time::Instant;
 
 use common::dcr::Tpp;
 use common::keys::TestKey;
-use dcr_guard::config::Config;
-use dcr_guard::jose::{self, Alg, JwkSet, Jws};
-use dcr_guard::pipeline::{Create, Fetched, Step, Verdicts};
-use dcr_guard::replay::{self, SharedData, StoreError};
-use dcr_guard::rules::Ctx;
+use dcr_guard_core::config::Config;
+use dcr_guard_core::jose::{self, Alg, JwkSet, Jws};
+use dcr_guard_core::pipeline::{Create, Fetched, Step, Verdicts};
+use dcr_guard_core::replay::{self, SharedData, StoreError};
+use dcr_guard_core::rules::Ctx;
 
 /// The fastest of 15 batches of `iters` calls, in µs per call (these machines change speed by up
 /// to 2× within seconds; the fastest batch is the steadiest figure).

@@ -24,9 +24,9 @@ use std::time::Instant;
 
 use common::dcr::Tpp;
 use common::keys::TestKey;
-use dcr_guard::config::Config;
-use dcr_guard::jose::{self, Alg, JwkSet, Jws};
-use dcr_guard::pipeline::{Create, Fetched, Step, Verdicts};
+use dcr_guard_core::config::Config;
+use dcr_guard_core::jose::{self, Alg, JwkSet, Jws};
+use dcr_guard_core::pipeline::{Create, Fetched, Step, Verdicts};
 
 #[inline(never)]
 fn run_pipeline(cfg: &Config, bodies: &[String], sets: &[(String, Rc<JwkSet>)], now: i64) -> usize {

@@ -1,12 +1,5 @@
 //! Entry points for the coverage-guided fuzz targets in `fuzz/` (feature `fuzzing`, never part of
-//! the filter build): the fake host the stream tests use, and crate-private parsers.
+//! the filter build): the host emulator the stream tests use, and the engine's fuzzing entry points.
 
 pub use crate::filter::fake::Fake;
-
-/// The strict top-level JSON object parser behind JOSE headers/payloads and the `br-ofb` JSON
-/// registration body (duplicate member names refused).
-pub fn parse_json_object(
-    bytes: &[u8],
-) -> Result<serde_json::Map<String, serde_json::Value>, crate::jose::JoseError> {
-    crate::jose::jws::parse_object(bytes, "body")
-}
+pub use dcr_guard_core::fuzzing::parse_json_object;

@@ -1,26 +1,9 @@
-//! dcr-guard: in-line validation of Open Banking Dynamic Client Registration (DCR).
-//!
-//! The core (everything but [`filter`]'s wasm glue) is plain Rust: it takes time, keys and stored
-//! state as inputs and never calls a host, so it is tested natively.
+//! dcr-guard, the proxy-wasm filter: the HTTP stream state machine ([`filter`]) over a small host
+//! trait, bound to proxy-wasm for Envoy, Istio and Kong. Every decision about a registration is
+//! made by the engine, [`dcr_guard_core`] (re-exported as `core`), which never calls the host.
 
-pub mod binding;
-pub mod cert;
-pub mod claims;
-pub mod config;
-pub mod dn;
-pub mod error;
-pub mod escape;
+pub use dcr_guard_core as core;
+
 pub mod filter;
-pub mod forward;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod jose;
-pub mod jwks_cache;
-pub mod path;
-pub mod pipeline;
-pub mod profile;
-pub mod replay;
-pub mod rules;
-pub mod shared;
-#[cfg(test)]
-mod testkit;

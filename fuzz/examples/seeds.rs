@@ -1,16 +1,11 @@
 //! Writes the fixed key material and valid registrations the fuzz targets use (`fixtures/`) and
 //! the seed corpora (`corpus/<target>/`), minted with the integration tests' helpers
-//! (`tests/common/keys.rs`, `tests/common/dcr.rs`). Run from `fuzz/`:
+//! (crate `dcr-guard-testkit`, tests/testkit). Run from `fuzz/`:
 //! `cargo run --example seeds`. The output is committed; rerunning replaces it (fresh keys, a new
 //! base time).
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-#[path = "../../tests/common/keys.rs"]
-mod keys;
-
-#[path = "../../tests/common/dcr.rs"]
-mod dcr;
-
+use dcr_guard_testkit::{dcr, keys};
 use std::fs;
 
 use dcr::{Tpp, DIRECTORY_JWKS_URL};

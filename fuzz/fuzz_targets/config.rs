@@ -13,7 +13,7 @@
 //! * a refused document's error names a field and a reason, and refusal is deterministic.
 #![no_main]
 
-use dcr_guard::config::Config;
+use dcr_guard_core::config::Config;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

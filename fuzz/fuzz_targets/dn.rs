@@ -1,4 +1,4 @@
-//! Distinguished names (`src/dn.rs`) and client certificates from Envoy and XFCC (`src/cert.rs`).
+//! Distinguished names (`core/src/dn.rs`) and client certificates from Envoy and XFCC (`core/src/cert.rs`).
 //!
 //! Input: two strings separated by the first NUL byte (the second may be absent).
 //!
@@ -14,8 +14,8 @@
 //!   a multi-element header counts.
 #![no_main]
 
-use dcr_guard::cert::ClientCert;
-use dcr_guard::dn::Dn;
+use dcr_guard_core::cert::ClientCert;
+use dcr_guard_core::dn::Dn;
 use libfuzzer_sys::fuzz_target;
 
 /// The RDN strings of `s` in order: split at commas that are not escaped by a backslash.

@@ -13,9 +13,9 @@
 
 use std::sync::OnceLock;
 
-use dcr_guard::config::Config;
 use dcr_guard::fuzzing::parse_json_object;
-use dcr_guard::pipeline::{Create, Verdicts};
+use dcr_guard_core::config::Config;
+use dcr_guard_core::pipeline::{Create, Verdicts};
 use dcr_guard_fuzz::{
     top_level, unique_object_at_every_depth, with_duplicate, TopLevel, PIPELINE_FIXTURES,
 };

@@ -1,4 +1,4 @@
-//! JWKS document parsing and key selection (`src/jose/jwk.rs`, `src/jose/verify.rs`).
+//! JWKS document parsing and key selection (`core/src/jose/jwk.rs`, `core/src/jose/verify.rs`).
 //!
 //! Input: one byte for the `max_keys` bound (1..=16), then the document.
 //!
@@ -17,7 +17,7 @@
 //!   same key (identical material is one key).
 #![no_main]
 
-use dcr_guard::jose::{select_key, Alg, JoseError, Jwk, JwkSet, JwsHeader, KeyMaterial};
+use dcr_guard_core::jose::{select_key, Alg, JoseError, Jwk, JwkSet, JwsHeader, KeyMaterial};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

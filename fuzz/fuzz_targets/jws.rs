@@ -1,4 +1,4 @@
-//! Compact JWS and JOSE header parsing (`src/jose/`), and verification against fixed keys.
+//! Compact JWS and JOSE header parsing (`core/src/jose/`), and verification against fixed keys.
 //!
 //! The input is tried twice: as a whole compact token, and as the bytes of a JOSE header inside a
 //! token built around it (so that header rules are reached without base64 in the way).
@@ -16,7 +16,7 @@
 
 use std::sync::OnceLock;
 
-use dcr_guard::jose::{self, Alg, JoseError, JwkSet, Jws};
+use dcr_guard_core::jose::{self, Alg, JoseError, JwkSet, Jws};
 use dcr_guard_fuzz::{b64, unique_object_at_every_depth, JWKS_FIXTURE};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! The path classifier (spec §1) against its independent model: a path the filter leaves alone
 //! ("not DCR") must not be readable as the registration path by any upstream in the model, and
-//! what it serves literally is literal (`dcr_guard::path::model::check` asserts both).
+//! what it serves literally is literal (`dcr_guard_core::path::model::check` asserts both).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,11 +10,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for base in ["/register", "/open-banking/v3.3/register"] {
-        dcr_guard::path::model::check(base, path);
+        dcr_guard_core::path::model::check(base, path);
     }
     // Deterministic.
     assert_eq!(
-        dcr_guard::path::classify("/register", path),
-        dcr_guard::path::classify("/register", path)
+        dcr_guard_core::path::classify("/register", path),
+        dcr_guard_core::path::classify("/register", path)
     );
 });

@@ -34,9 +34,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use arbitrary::Unstructured;
-use dcr_guard::config::Config;
 use dcr_guard::filter::{Engine, Flow};
 use dcr_guard::fuzzing::Fake;
+use dcr_guard_core::config::Config;
 use dcr_guard_fuzz::{unique_object_at_every_depth, PIPELINE_FIXTURES};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -387,7 +387,7 @@ fn signing_input(token: &str) -> Option<&str> {
 
 fn claims(token: &str) -> Value {
     let p = token.split('.').nth(1).unwrap();
-    let bytes = dcr_guard::jose::b64::decode(p).unwrap();
+    let bytes = dcr_guard_core::jose::b64::decode(p).unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{Host, Level};
-use crate::config::JwksSource;
+use dcr_guard_core::config::JwksSource;
 
 /// Unix time, seconds (the fake's clock when it is not frozen).
 fn wall_clock() -> i64 {
@@ -40,7 +40,7 @@ pub struct Fake {
     pub logs: std::cell::RefCell<Vec<String>>,
     pub counters: HashMap<String, u64>,
     /// Introspection calls made.
-    pub calls: Vec<(u32, crate::binding::Callout)>,
+    pub calls: Vec<(u32, dcr_guard_core::binding::Callout)>,
     /// Seconds added to the real clock (time travel).
     pub clock: i64,
     /// A stopped clock (unix seconds), when set.
@@ -84,16 +84,18 @@ impl Host for Fake {
     }
     fn client_cert(
         &self,
-        _source: crate::config::CertSource,
-    ) -> Result<Option<crate::cert::ClientCert>, String> {
+        _source: dcr_guard_core::config::CertSource,
+    ) -> Result<Option<dcr_guard_core::cert::ClientCert>, String> {
         match self.headers.get("test-client-subject") {
             None => Ok(None),
-            Some(subject) => crate::cert::ClientCert::from_envoy(subject, None, None).map(Some),
+            Some(subject) => {
+                dcr_guard_core::cert::ClientCert::from_envoy(subject, None, None).map(Some)
+            }
         }
     }
     fn dispatch(
         &mut self,
-        call: &crate::binding::Callout,
+        call: &dcr_guard_core::binding::Callout,
         _timeout_ms: u64,
     ) -> Result<u32, String> {
         self.next_token += 1;
@@ -145,7 +147,7 @@ impl Host for Fake {
     fn shared_get(
         &self,
         key: &str,
-    ) -> Result<(Option<Vec<u8>>, Option<u32>), crate::replay::StoreError> {
+    ) -> Result<(Option<Vec<u8>>, Option<u32>), dcr_guard_core::replay::StoreError> {
         *self
             .shared_reads
             .borrow_mut()
@@ -161,12 +163,12 @@ impl Host for Fake {
         key: &str,
         value: &[u8],
         cas: Option<u32>,
-    ) -> Result<(), crate::replay::StoreError> {
+    ) -> Result<(), dcr_guard_core::replay::StoreError> {
         let mut m = self.shared.borrow_mut();
         let current = m.get(key).map(|(_, c)| *c);
         if let (Some(want), Some(have)) = (cas, current) {
             if want != have {
-                return Err(crate::replay::StoreError::CasMismatch);
+                return Err(dcr_guard_core::replay::StoreError::CasMismatch);
             }
         }
         let next = current.unwrap_or(0) + 1;

@@ -6,15 +6,15 @@
 
 use std::rc::Rc;
 
-use crate::binding::Binding;
-use crate::cert::ClientCert;
-use crate::config::{CertSource, Config, Forward, JwksSource};
-use crate::error::{DcrError, RuleId};
-use crate::escape::escape;
-use crate::jwks_cache::{Decision, Need};
-use crate::path::{classify, Route};
-use crate::pipeline::{Create, Facts, Fetched, Step, Work};
-use crate::replay::{SharedData, StoreError};
+use dcr_guard_core::binding::Binding;
+use dcr_guard_core::cert::ClientCert;
+use dcr_guard_core::config::{CertSource, Config, Forward, JwksSource};
+use dcr_guard_core::error::{DcrError, RuleId};
+use dcr_guard_core::escape::escape;
+use dcr_guard_core::jwks_cache::{Decision, Need};
+use dcr_guard_core::path::{classify, Route};
+use dcr_guard_core::pipeline::{Create, Facts, Fetched, Step, Work};
+use dcr_guard_core::replay::{SharedData, StoreError};
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fake;
@@ -55,7 +55,11 @@ pub trait Host {
     /// The TPP's client certificate: `Ok(None)` when the connection has none.
     fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String>;
     /// Start a POST callout (token introspection).
-    fn dispatch(&mut self, call: &crate::binding::Callout, timeout_ms: u64) -> Result<u32, String>;
+    fn dispatch(
+        &mut self,
+        call: &dcr_guard_core::binding::Callout,
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
     /// A header of the callout response being delivered.
     fn call_response_header(&self, name: &str) -> Option<String>;
     /// Make later host calls act on the HTTP stream `ctx` (used from the root context's tick
@@ -733,7 +737,7 @@ impl Stream {
         // The hot path: this worker read the document's fresh shared entry earlier this second.
         if need == Need::Any {
             if let Some(keys) = worker.recent_keys(&src.url, now) {
-                host.count(crate::jwks_cache::COUNTER_CACHE_HITS);
+                host.count(dcr_guard_core::jwks_cache::COUNTER_CACHE_HITS);
                 work.supply(&src.url, keys);
                 return;
             }
@@ -832,7 +836,9 @@ impl Stream {
         if let Some(create) = work.created() {
             let (failures, skipped) = create.report();
             if failures.is_empty() {
-                for (header, value) in crate::forward::fact_headers(cfg, create.ssa_claims()) {
+                for (header, value) in
+                    dcr_guard_core::forward::fact_headers(cfg, create.ssa_claims())
+                {
                     host.set_request_header(&header, Some(&value));
                 }
             } else {
@@ -840,7 +846,7 @@ impl Stream {
                 self.report(host, &failures, &skipped, &facts);
             }
             if cfg.forward == Forward::Json {
-                match crate::forward::json_body(
+                match dcr_guard_core::forward::json_body(
                     cfg,
                     create.request_claims(),
                     create.ssa_claims(),
@@ -1098,7 +1104,7 @@ fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
             "software_id"
         ),
         log_id(&facts.jti, &facts.claimed_jti, "jti"),
-        escape(&e.description, crate::escape::MAX_REASON),
+        escape(&e.description, dcr_guard_core::escape::MAX_REASON),
     )
 }
 
@@ -1106,8 +1112,11 @@ fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
 /// when there is none; escaped.
 fn log_id(verified: &Option<String>, claimed: &Option<String>, name: &str) -> String {
     match (verified, claimed) {
-        (Some(v), _) => format!("{name}=\"{}\"", escape(v, crate::escape::MAX_ID)),
-        (None, Some(c)) => format!("claimed_{name}=\"{}\"", escape(c, crate::escape::MAX_ID)),
+        (Some(v), _) => format!("{name}=\"{}\"", escape(v, dcr_guard_core::escape::MAX_ID)),
+        (None, Some(c)) => format!(
+            "claimed_{name}=\"{}\"",
+            escape(c, dcr_guard_core::escape::MAX_ID)
+        ),
         (None, None) => format!("{name}=-"),
     }
 }
@@ -1116,12 +1125,15 @@ fn log_id(verified: &Option<String>, claimed: &Option<String>, name: &str) -> St
 /// `software_id` as `software_id`, an unverified SSA's only as `claimed_software_id`.
 fn record_facts(host: &mut dyn Host, facts: &Facts) {
     if let Some(id) = &facts.software_id {
-        host.set_state("dcr_guard.software_id", &escape(id, crate::escape::MAX_ID));
+        host.set_state(
+            "dcr_guard.software_id",
+            &escape(id, dcr_guard_core::escape::MAX_ID),
+        );
     }
     if let Some(id) = &facts.claimed_software_id {
         host.set_state(
             "dcr_guard.claimed_software_id",
-            &escape(id, crate::escape::MAX_ID),
+            &escape(id, dcr_guard_core::escape::MAX_ID),
         );
     }
 }

@@ -5,8 +5,8 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
-use crate::testkit::keys::{now, TestKey};
+use dcr_guard_testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
+use dcr_guard_testkit::keys::{now, TestKey};
 
 use super::fake::Fake;
 
@@ -169,7 +169,7 @@ fn same_document_for_directory_and_software_is_fetched_once() {
     });
     // One document holding both keys, at the URL the SSA names.
     w.tpp.jwks_host = "keystore.directory.test".into();
-    let both = crate::testkit::keys::jwks(&[&w.tpp.directory, &w.tpp.key])
+    let both = dcr_guard_testkit::keys::jwks(&[&w.tpp.directory, &w.tpp.key])
         .to_string()
         .into_bytes();
     w.host
@@ -458,12 +458,12 @@ fn garbage_and_refused_algorithms_fetch_nothing() {
         ("garbage", "not a jwt".into(), "invalid_request"),
         (
             "none",
-            crate::testkit::keys::unsigned_none(&claims),
+            dcr_guard_testkit::keys::unsigned_none(&claims),
             "invalid_client_metadata",
         ),
         (
             "hs256",
-            crate::testkit::keys::hs256(b"secret", &claims),
+            dcr_guard_testkit::keys::hs256(b"secret", &claims),
             "invalid_client_metadata",
         ),
         (
@@ -575,7 +575,7 @@ fn assert_sinks_clean(w: &World) {
 fn a_forged_ssa_is_never_attributed_nor_logged_raw() {
     for report_only in [false, true] {
         let mut w = world_with(|v| v["report_only"] = json!(report_only));
-        let forged = crate::testkit::dcr::corrupt_signature(&w.tpp.ssa_with(|c| {
+        let forged = dcr_guard_testkit::dcr::corrupt_signature(&w.tpp.ssa_with(|c| {
             c["software_id"] = json!(FORGED_ID);
         }));
         let body = w.tpp.key.sign_default(&{
@@ -631,7 +631,7 @@ fn a_verified_ssa_is_attributed_and_an_unverified_request_jti_stays_claimed() {
     // A genuine SSA (verified) on a request whose own signature is forged: the SSA's
     // software_id is a fact, the request's jti only a claim.
     let mut w = world();
-    let body = crate::testkit::dcr::corrupt_signature(&w.tpp.request_with(|c| {
+    let body = dcr_guard_testkit::dcr::corrupt_signature(&w.tpp.request_with(|c| {
         c["jti"] = json!("j-\"1\"");
     }));
     w.post(&body);
@@ -813,7 +813,7 @@ fn replay_is_checked_last_and_shared_between_workers() {
 
     // Same jti, now valid: a rejected request did not burn it. A new stream on a host sharing
     // the same shared data stands for another worker.
-    claims["aud"] = json!(crate::testkit::dcr::BANK_AUDIENCE);
+    claims["aud"] = json!(dcr_guard_testkit::dcr::BANK_AUDIENCE);
     let valid = w.tpp.key.sign_default(&claims);
     for (round, want_ok) in [(1, true), (2, false)] {
         w.engine = Engine::new(w.engine.config().cloned(), 2);
@@ -1019,7 +1019,7 @@ fn the_shared_entry_is_read_at_most_once_a_second_unless_a_kid_is_missing() {
     let mut w = world();
     let t = now() as i64;
     w.host.frozen = Some(t);
-    let doc_key = crate::jwks_cache::Cache::new(Default::default(), "dcr_guard.jwks.")
+    let doc_key = dcr_guard_core::jwks_cache::Cache::new(Default::default(), "dcr_guard.jwks.")
         .doc_key(DIRECTORY_JWKS_URL);
     let reads = |w: &World| {
         w.host
@@ -1048,9 +1048,9 @@ fn the_shared_entry_is_read_at_most_once_a_second_unless_a_kid_is_missing() {
     // and passes, without fetching anything.
     let rotated = TestKey::ec("dir-2");
     let (raw, _) = w.host.shared_get(&doc_key).unwrap();
-    let mut entry = crate::jwks_cache::Entry::decode(&raw.unwrap()).unwrap();
+    let mut entry = dcr_guard_core::jwks_cache::Entry::decode(&raw.unwrap()).unwrap();
     entry.generation += 1;
-    entry.doc = crate::testkit::keys::jwks(&[&w.tpp.directory, &rotated])
+    entry.doc = dcr_guard_testkit::keys::jwks(&[&w.tpp.directory, &rotated])
         .to_string()
         .into_bytes();
     w.host.shared_set(&doc_key, &entry.encode(), None).unwrap();
@@ -1112,7 +1112,7 @@ fn an_unknown_kid_refetches_only_after_the_cooldown() {
     w.answer_callouts();
     // The directory rotates to a new key.
     let rotated = TestKey::ec("dir-2");
-    let doc = crate::testkit::keys::jwks(&[&w.tpp.directory, &rotated])
+    let doc = dcr_guard_testkit::keys::jwks(&[&w.tpp.directory, &rotated])
         .to_string()
         .into_bytes();
     w.host

@@ -12,9 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use super::{Engine, Flow, Host, Level};
-use crate::cert::ClientCert;
-use crate::config::{CertSource, Config, JwksSource};
-use crate::replay::StoreError;
+use dcr_guard_core::cert::ClientCert;
+use dcr_guard_core::config::{CertSource, Config, JwksSource};
+use dcr_guard_core::replay::StoreError;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -106,7 +106,7 @@ impl RootContext for Root {
                     ),
                 );
                 let mut store = super::HostStore(&mut WasmHost);
-                if let Err(e) = crate::replay::precreate(&mut store, &cfg.replay.store) {
+                if let Err(e) = dcr_guard_core::replay::precreate(&mut store, &cfg.replay.store) {
                     // Not fatal: a missing bucket or secret is created at first use; a store
                     // that cannot be written makes replay checks fail closed (503).
                     log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
@@ -298,7 +298,11 @@ impl Host for WasmHost {
         }
     }
 
-    fn dispatch(&mut self, call: &crate::binding::Callout, timeout_ms: u64) -> Result<u32, String> {
+    fn dispatch(
+        &mut self,
+        call: &dcr_guard_core::binding::Callout,
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", "POST"),
             (":path", call.path.as_str()),
@@ -605,7 +609,7 @@ mod abi {
     const NOT_FOUND: u32 = 1;
     const CAS_MISMATCH: u32 = 8;
 
-    use crate::replay::StoreError;
+    use dcr_guard_core::replay::StoreError;
 
     /// Shared data get: every status handled (the SDK wrapper panics on unexpected ones).
     pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {

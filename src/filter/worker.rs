@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::{Host, HostStore, Level};
-use crate::config::{Config, JwksSource};
-use crate::escape::{escape, MAX_REASON};
-use crate::jose::JwkSet;
-use crate::jwks_cache::{ttl_from_cache_control, Cache, Decision, Entry, Need, Parsed, Poll};
-use crate::pipeline::Fetched;
+use dcr_guard_core::config::{Config, JwksSource};
+use dcr_guard_core::escape::{escape, MAX_REASON};
+use dcr_guard_core::jose::JwkSet;
+use dcr_guard_core::jwks_cache::{
+    ttl_from_cache_control, Cache, Decision, Entry, Need, Parsed, Poll,
+};
+use dcr_guard_core::pipeline::Fetched;
 
 /// Who a callout answers to.
 #[derive(Debug, Clone)]
@@ -50,7 +52,7 @@ pub struct Worker {
     pub tokens: HashMap<u32, Owner>,
     pub waiters: Vec<Waiter>,
     /// SSA signature verdicts (TPPs reuse their SSA).
-    pub verdicts: crate::pipeline::Verdicts,
+    pub verdicts: dcr_guard_core::pipeline::Verdicts,
     /// Leased fetches whose stream the host finished before the answer came: the proxy-wasm SDK
     /// routes a callout's answer to the context that dispatched it and drops it when that context
     /// is gone, so the root context fetches again under the same lease ([`Worker::adopt_orphans`])
@@ -67,14 +69,14 @@ pub const COUNTER_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
 const REFRESH_CHECK_SECONDS: i64 = 1;
 
 impl Worker {
-    pub fn with_policy(policy: crate::jwks_cache::CachePolicy, holder: u64) -> Worker {
+    pub fn with_policy(policy: dcr_guard_core::jwks_cache::CachePolicy, holder: u64) -> Worker {
         Worker {
             cache: Cache::new(policy, "dcr_guard.jwks."),
             parsed: Parsed::default(),
             holder,
             tokens: HashMap::new(),
             waiters: Vec::new(),
-            verdicts: crate::pipeline::Verdicts::default(),
+            verdicts: dcr_guard_core::pipeline::Verdicts::default(),
             orphans: Vec::new(),
             next_refresh: 0,
         }
@@ -167,7 +169,7 @@ impl Worker {
                     .decide(&mut HostStore(host), url, Need::Any, now, self.holder)
                 {
                     Ok(Decision::UseStale(entry)) => {
-                        host.count(crate::jwks_cache::COUNTER_STALE_SERVES);
+                        host.count(dcr_guard_core::jwks_cache::COUNTER_STALE_SERVES);
                         host.log(
                             Level::Warn,
                             &format!(
@@ -333,7 +335,7 @@ impl Worker {
 /// Documents refreshed in the background: every directory's, and the AS's in `jwt` mode.
 fn background_sources(cfg: &Config) -> impl Iterator<Item = &JwksSource> {
     let binding = match &cfg.binding {
-        Some(crate::binding::TokenMode::Jwt(j)) => j.jwks.as_slice(),
+        Some(dcr_guard_core::binding::TokenMode::Jwt(j)) => j.jwks.as_slice(),
         _ => &[],
     };
     cfg.directories

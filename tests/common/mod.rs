@@ -13,13 +13,13 @@
 //! Use from an integration test with `mod common;`, from an example with
 //! `#[path = "../tests/common/mod.rs"] mod common;`.
 
-pub mod dcr;
 pub mod envoy;
 pub mod h2c;
 pub mod http;
-pub mod keys;
 pub mod oidc;
 pub mod tls;
+
+pub use dcr_guard_testkit::{dcr, keys};
 
 pub use envoy::{Envoy, EnvoyConfig, StartFailure};
 pub use http::{Recorded, Reply, Response, TestServer};

@@ -6,7 +6,7 @@
 )]
 //! Bench-only proxy-wasm plugins used by `make bench` (see bench/README.md). Never part of the
 //! release filter: this is a separate crate that compiles dcr-guard's own JOSE sources
-//! (`src/jose`) unchanged.
+//! (`core/src/jose`) unchanged.
 //!
 //! Configuration (JSON, the plugin configuration):
 //! - `{"mode": "verify", "ssa_jwks": {...}, "request_jwks": {...}}`: an HTTP filter that verifies
@@ -15,11 +15,11 @@
 //!   floor for two verifications inside V8.
 //! - `{"mode": "prefill", "buckets": B, "entries": N, "key_prefix": "dcr_guard.replay.",
 //!   "expires_at": T}`: at configure time, writes N live replay entries (random 16-byte ids,
-//!   expiry T) spread over B buckets in dcr-guard's bucket format (src/replay.rs, version 2; random issuer
+//!   expiry T) spread over B buckets in dcr-guard's bucket format (core/src/replay.rs, version 2; random issuer
 //!   tags).
 //!   Meant as a singleton wasm service sharing dcr-guard's `vm_id`.
 
-#[path = "../../../src/jose/mod.rs"]
+#[path = "../../../core/src/jose/mod.rs"]
 #[allow(dead_code)]
 pub mod jose;
 

@@ -120,10 +120,11 @@ pub fn merge(mut base: Map<String, Value>, extra: &Value) -> Map<String, Value> 
 // RSA key pool
 
 fn key_cache_dir() -> PathBuf {
-    let base = match option_env!("CARGO_TARGET_TMPDIR") {
-        Some(dir) => PathBuf::from(dir),
+    // The workspace's target/tmp (this crate lives in tests/testkit), or CARGO_TARGET_DIR's.
+    let base = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("tmp"),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
+            .join("../../target")
             .join("tmp"),
     };
     base.join("dcr-guard-test-keys")

@@ -1,10 +1,10 @@
 #![allow(dead_code)]
 //! A UK TPP as the directory would describe it: SSA claims, request claims, and minting of both,
-//! shared by unit tests (through `src/testkit.rs`), integration tests and the demo.
+//! shared by unit tests, integration tests, the CLI's tests and the demo (crate `dcr-guard-testkit`).
 
 use serde_json::{json, Value};
 
-use super::keys::{now, uuid_v4, TestKey};
+use crate::keys::{now, uuid_v4, TestKey};
 
 pub const UK_ISSUER: &str = "OpenBanking Ltd";
 pub const AU_ISSUER: &str = "cdr-register";
@@ -135,12 +135,12 @@ impl Tpp {
 
     /// The directory's JWKS document.
     pub fn directory_jwks(&self) -> Value {
-        super::keys::jwks(&[&self.directory])
+        crate::keys::jwks(&[&self.directory])
     }
 
     /// The TPP's software JWKS document.
     pub fn software_jwks(&self) -> Value {
-        super::keys::jwks(&[&self.key])
+        crate::keys::jwks(&[&self.key])
     }
 
     /// SSA claims shaped like the CDR Register's (Australia).
@@ -297,8 +297,8 @@ impl Tpp {
 /// `token` with one bit of its signature flipped: still well-formed, no longer valid.
 pub fn corrupt_signature(token: &str) -> String {
     let (input, sig) = token.rsplit_once('.').expect("compact JWS");
-    let mut bytes = super::keys::b64_decode(sig);
+    let mut bytes = crate::keys::b64_decode(sig);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
-    format!("{input}.{}", super::keys::b64(&bytes))
+    format!("{input}.{}", crate::keys::b64(&bytes))
 }

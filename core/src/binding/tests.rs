@@ -3,7 +3,7 @@ use serde_json::json;
 use super::*;
 use crate::error::{Challenge, ErrorCode};
 use crate::jose::JwkSet;
-use crate::testkit::keys::{jwks, now, TestKey};
+use dcr_guard_testkit::keys::{jwks, now, TestKey};
 
 #[test]
 fn bearer_table() {
@@ -159,7 +159,7 @@ fn jwt_mode_table() {
         ),
         (
             "alg none",
-            crate::testkit::keys::unsigned_none(&good),
+            dcr_guard_testkit::keys::unsigned_none(&good),
             "c1",
             Some("not a valid JWT"),
         ),

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use super::*;
 use crate::error::{ErrorCode, Source};
 use crate::jose::JwkSet;
-use crate::testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
-use crate::testkit::keys::{now, TestKey};
+use dcr_guard_testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
+use dcr_guard_testkit::keys::{now, TestKey};
 
 struct Run {
     result: Result<(), DcrError>,
@@ -690,7 +690,7 @@ fn ssa_verdicts_are_reused_only_for_the_same_ssa_and_key_set() {
         .is_ok());
     assert_eq!(verdicts.len(), 1);
     // A corrupted copy is another SSA: verified, and refused.
-    let bad = crate::testkit::dcr::corrupt_signature(&ssa);
+    let bad = dcr_guard_testkit::dcr::corrupt_signature(&ssa);
     let r = run_full(&cfg, &body(&bad), &docs, None, &mut verdicts);
     assert_eq!(
         r.result.unwrap_err().source,
@@ -699,7 +699,7 @@ fn ssa_verdicts_are_reused_only_for_the_same_ssa_and_key_set() {
     // The directory rotates its key away: the old verdict no longer counts.
     let rotated = TestKey::ec("dir-2");
     let mut docs2 = docs.clone();
-    docs2[0].1 = crate::testkit::keys::jwks(&[&rotated]);
+    docs2[0].1 = dcr_guard_testkit::keys::jwks(&[&rotated]);
     let r = run_full(&cfg, &body(&ssa), &docs2, None, &mut verdicts);
     assert_eq!(
         r.result.unwrap_err().source,
@@ -820,7 +820,7 @@ fn a_remembered_verdict_is_trusted_without_verifying_again() {
     // SSA whose signature is broken shows that a hit really skips the verification, and that
     // the key set's identity and the expiry are honoured.
     let (tpp, cfg, docs) = uk();
-    let bad = crate::testkit::dcr::corrupt_signature(&tpp.ssa());
+    let bad = dcr_guard_testkit::dcr::corrupt_signature(&tpp.ssa());
     let body = |ssa: &str| tpp.key.sign_default(&tpp.request_claims(ssa));
     let set = JwkSet::parse(docs[0].1.to_string().as_bytes(), 10).unwrap();
     let parsed = std::rc::Rc::new(crate::jose::Jws::parse(&bad).unwrap());
@@ -833,7 +833,7 @@ fn a_remembered_verdict_is_trusted_without_verifying_again() {
         .is_ok());
     // Remembered for another key set: verified, and refused.
     let other = JwkSet::parse(
-        crate::testkit::keys::jwks(&[&TestKey::ec("x")])
+        dcr_guard_testkit::keys::jwks(&[&TestKey::ec("x")])
             .to_string()
             .as_bytes(),
         10,
