@@ -334,7 +334,7 @@ fn run(req: &Request) -> (Outcome, Option<Outcome>) {
     for (url, doc) in &f.keystore {
         host.keystore.insert(url.clone(), (Some(200), doc.clone()));
     }
-    let mut engine = Engine::new(Some(Rc::clone(cfg)), 1);
+    let mut engine = Engine::new(Rc::clone(cfg), 1);
     let mut answered = 0usize;
     let flows = drive(&mut engine, &mut host, req, 1, &mut answered);
     let first = snapshot(&host, flows);

@@ -16,6 +16,8 @@ use dcr_guard_core::path::{classify, Route};
 use dcr_guard_core::pipeline::{Create, Facts, Fetched, Step, Work};
 use dcr_guard_core::replay::{SharedData, StoreError};
 
+#[cfg(target_arch = "wasm32")]
+mod abi;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fake;
 #[cfg(target_arch = "wasm32")]
@@ -121,23 +123,22 @@ enum Phase {
 /// callback here by context id; callout answers and ticks are routed by their owner, so that the
 /// root context can wake a stream that waited for another worker's fetch.
 pub struct Engine {
-    cfg: Option<Rc<Config>>,
+    cfg: Rc<Config>,
     pub worker: Worker,
     streams: std::collections::HashMap<u32, Stream>,
 }
 
 impl Engine {
-    pub fn new(cfg: Option<Rc<Config>>, holder: u64) -> Engine {
-        let policy = cfg.as_ref().map(|c| c.jwks_cache).unwrap_or_default();
+    pub fn new(cfg: Rc<Config>, holder: u64) -> Engine {
         Engine {
+            worker: Worker::with_policy(cfg.jwks_cache, holder),
             cfg,
-            worker: Worker::with_policy(policy, holder),
             streams: std::collections::HashMap::new(),
         }
     }
 
-    pub fn config(&self) -> Option<&Rc<Config>> {
-        self.cfg.as_ref()
+    pub fn config(&self) -> &Rc<Config> {
+        &self.cfg
     }
 
     /// Streams currently tracked (DCR requests not yet finished).
@@ -151,7 +152,7 @@ impl Engine {
         ctx: u32,
         end_of_stream: bool,
     ) -> Flow {
-        let mut stream = Stream::new(self.cfg.clone(), ctx);
+        let mut stream = Stream::new(Rc::clone(&self.cfg), ctx);
         let flow = stream.on_request_headers(host, &mut self.worker, end_of_stream);
         // Only registration requests are tracked; everything else costs nothing more.
         if !matches!(stream.phase, Phase::Pass) || stream.no_body.is_some() {
@@ -182,10 +183,7 @@ impl Engine {
 
     /// A callout answered, whichever context the host delivered it to.
     pub fn on_call_response(&mut self, host: &mut dyn Host, token: u32, body_size: usize) {
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => return,
-        };
+        let cfg = Rc::clone(&self.cfg);
         match self.worker.tokens.remove(&token) {
             Some(Owner::Stream { ctx, src, lease }) => {
                 let url = src.url;
@@ -219,10 +217,7 @@ impl Engine {
     /// The root context's tick: background refreshes, then streams whose wait is over.
     /// `root_ctx` is restored as the effective context at the end.
     pub fn on_tick(&mut self, host: &mut dyn Host, root_ctx: u32) {
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => return,
-        };
+        let cfg = Rc::clone(&self.cfg);
         let now = host.now();
         if !self.worker.orphans.is_empty() {
             self.worker.adopt_orphans(host, &cfg, now);
@@ -265,7 +260,7 @@ impl Engine {
 
 /// One HTTP stream.
 pub struct Stream {
-    cfg: Option<Rc<Config>>,
+    cfg: Rc<Config>,
     phase: Phase,
     /// The host's id of this HTTP context.
     ctx: u32,
@@ -307,7 +302,7 @@ const METHOD_OVERRIDES: [&str; 3] = [
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 impl Stream {
-    pub fn new(cfg: Option<Rc<Config>>, ctx: u32) -> Self {
+    pub fn new(cfg: Rc<Config>, ctx: u32) -> Self {
         Stream {
             cfg,
             phase: Phase::Pass,
@@ -323,18 +318,7 @@ impl Stream {
         end_of_stream: bool,
     ) -> Flow {
         let path = host.request_header(":path").unwrap_or_default();
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => {
-                // Configuration never succeeded (hosts do not start on a refused one): without a
-                // configuration the registration path is unknown, so fail closed on everything.
-                return self.reject(
-                    host,
-                    DcrError::unavailable(RuleId::SsaSignature, "dcr-guard is not configured", 30),
-                    &Facts::default(),
-                );
-            }
-        };
+        let cfg = Rc::clone(&self.cfg);
         // Verified-fact headers come from dcr-guard only, never from the client: removed from
         // every request, DCR or not (an upstream may route a path the filter does not serve).
         for (_, header) in &cfg.fact_headers {
@@ -572,10 +556,8 @@ impl Stream {
                 else {
                     return Flow::Pause;
                 };
-                return match self.cfg.clone() {
-                    Some(cfg) => self.start_management(host, worker, &cfg, true, method, client_id),
-                    None => Flow::Pause,
-                };
+                let cfg = Rc::clone(&self.cfg);
+                return self.start_management(host, worker, &cfg, true, method, client_id);
             }
         }
         match self.phase {
@@ -583,10 +565,7 @@ impl Stream {
             Phase::Done | Phase::Validating { .. } | Phase::Bodiless { .. } => return Flow::Pause,
             Phase::Buffering { .. } => {}
         }
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => return Flow::Pause,
-        };
+        let cfg = Rc::clone(&self.cfg);
         if body_size > cfg.limits.body_bytes {
             return self.refuse(
                 host,
@@ -621,11 +600,7 @@ impl Stream {
     pub fn on_request_trailers(&mut self, host: &mut dyn Host, worker: &mut Worker) -> Flow {
         match self.phase {
             Phase::Buffering { .. } => {
-                let size = self
-                    .cfg
-                    .as_ref()
-                    .map(|c| c.limits.body_bytes + 1)
-                    .unwrap_or(0);
+                let size = self.cfg.limits.body_bytes + 1;
                 let body = host.request_body(size).unwrap_or_default();
                 let len = body.len();
                 self.on_request_body(host, worker, len, true)
@@ -898,10 +873,7 @@ impl Stream {
         lease: Option<u64>,
         body_size: usize,
     ) {
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => return,
-        };
+        let cfg = Rc::clone(&self.cfg);
         let fetched = worker.read_answer(host, &cfg, url, lease, body_size);
         let Some((mut work, mut pending, waiting)) = self.take_validating() else {
             return;
@@ -921,10 +893,7 @@ impl Stream {
         token: u32,
         body_size: usize,
     ) {
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => return,
-        };
+        let cfg = Rc::clone(&self.cfg);
         let (status, body) = host.call_response(body_size, MAX_ANSWER_BYTES);
         let Some((mut work, mut pending, waiting)) = self.take_validating() else {
             return;
@@ -951,10 +920,7 @@ impl Stream {
         url: &str,
         outcome: WaitOver,
     ) {
-        let cfg = match &self.cfg {
-            Some(c) => Rc::clone(c),
-            None => return,
-        };
+        let cfg = Rc::clone(&self.cfg);
         let Some((mut work, pending, mut waiting)) = self.take_validating() else {
             return;
         };
@@ -1017,7 +983,7 @@ impl Stream {
         facts: &Facts,
         in_callback: bool,
     ) -> Flow {
-        if self.cfg.as_ref().is_some_and(|c| c.report_only) {
+        if self.cfg.report_only {
             self.report(host, std::slice::from_ref(&e), &[], facts);
             self.phase = Phase::Pass;
             if in_callback {
@@ -1067,25 +1033,42 @@ impl Stream {
 
     fn reject(&mut self, host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
         self.phase = Phase::Done;
-        host.count("dcr_guard.rejected");
-        host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
-        if e.is_dependency_fault() {
-            host.count("dcr_guard.dependency_failures");
-        }
-        host.set_state("dcr_guard.verdict", "rejected");
-        host.set_state("dcr_guard.rule", e.source.as_str());
-        record_facts(host, facts);
-        let level = if e.is_dependency_fault() {
-            Level::Warn
-        } else {
-            Level::Info
-        };
-        host.log(level, &log_line("rejected", &e, facts));
-        let headers = e.headers();
-        let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        host.respond(e.status, &refs, e.body().as_bytes());
-        Flow::Pause
+        reject(host, e, facts)
     }
+}
+
+/// A plugin whose configuration never succeeded (hosts do not start on a refused one, but a
+/// reload can leave a worker without one): the registration path is unknown, so every request
+/// is answered 503 (fail closed). The host binding gives such a plugin this instead of an
+/// [`Engine`].
+pub fn unconfigured(host: &mut dyn Host) -> Flow {
+    reject(
+        host,
+        DcrError::unavailable(RuleId::SsaSignature, "dcr-guard is not configured", 30),
+        &Facts::default(),
+    )
+}
+
+/// Answer `e` locally: counters, filter state, one log line, the RFC 7591 / 6750 reply.
+fn reject(host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
+    host.count("dcr_guard.rejected");
+    host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
+    if e.is_dependency_fault() {
+        host.count("dcr_guard.dependency_failures");
+    }
+    host.set_state("dcr_guard.verdict", "rejected");
+    host.set_state("dcr_guard.rule", e.source.as_str());
+    record_facts(host, facts);
+    let level = if e.is_dependency_fault() {
+        Level::Warn
+    } else {
+        Level::Info
+    };
+    host.log(level, &log_line("rejected", &e, facts));
+    let headers = e.headers();
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    host.respond(e.status, &refs, e.body().as_bytes());
+    Flow::Pause
 }
 
 /// One log line for a failure: rule, code, the TPP's software_id and request jti when known (as

@@ -31,7 +31,7 @@ fn world_with(cfg_edit: impl FnOnce(&mut Value)) -> World {
         tpp.jwks_url(),
         (Some(200), tpp.software_jwks().to_string().into_bytes()),
     );
-    let engine = Engine::new(Some(Rc::clone(&cfg)), 1);
+    let engine = Engine::new(Rc::clone(&cfg), 1);
     World { tpp, host, engine }
 }
 
@@ -516,16 +516,14 @@ fn a_late_callout_after_rejection_is_ignored() {
 #[test]
 fn unconfigured_filter_fails_closed() {
     let mut host = Fake::default();
-    let mut s = Engine::new(None, 1);
     host.headers.insert(":path".into(), "/register".into());
     host.headers.insert(":method".into(), "POST".into());
-    assert_eq!(s.on_request_headers(&mut host, 1, false), Flow::Pause);
+    assert_eq!(unconfigured(&mut host), Flow::Pause);
     assert_eq!(host.responses[0].0, 503);
     let mut host = Fake::default();
-    let mut s = Engine::new(None, 1);
     host.headers.insert(":path".into(), "/accounts".into());
     host.headers.insert(":method".into(), "GET".into());
-    assert_eq!(s.on_request_headers(&mut host, 1, true), Flow::Pause);
+    assert_eq!(unconfigured(&mut host), Flow::Pause);
     assert_eq!(host.responses[0].0, 503);
 }
 
@@ -816,7 +814,7 @@ fn replay_is_checked_last_and_shared_between_workers() {
     claims["aud"] = json!(dcr_guard_testkit::dcr::BANK_AUDIENCE);
     let valid = w.tpp.key.sign_default(&claims);
     for (round, want_ok) in [(1, true), (2, false)] {
-        w.engine = Engine::new(w.engine.config().cloned(), 2);
+        w.engine = Engine::new(Rc::clone(w.engine.config()), 2);
         w.host.responses.clear();
         w.host.dispatched.clear();
         w.host.resumed = 0;
@@ -884,7 +882,7 @@ fn a_replay_cap_at_its_floor_leaves_no_replay_window() {
         // Another worker, at the last second the request can be accepted, then one later.
         let last = t0 + leeway + age;
         for (at, want) in [(last, "used before"), (last + 1, "too old")] {
-            w.engine = Engine::new(w.engine.config().cloned(), 2);
+            w.engine = Engine::new(Rc::clone(w.engine.config()), 2);
             again(&mut w);
             w.host.frozen = Some(at);
             w.post(&body);
@@ -1074,7 +1072,7 @@ fn the_shared_entry_is_read_at_most_once_a_second_unless_a_kid_is_missing() {
 #[test]
 fn a_cold_burst_on_two_workers_fetches_once() {
     let mut w = world();
-    let cfg = w.engine.config().cloned();
+    let cfg = Rc::clone(w.engine.config());
     let mut other = Engine::new(cfg, 2);
     // Worker 1 takes the lease and fetches the directory document.
     let body = w.tpp.request();
@@ -1132,7 +1130,7 @@ fn an_unknown_kid_refetches_only_after_the_cooldown() {
     // After the cooldown: exactly one refetch, and the new key verifies.
     w.host.clock += 31;
     again(&mut w);
-    w.engine = Engine::new(w.engine.config().cloned(), 1);
+    w.engine = Engine::new(Rc::clone(w.engine.config()), 1);
     let body = w.tpp.key.sign_default(&w.tpp.request_claims(&ssa));
     w.post(&body);
     w.answer_callouts();
@@ -1387,8 +1385,8 @@ fn a_waiter_that_saw_the_new_document_too_early_still_gets_it() {
     w.answer_callouts();
     // Worker 2 decided to wait, but read the generation after the publish (the race): polling
     // finds no newer generation and a free lease. The fresh document is still what it waited for.
-    let cfg = w.engine.config().cloned().unwrap();
-    let mut other = Engine::new(Some(Rc::clone(&cfg)), 2);
+    let cfg = Rc::clone(w.engine.config());
+    let mut other = Engine::new(Rc::clone(&cfg), 2);
     let seen = other
         .worker
         .cache
