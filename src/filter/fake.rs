@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{Host, Level};
+use super::{Callouts, Level, Properties, RequestIo, SharedStore, Telemetry};
 use dcr_guard_core::config::JwksSource;
 
 /// Unix time, seconds (the fake's clock when it is not frozen).
@@ -53,64 +53,41 @@ pub struct Fake {
     pub next_token: u32,
 }
 
-impl Host for Fake {
-    fn now(&self) -> i64 {
-        self.frozen.unwrap_or_else(wall_clock) + self.clock
-    }
+impl RequestIo for Fake {
     fn request_header(&self, name: &str) -> Option<String> {
         self.headers.get(name).cloned()
     }
+
     fn repeated_request_header(&self, names: &[&str]) -> Option<String> {
         names
             .iter()
             .find(|n| self.repeated.iter().any(|r| r == *n))
             .map(|n| n.to_string())
     }
+
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
         Some(self.body.iter().take(size).copied().collect())
     }
-    fn dispatch_get(&mut self, src: &JwksSource, _timeout_ms: u64) -> Result<u32, String> {
-        if !self.keystore.contains_key(&src.url) {
-            return Err("BadArgument".into());
-        }
-        self.next_token += 1;
-        self.dispatched.push((self.next_token, src.clone()));
-        Ok(self.next_token)
-    }
-    fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
-        let (s, b) = self.current.clone().unwrap();
-        assert_eq!(b.len(), body_size);
-        (s, if body_size > max { vec![] } else { b })
-    }
-    fn client_cert(
-        &self,
-        _source: dcr_guard_core::config::CertSource,
-    ) -> Result<Option<dcr_guard_core::cert::ClientCert>, String> {
-        match self.headers.get("test-client-subject") {
-            None => Ok(None),
-            Some(subject) => {
-                dcr_guard_core::cert::ClientCert::from_envoy(subject, None, None).map(Some)
+
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                self.headers.insert(name.to_string(), v.to_string());
+            }
+            None => {
+                self.headers.remove(name);
             }
         }
     }
-    fn dispatch(
-        &mut self,
-        call: &dcr_guard_core::binding::Callout,
-        _timeout_ms: u64,
-    ) -> Result<u32, String> {
-        self.next_token += 1;
-        self.calls.push((self.next_token, call.clone()));
-        Ok(self.next_token)
+
+    fn replace_request_body(&mut self, body: &[u8]) {
+        self.body = body.to_vec();
     }
-    fn call_response_header(&self, _name: &str) -> Option<String> {
-        None
-    }
-    fn set_effective_context(&mut self, _ctx: u32) -> bool {
-        true
-    }
+
     fn resume(&mut self) {
         self.resumed += 1;
     }
+
     fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
         self.responses.push((
             status,
@@ -125,25 +102,44 @@ impl Host for Fake {
             },
         ));
     }
-    fn log(&self, _level: Level, message: &str) {
-        self.logs.borrow_mut().push(message.to_string());
-    }
-    fn count(&mut self, name: &str) {
-        *self.counters.entry(name.to_string()).or_default() += 1;
-    }
-    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        match value {
-            Some(v) => {
-                self.headers.insert(name.to_string(), v.to_string());
-            }
-            None => {
-                self.headers.remove(name);
-            }
+}
+
+impl Callouts for Fake {
+    fn dispatch_get(&mut self, src: &JwksSource, _timeout_ms: u64) -> Result<u32, String> {
+        if !self.keystore.contains_key(&src.url) {
+            return Err("BadArgument".into());
         }
+        self.next_token += 1;
+        self.dispatched.push((self.next_token, src.clone()));
+        Ok(self.next_token)
     }
-    fn replace_request_body(&mut self, body: &[u8]) {
-        self.body = body.to_vec();
+
+    fn dispatch(
+        &mut self,
+        call: &dcr_guard_core::binding::Callout,
+        _timeout_ms: u64,
+    ) -> Result<u32, String> {
+        self.next_token += 1;
+        self.calls.push((self.next_token, call.clone()));
+        Ok(self.next_token)
     }
+
+    fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
+        let (s, b) = self.current.clone().unwrap();
+        assert_eq!(b.len(), body_size);
+        (s, if body_size > max { vec![] } else { b })
+    }
+
+    fn call_response_header(&self, _name: &str) -> Option<String> {
+        None
+    }
+
+    fn set_effective_context(&mut self, _ctx: u32) -> bool {
+        true
+    }
+}
+
+impl SharedStore for Fake {
     fn shared_get(
         &self,
         key: &str,
@@ -158,6 +154,7 @@ impl Host for Fake {
             None => (None, None),
         })
     }
+
     fn shared_set(
         &mut self,
         key: &str,
@@ -175,6 +172,35 @@ impl Host for Fake {
         m.insert(key.to_string(), (value.to_vec(), next));
         Ok(())
     }
+}
+
+impl Telemetry for Fake {
+    fn log(&self, _level: Level, message: &str) {
+        self.logs.borrow_mut().push(message.to_string());
+    }
+
+    fn count(&mut self, name: &str) {
+        *self.counters.entry(name.to_string()).or_default() += 1;
+    }
+}
+
+impl Properties for Fake {
+    fn now(&self) -> i64 {
+        self.frozen.unwrap_or_else(wall_clock) + self.clock
+    }
+
+    fn client_cert(
+        &self,
+        _source: dcr_guard_core::config::CertSource,
+    ) -> Result<Option<dcr_guard_core::cert::ClientCert>, String> {
+        match self.headers.get("test-client-subject") {
+            None => Ok(None),
+            Some(subject) => {
+                dcr_guard_core::cert::ClientCert::from_envoy(subject, None, None).map(Some)
+            }
+        }
+    }
+
     fn set_state(&mut self, key: &str, value: &str) {
         self.state.insert(key.to_string(), value.to_string());
     }

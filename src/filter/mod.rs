@@ -41,49 +41,71 @@ pub enum Level {
     Error,
 }
 
-/// The host calls the stream needs.
-pub trait Host {
-    /// Unix time, seconds.
-    fn now(&self) -> i64;
+/// The HTTP request being filtered: read it, change it while it is held, let it go or answer it.
+pub trait RequestIo {
     fn request_header(&self, name: &str) -> Option<String>;
     /// The first of `names` (lower case) that the request carries more than once.
     fn repeated_request_header(&self, names: &[&str]) -> Option<String>;
     /// The buffered request body (the first `size` bytes).
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// Set (or with `None` remove) a request header; only while the headers are held.
+    fn set_request_header(&mut self, name: &str, value: Option<&str>);
+    /// Replace the whole buffered request body.
+    fn replace_request_body(&mut self, body: &[u8]);
+    /// Let a held request go on.
+    fn resume(&mut self);
+    /// Answer locally (and, when headers already went upstream, reset the upstream stream).
+    fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]);
+}
+
+/// HTTP callouts (JWKS fetches, token introspection) and the context they act on.
+pub trait Callouts {
     /// Start a GET callout; the answer comes back through [`Stream::on_call_response`].
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String>;
-    /// The `:status` of the callout response being delivered, and up to `max` bytes of its body.
-    fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>);
-    /// The TPP's client certificate: `Ok(None)` when the connection has none.
-    fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String>;
     /// Start a POST callout (token introspection).
     fn dispatch(
         &mut self,
         call: &dcr_guard_core::binding::Callout,
         timeout_ms: u64,
     ) -> Result<u32, String>;
+    /// The `:status` of the callout response being delivered, and up to `max` bytes of its body.
+    fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>);
     /// A header of the callout response being delivered.
     fn call_response_header(&self, name: &str) -> Option<String>;
     /// Make later host calls act on the HTTP stream `ctx` (used from the root context's tick
     /// and for callouts the root dispatched on a stream's behalf). `false` if it is gone.
     fn set_effective_context(&mut self, ctx: u32) -> bool;
-    /// Let a held request go on.
-    fn resume(&mut self);
-    /// Answer locally (and, when headers already went upstream, reset the upstream stream).
-    fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]);
-    fn log(&self, level: Level, message: &str);
-    /// Add one to the counter `name` (`dcr_guard.…`).
-    fn count(&mut self, name: &str);
-    /// Record a per-request fact for access logs (Envoy filter state `wasm.<key>`).
-    fn set_state(&mut self, key: &str, value: &str);
-    /// Set (or with `None` remove) a request header; only while the headers are held.
-    fn set_request_header(&mut self, name: &str, value: Option<&str>);
-    /// Replace the whole buffered request body.
-    fn replace_request_body(&mut self, body: &[u8]);
-    /// Host shared data (all workers): value and CAS token.
+}
+
+/// Host shared data (all workers of the host): value and CAS token.
+pub trait SharedStore {
     fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
+
+/// Logs and counters.
+pub trait Telemetry {
+    fn log(&self, level: Level, message: &str);
+    /// Add one to the counter `name` (`dcr_guard.…`).
+    fn count(&mut self, name: &str);
+}
+
+/// Properties of the host, the connection and the request: the clock, the client certificate,
+/// per-request facts for access logs.
+pub trait Properties {
+    /// Unix time, seconds.
+    fn now(&self) -> i64;
+    /// The TPP's client certificate: `Ok(None)` when the connection has none.
+    fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String>;
+    /// Record a per-request fact for access logs (Envoy filter state `wasm.<key>`).
+    fn set_state(&mut self, key: &str, value: &str);
+}
+
+/// Everything the stream needs from its host: the proxy-wasm binding implements the five parts,
+/// and so does the host emulator the native tests use.
+pub trait Host: RequestIo + Callouts + SharedStore + Telemetry + Properties {}
+
+impl<T: RequestIo + Callouts + SharedStore + Telemetry + Properties> Host for T {}
 
 /// The host's shared data as the replay store sees it.
 pub struct HostStore<'a>(pub &'a mut dyn Host);

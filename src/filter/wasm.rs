@@ -12,7 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use super::abi;
-use super::{unconfigured, Engine, Flow, Host, Level};
+use super::{
+    unconfigured, Callouts, Engine, Flow, Level, Properties, RequestIo, SharedStore, Telemetry,
+};
 use dcr_guard_core::cert::ClientCert;
 use dcr_guard_core::config::{CertSource, Config, JwksSource};
 use dcr_guard_core::shared::StoreError;
@@ -202,14 +204,7 @@ impl Drop for Http {
 /// The proxy-wasm host, for the current HTTP context.
 struct WasmHost;
 
-impl Host for WasmHost {
-    fn now(&self) -> i64 {
-        // No clock: 0, at which every token is expired (fail closed).
-        abi::now_nanos()
-            .map(|ns| i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-
+impl RequestIo for WasmHost {
     fn request_header(&self, name: &str) -> Option<String> {
         abi::get_header(MapType::HttpRequestHeaders, name)
             .ok()
@@ -234,6 +229,45 @@ impl Host for WasmHost {
             .flatten()
     }
 
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        if let Err(s) = abi::set_header(MapType::HttpRequestHeaders, name, value) {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: cannot set header `{name}` ({s:?})"),
+            );
+        }
+    }
+
+    fn replace_request_body(&mut self, body: &[u8]) {
+        // Replace everything buffered: start 0, a size at least the buffered length.
+        if let Err(s) = abi::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body) {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: cannot replace the body (status {s})"),
+            );
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Err(s) = abi::resume_request() {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: resume failed (status {s})"),
+            );
+        }
+    }
+
+    fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(s) = abi::send_local_response(u32::from(status), "dcr_guard", headers, body) {
+            log(
+                Level::Warn,
+                &format!("dcr-guard: local reply failed (status {s})"),
+            );
+        }
+    }
+}
+
+impl Callouts for WasmHost {
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String> {
         let headers = vec![
             (":method", "GET"),
@@ -247,6 +281,29 @@ impl Host for WasmHost {
             &src.upstream,
             headers,
             None,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| format!("{s:?}"))
+    }
+
+    fn dispatch(
+        &mut self,
+        call: &dcr_guard_core::binding::Callout,
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "POST"),
+            (":path", call.path.as_str()),
+            (":authority", call.authority.as_str()),
+            (":scheme", "https"),
+            ("user-agent", "dcr-guard"),
+        ];
+        headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        hostcalls::dispatch_http_call(
+            &call.upstream,
+            headers,
+            Some(&call.body),
             vec![],
             Duration::from_millis(timeout_ms),
         )
@@ -267,6 +324,47 @@ impl Host for WasmHost {
                 .unwrap_or_default()
         };
         (status, body)
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<String> {
+        abi::get_header(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_effective_context(&mut self, ctx: u32) -> bool {
+        abi::set_effective_context(ctx).is_ok()
+    }
+}
+
+impl SharedStore for WasmHost {
+    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        abi::get_shared(key)
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        abi::set_shared(key, value, cas)
+    }
+}
+
+impl Telemetry for WasmHost {
+    fn log(&self, level: Level, message: &str) {
+        log(level, message);
+    }
+
+    fn count(&mut self, name: &str) {
+        if let Some(id) = metric_id(name) {
+            let _ = abi::increment(id, 1);
+        }
+    }
+}
+
+impl Properties for WasmHost {
+    fn now(&self) -> i64 {
+        // No clock: 0, at which every token is expired (fail closed).
+        abi::now_nanos()
+            .map(|ns| i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX))
+            .unwrap_or(0)
     }
 
     fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String> {
@@ -293,94 +391,6 @@ impl Host for WasmHost {
                 None => Ok(None),
                 Some(h) => ClientCert::from_xfcc(&h).map(Some),
             },
-        }
-    }
-
-    fn dispatch(
-        &mut self,
-        call: &dcr_guard_core::binding::Callout,
-        timeout_ms: u64,
-    ) -> Result<u32, String> {
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", call.path.as_str()),
-            (":authority", call.authority.as_str()),
-            (":scheme", "https"),
-            ("user-agent", "dcr-guard"),
-        ];
-        headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        hostcalls::dispatch_http_call(
-            &call.upstream,
-            headers,
-            Some(&call.body),
-            vec![],
-            Duration::from_millis(timeout_ms),
-        )
-        .map_err(|s| format!("{s:?}"))
-    }
-
-    fn call_response_header(&self, name: &str) -> Option<String> {
-        abi::get_header(MapType::HttpCallResponseHeaders, name)
-            .ok()
-            .flatten()
-    }
-
-    fn set_effective_context(&mut self, ctx: u32) -> bool {
-        abi::set_effective_context(ctx).is_ok()
-    }
-
-    fn resume(&mut self) {
-        if let Err(s) = abi::resume_request() {
-            log(
-                Level::Warn,
-                &format!("dcr-guard: resume failed (status {s})"),
-            );
-        }
-    }
-
-    fn respond(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
-        if let Err(s) = abi::send_local_response(u32::from(status), "dcr_guard", headers, body) {
-            log(
-                Level::Warn,
-                &format!("dcr-guard: local reply failed (status {s})"),
-            );
-        }
-    }
-
-    fn log(&self, level: Level, message: &str) {
-        log(level, message);
-    }
-
-    fn count(&mut self, name: &str) {
-        if let Some(id) = metric_id(name) {
-            let _ = abi::increment(id, 1);
-        }
-    }
-
-    fn shared_get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-        abi::get_shared(key)
-    }
-
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        abi::set_shared(key, value, cas)
-    }
-
-    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        if let Err(s) = abi::set_header(MapType::HttpRequestHeaders, name, value) {
-            log(
-                Level::Warn,
-                &format!("dcr-guard: cannot set header `{name}` ({s:?})"),
-            );
-        }
-    }
-
-    fn replace_request_body(&mut self, body: &[u8]) {
-        // Replace everything buffered: start 0, a size at least the buffered length.
-        if let Err(s) = abi::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body) {
-            log(
-                Level::Warn,
-                &format!("dcr-guard: cannot replace the body (status {s})"),
-            );
         }
     }
 
