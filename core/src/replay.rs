@@ -78,6 +78,8 @@ use ring::{hmac, rand::SecureRandom};
 
 pub use crate::shared::{SharedData, StoreError};
 
+pub mod etcd;
+
 /// Shape of the replay store.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayConfig {

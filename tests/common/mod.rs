@@ -14,6 +14,7 @@
 //! `#[path = "../tests/common/mod.rs"] mod common;`.
 
 pub mod envoy;
+pub mod etcd;
 pub mod h2c;
 pub mod http;
 pub mod oidc;

@@ -1,0 +1,464 @@
+//! The fleet replay store on etcd v3 (`replay.fleet: etcd`): the few `etcdserverpb` messages it
+//! uses, encoded with `prost` from hand-written structs, and the decisions around them. No I/O:
+//! the host sends the gRPC calls (`dispatch_grpc_call` through an Envoy cluster) and hands the
+//! answers back.
+//!
+//! One registration costs one `KV/Txn` round trip: compare `create_revision(key) == 0` for every
+//! pair, on success `Put` each key (attached to a lease), on failure `Range` each key (count only)
+//! to tell which pair was seen. Keys are `<key_prefix>` + a hex SHA-256 digest of the pair (the
+//! raw `iss`/`jti` never leave the gateway).
+//!
+//! Expiry is through leases, one per time slot: a pair remembered until `until` goes under the
+//! lease of the slot that ends at or after `until + slot`; the lease's ID is derived from the key
+//! prefix and the slot number, so every gateway of the fleet (every worker of every Envoy) attaches
+//! its keys to the same lease without sharing anything but etcd. The first Txn of a slot finds the
+//! lease missing (gRPC `NOT_FOUND`): the gateway grants it (`Lease/LeaseGrant` with that ID; a
+//! concurrent grant by another gateway answers "lease already exists", which is as good) and sends
+//! the Txn again, once.
+
+use ring::digest;
+
+/// `etcdserverpb.KV`, method `Txn`.
+pub const KV_SERVICE: &str = "etcdserverpb.KV";
+pub const TXN_METHOD: &str = "Txn";
+/// `etcdserverpb.Lease`, method `LeaseGrant`.
+pub const LEASE_SERVICE: &str = "etcdserverpb.Lease";
+pub const LEASE_GRANT_METHOD: &str = "LeaseGrant";
+
+/// gRPC status codes the store tells apart.
+const GRPC_OK: u32 = 0;
+const GRPC_NOT_FOUND: u32 = 5;
+const GRPC_FAILED_PRECONDITION: u32 = 9;
+
+/// Longest cluster name / authority accepted in the configuration: keeps the serialized
+/// `GrpcService` the host receives plain ASCII (every length < 128 is one varint byte).
+pub const MAX_NAME_LEN: usize = 60;
+
+/// Longest answer read from etcd (a Txn answer for two pairs is ~100 bytes).
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+const DIGEST_DOMAIN: &[u8] = b"dcr-guard/replay/etcd/v1/pair\0";
+const LEASE_DOMAIN: &[u8] = b"dcr-guard/replay/etcd/v1/lease\0";
+
+/// The fleet store's settings (`replay.etcd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// The Envoy cluster (HTTP/2) that reaches etcd's client port.
+    pub upstream: String,
+    /// The `:authority` of the gRPC calls (default: the cluster name).
+    pub authority: Option<String>,
+    /// Every key dcr-guard writes starts with this.
+    pub key_prefix: String,
+    /// Deadline of each gRPC call.
+    pub timeout_ms: u64,
+    /// Width of a lease slot, seconds.
+    pub slot_seconds: i64,
+}
+
+impl EtcdSettings {
+    /// The host's `grpc_service` argument: a serialized `envoy.config.core.v3.GrpcService` with
+    /// `envoy_grpc { cluster_name, authority }` (Envoy reads a value that does not parse as one
+    /// as a bare cluster name; sending the message always avoids that ambiguity). Plain ASCII by
+    /// construction: names are ASCII and shorter than [`MAX_NAME_LEN`] (checked at configure
+    /// time), so every length is one byte below 128.
+    pub fn grpc_service(&self) -> String {
+        let mut inner = Vec::new();
+        put_bytes(&mut inner, 1, self.upstream.as_bytes());
+        if let Some(a) = &self.authority {
+            put_bytes(&mut inner, 2, a.as_bytes());
+        }
+        let mut out = Vec::new();
+        put_bytes(&mut out, 1, &inner);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// A length-delimited protobuf field whose length is below 128 (one varint byte).
+fn put_bytes(out: &mut Vec<u8>, field: u8, value: &[u8]) {
+    out.push(field << 3 | 2);
+    out.push(u8::try_from(value.len().min(127)).unwrap_or(127));
+    out.extend_from_slice(value.get(..value.len().min(127)).unwrap_or_default());
+}
+
+/// The etcd key of a pair: the prefix, then a hex SHA-256 digest of (issuer, jti).
+pub fn pair_key(prefix: &str, issuer: &str, jti: &str) -> Vec<u8> {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(DIGEST_DOMAIN);
+    ctx.update(&(issuer.len() as u64).to_be_bytes());
+    ctx.update(issuer.as_bytes());
+    ctx.update(jti.as_bytes());
+    let d = ctx.finish();
+    let mut key = prefix.as_bytes().to_vec();
+    for b in d.as_ref() {
+        key.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    key
+}
+
+/// The lease a pair remembered until `until` goes under: its slot, ID and the TTL to grant it with
+/// at `now` (the lease outlives every key attached to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub slot: i64,
+    pub id: i64,
+    pub ttl: i64,
+}
+
+/// The lease for a pair remembered until `until` (Unix seconds), seen at `now`.
+pub fn lease_for(prefix: &str, slot_seconds: i64, until: i64, now: i64) -> Lease {
+    let width = slot_seconds.max(1);
+    let until = until.max(now.saturating_add(1));
+    // The first slot that ends after `until`: slot s covers ((s-1)·w, s·w].
+    let slot = until.saturating_add(width - 1) / width;
+    let end = slot.saturating_mul(width);
+    // Lives to the slot's end plus one slot: a lease granted now outlives every key attached to
+    // it, whichever gateway granted it and whose clock is a little behind.
+    let ttl = end.saturating_add(width).saturating_sub(now).max(1);
+    Lease {
+        slot,
+        id: lease_id(prefix, slot),
+        ttl,
+    }
+}
+
+/// A lease ID every gateway derives alike: positive, never 0 (0 asks etcd to choose).
+fn lease_id(prefix: &str, slot: i64) -> i64 {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(LEASE_DOMAIN);
+    ctx.update(prefix.as_bytes());
+    ctx.update(&slot.to_be_bytes());
+    let d = ctx.finish();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(d.as_ref().get(..8).unwrap_or(&[0u8; 8]));
+    let id = i64::from_be_bytes(b) & i64::MAX;
+    id.max(1)
+}
+
+/// One pair to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairKey {
+    pub key: Vec<u8>,
+    /// Recorded until (Unix seconds); written as the value, for operators reading etcd.
+    pub until: i64,
+}
+
+/// The `KV/Txn` request: create every key if none exists, else read which exist.
+pub fn txn_request(pairs: &[PairKey], lease: i64) -> Vec<u8> {
+    let req = pb::TxnRequest {
+        compare: pairs
+            .iter()
+            .map(|p| pb::Compare {
+                result: pb::CompareResult::Equal as i32,
+                target: pb::CompareTarget::Create as i32,
+                key: p.key.clone(),
+                target_union: Some(pb::TargetUnion::CreateRevision(0)),
+            })
+            .collect(),
+        success: pairs
+            .iter()
+            .map(|p| pb::RequestOp {
+                request: Some(pb::Request::Put(pb::PutRequest {
+                    key: p.key.clone(),
+                    value: p.until.to_string().into_bytes(),
+                    lease,
+                })),
+            })
+            .collect(),
+        failure: pairs
+            .iter()
+            .map(|p| pb::RequestOp {
+                request: Some(pb::Request::Range(pb::RangeRequest {
+                    key: p.key.clone(),
+                    count_only: true,
+                })),
+            })
+            .collect(),
+    };
+    prost::Message::encode_to_vec(&req)
+}
+
+/// The `Lease/LeaseGrant` request for `lease`.
+pub fn lease_grant_request(lease: &Lease) -> Vec<u8> {
+    prost::Message::encode_to_vec(&pb::LeaseGrantRequest {
+        ttl: lease.ttl,
+        id: lease.id,
+    })
+}
+
+/// What a Txn answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Every pair was new and is now recorded.
+    Recorded,
+    /// The pair at this index (in the order sent) was recorded before: a replay.
+    Replayed(usize),
+    /// The slot's lease does not exist (yet, or any more): grant it and send the Txn again.
+    LeaseMissing,
+}
+
+/// A store fault: the registration is answered 503 (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault(pub String);
+
+/// Read the answer to a Txn: the gRPC status (`None`: no answer at all), its message, the body.
+pub fn read_txn(
+    status: Option<u32>,
+    message: &str,
+    body: &[u8],
+    pairs: usize,
+) -> Result<TxnOutcome, Fault> {
+    match status {
+        None => return Err(Fault("no answer from etcd".to_string())),
+        Some(GRPC_OK) => {}
+        Some(GRPC_NOT_FOUND) if message.contains("lease not found") => {
+            return Ok(TxnOutcome::LeaseMissing)
+        }
+        Some(code) => return Err(grpc_fault(code, message)),
+    }
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err(Fault("etcd answer too large".to_string()));
+    }
+    let resp: pb::TxnResponse = prost::Message::decode(body)
+        .map_err(|e| Fault(format!("etcd answer does not parse: {e}")))?;
+    if resp.succeeded {
+        return Ok(TxnOutcome::Recorded);
+    }
+    if resp.responses.len() != pairs {
+        return Err(Fault(format!(
+            "etcd answered {} reads for {pairs} pairs",
+            resp.responses.len()
+        )));
+    }
+    for (i, r) in resp.responses.iter().enumerate() {
+        match &r.response {
+            Some(pb::Response::Range(range)) if range.count > 0 => {
+                return Ok(TxnOutcome::Replayed(i))
+            }
+            Some(pb::Response::Range(_)) => {}
+            _ => return Err(Fault("etcd answered an unexpected operation".to_string())),
+        }
+    }
+    // The compare failed but no key exists now: it expired in between (its lease ran out). The
+    // pair was seen within its retention: still a replay, of the first pair.
+    Ok(TxnOutcome::Replayed(0))
+}
+
+/// Read the answer to a LeaseGrant: granted now, or by another gateway before.
+pub fn read_lease_grant(status: Option<u32>, message: &str, body: &[u8]) -> Result<(), Fault> {
+    match status {
+        None => Err(Fault("no answer from etcd".to_string())),
+        Some(GRPC_OK) => {
+            if body.len() > MAX_ANSWER_BYTES {
+                return Err(Fault("etcd answer too large".to_string()));
+            }
+            let resp: pb::LeaseGrantResponse = prost::Message::decode(body)
+                .map_err(|e| Fault(format!("etcd answer does not parse: {e}")))?;
+            if resp.error.is_empty() {
+                Ok(())
+            } else {
+                Err(Fault(format!("etcd lease grant: {}", clip(&resp.error))))
+            }
+        }
+        Some(GRPC_FAILED_PRECONDITION) if message.contains("lease already exists") => Ok(()),
+        Some(code) => Err(grpc_fault(code, message)),
+    }
+}
+
+fn grpc_fault(code: u32, message: &str) -> Fault {
+    let name = match code {
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "status",
+    };
+    if message.is_empty() {
+        Fault(format!("etcd answered gRPC {name} ({code})"))
+    } else {
+        Fault(format!(
+            "etcd answered gRPC {name} ({code}): {}",
+            clip(message)
+        ))
+    }
+}
+
+/// etcd's messages are its own, but bounded in what we repeat of them.
+fn clip(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
+/// The `etcdserverpb` messages used (field numbers as in etcd's `rpc.proto`, v3.4+); fields not
+/// used are left out (protobuf skips unknown fields when decoding).
+pub(crate) mod pb {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TxnRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub compare: Vec<Compare>,
+        #[prost(message, repeated, tag = "2")]
+        pub success: Vec<RequestOp>,
+        #[prost(message, repeated, tag = "3")]
+        pub failure: Vec<RequestOp>,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum CompareResult {
+        Equal = 0,
+        Greater = 1,
+        Less = 2,
+        NotEqual = 3,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum CompareTarget {
+        Version = 0,
+        Create = 1,
+        Mod = 2,
+        Value = 3,
+        Lease = 4,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Compare {
+        #[prost(enumeration = "CompareResult", tag = "1")]
+        pub result: i32,
+        #[prost(enumeration = "CompareTarget", tag = "2")]
+        pub target: i32,
+        #[prost(bytes = "vec", tag = "3")]
+        pub key: Vec<u8>,
+        #[prost(oneof = "TargetUnion", tags = "4, 5, 6, 7, 8")]
+        pub target_union: Option<TargetUnion>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum TargetUnion {
+        #[prost(int64, tag = "4")]
+        Version(i64),
+        #[prost(int64, tag = "5")]
+        CreateRevision(i64),
+        #[prost(int64, tag = "6")]
+        ModRevision(i64),
+        #[prost(bytes = "vec", tag = "7")]
+        Value(Vec<u8>),
+        #[prost(int64, tag = "8")]
+        Lease(i64),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RequestOp {
+        #[prost(oneof = "Request", tags = "1, 2")]
+        pub request: Option<Request>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Request {
+        #[prost(message, tag = "1")]
+        Range(RangeRequest),
+        #[prost(message, tag = "2")]
+        Put(PutRequest),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RangeRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub key: Vec<u8>,
+        #[prost(bool, tag = "9")]
+        pub count_only: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PutRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub key: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+        #[prost(int64, tag = "3")]
+        pub lease: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TxnResponse {
+        #[prost(message, optional, tag = "1")]
+        pub header: Option<ResponseHeader>,
+        #[prost(bool, tag = "2")]
+        pub succeeded: bool,
+        #[prost(message, repeated, tag = "3")]
+        pub responses: Vec<ResponseOp>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResponseHeader {
+        #[prost(uint64, tag = "1")]
+        pub cluster_id: u64,
+        #[prost(uint64, tag = "2")]
+        pub member_id: u64,
+        #[prost(int64, tag = "3")]
+        pub revision: i64,
+        #[prost(uint64, tag = "4")]
+        pub raft_term: u64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResponseOp {
+        #[prost(oneof = "Response", tags = "1, 2")]
+        pub response: Option<Response>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Response {
+        #[prost(message, tag = "1")]
+        Range(RangeResponse),
+        #[prost(message, tag = "2")]
+        Put(PutResponse),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RangeResponse {
+        #[prost(message, optional, tag = "1")]
+        pub header: Option<ResponseHeader>,
+        #[prost(int64, tag = "4")]
+        pub count: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PutResponse {
+        #[prost(message, optional, tag = "1")]
+        pub header: Option<ResponseHeader>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LeaseGrantRequest {
+        #[prost(int64, tag = "1")]
+        pub ttl: i64,
+        #[prost(int64, tag = "2")]
+        pub id: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LeaseGrantResponse {
+        #[prost(message, optional, tag = "1")]
+        pub header: Option<ResponseHeader>,
+        #[prost(int64, tag = "2")]
+        pub id: i64,
+        #[prost(int64, tag = "3")]
+        pub ttl: i64,
+        #[prost(string, tag = "4")]
+        pub error: String,
+    }
+}
+
+#[cfg(test)]
+mod tests;
