@@ -299,6 +299,108 @@ fn clip(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(120).collect()
 }
 
+/// One gRPC call for the host to send to [`EtcdSettings::upstream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    pub service: &'static str,
+    pub method: &'static str,
+    pub message: Vec<u8>,
+}
+
+/// What to do next while recording pairs in etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Send this call and hand its answer to [`Recording::answer`].
+    Call(GrpcCall),
+    /// Every pair is new and recorded.
+    Recorded,
+    /// The pair at this index was recorded before.
+    Replayed(usize),
+    /// etcd could not say: fail closed (503).
+    Fault(Fault),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Txn,
+    Grant,
+    Retry,
+    Done,
+}
+
+/// Recording a registration's pairs in etcd: one Txn; when the slot's lease is missing, one
+/// LeaseGrant and the Txn once more. Never more than three calls, never a retry of a Txn whose
+/// outcome is unknown (it may have committed: a second attempt would call the first a replay).
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pairs: Vec<PairKey>,
+    lease: Lease,
+    stage: Stage,
+}
+
+impl Recording {
+    /// `pairs`: (issuer, jti, remembered until) in the order their rules run.
+    pub fn new(settings: &EtcdSettings, pairs: &[(&str, &str, i64)], now: i64) -> Recording {
+        let until = pairs.iter().map(|p| p.2).max().unwrap_or(now);
+        Recording {
+            pairs: pairs
+                .iter()
+                .map(|(iss, jti, until)| PairKey {
+                    key: pair_key(&settings.key_prefix, iss, jti),
+                    until: (*until).max(now.saturating_add(1)),
+                })
+                .collect(),
+            lease: lease_for(&settings.key_prefix, settings.slot_seconds, until, now),
+            stage: Stage::Txn,
+        }
+    }
+
+    /// The first call.
+    pub fn start(&mut self) -> Next {
+        self.stage = Stage::Txn;
+        self.txn()
+    }
+
+    fn txn(&self) -> Next {
+        Next::Call(GrpcCall {
+            service: KV_SERVICE,
+            method: TXN_METHOD,
+            message: txn_request(&self.pairs, self.lease.id),
+        })
+    }
+
+    /// The answer to the last call: gRPC status (`None`: none came), its message, the body.
+    pub fn answer(&mut self, status: Option<u32>, message: &str, body: &[u8]) -> Next {
+        let stage = std::mem::replace(&mut self.stage, Stage::Done);
+        match stage {
+            Stage::Txn | Stage::Retry => match read_txn(status, message, body, self.pairs.len()) {
+                Ok(TxnOutcome::Recorded) => Next::Recorded,
+                Ok(TxnOutcome::Replayed(i)) => Next::Replayed(i),
+                Ok(TxnOutcome::LeaseMissing) if stage == Stage::Txn => {
+                    self.stage = Stage::Grant;
+                    Next::Call(GrpcCall {
+                        service: LEASE_SERVICE,
+                        method: LEASE_GRANT_METHOD,
+                        message: lease_grant_request(&self.lease),
+                    })
+                }
+                Ok(TxnOutcome::LeaseMissing) => {
+                    Next::Fault(Fault("the lease etcd just granted is missing".to_string()))
+                }
+                Err(f) => Next::Fault(f),
+            },
+            Stage::Grant => match read_lease_grant(status, message, body) {
+                Ok(()) => {
+                    self.stage = Stage::Retry;
+                    self.txn()
+                }
+                Err(f) => Next::Fault(f),
+            },
+            Stage::Done => Next::Fault(Fault("internal: answer after the end".to_string())),
+        }
+    }
+}
+
 /// The `etcdserverpb` messages used (field numbers as in etcd's `rpc.proto`, v3.4+); fields not
 /// used are left out (protobuf skips unknown fields when decoding).
 pub(crate) mod pb {

@@ -320,3 +320,95 @@ fn the_grpc_service_names_the_cluster_and_authority_in_ascii() {
     s.authority = Some("a".repeat(MAX_NAME_LEN));
     assert!(s.grpc_service().is_ascii());
 }
+
+fn settings() -> EtcdSettings {
+    EtcdSettings {
+        upstream: "etcd".into(),
+        authority: None,
+        key_prefix: PREFIX.into(),
+        timeout_ms: 250,
+        slot_seconds: 60,
+    }
+}
+
+fn call_of(n: &Next) -> &GrpcCall {
+    match n {
+        Next::Call(c) => c,
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+#[test]
+fn recording_is_one_txn_or_grant_then_txn_once() {
+    let now = 1_000_000;
+    let pairs = [("tpp", "j1", now + 100), ("dir", "s1", now + 500)];
+    let recorded = pb::TxnResponse {
+        header: None,
+        succeeded: true,
+        responses: vec![],
+    }
+    .encode_to_vec();
+    let lease_missing = (Some(5), "etcdserver: requested lease not found");
+
+    // The usual case: one call.
+    let mut r = Recording::new(&settings(), &pairs, now);
+    let first = r.start();
+    let c = call_of(&first);
+    assert_eq!((c.service, c.method), (KV_SERVICE, TXN_METHOD));
+    let req = pb::TxnRequest::decode(c.message.as_slice()).unwrap();
+    assert_eq!(req.compare.len(), 2);
+    // One lease for both pairs, covering the later one.
+    let lease = match &req.success[1].request {
+        Some(pb::Request::Put(p)) => p.lease,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(lease, lease_for(PREFIX, 60, now + 500, now).id);
+    assert_eq!(r.answer(Some(0), "", &recorded), Next::Recorded);
+    assert!(matches!(r.answer(Some(0), "", &recorded), Next::Fault(_)));
+
+    // Replayed: the index of the pair seen.
+    let mut r = Recording::new(&settings(), &pairs, now);
+    r.start();
+    assert_eq!(
+        r.answer(Some(0), "", &txn_answer(false, &[0, 1])),
+        Next::Replayed(1)
+    );
+
+    // Lease missing: grant, then the same Txn again, once.
+    let mut r = Recording::new(&settings(), &pairs, now);
+    let txn1 = call_of(&r.start()).clone();
+    let grant = r.answer(lease_missing.0, lease_missing.1, &[]);
+    let g = call_of(&grant);
+    assert_eq!((g.service, g.method), (LEASE_SERVICE, LEASE_GRANT_METHOD));
+    let gr = pb::LeaseGrantRequest::decode(g.message.as_slice()).unwrap();
+    assert_eq!(gr.id, lease);
+    assert!(gr.ttl >= 500);
+    let txn2 = r.answer(Some(9), "etcdserver: lease already exists", &[]);
+    assert_eq!(call_of(&txn2), &txn1);
+    assert_eq!(r.answer(Some(0), "", &recorded), Next::Recorded);
+
+    // Missing again after the grant: a fault, no third Txn.
+    let mut r = Recording::new(&settings(), &pairs, now);
+    r.start();
+    r.answer(lease_missing.0, lease_missing.1, &[]);
+    r.answer(Some(0), "", &[]);
+    assert!(matches!(
+        r.answer(lease_missing.0, lease_missing.1, &[]),
+        Next::Fault(_)
+    ));
+
+    // Any fault at any step: a fault, never recorded/replayed, never another call.
+    for fault in [
+        (None, ""),
+        (Some(14u32), "etcdserver: no leader"),
+        (Some(4), ""),
+    ] {
+        let mut r = Recording::new(&settings(), &pairs, now);
+        r.start();
+        assert!(matches!(r.answer(fault.0, fault.1, &[]), Next::Fault(_)));
+        let mut r = Recording::new(&settings(), &pairs, now);
+        r.start();
+        r.answer(lease_missing.0, lease_missing.1, &[]);
+        assert!(matches!(r.answer(fault.0, fault.1, &[]), Next::Fault(_)));
+    }
+}
