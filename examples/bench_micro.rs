@@ -16,7 +16,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Instant;
@@ -26,8 +25,9 @@ use common::keys::TestKey;
 use dcr_guard_core::config::Config;
 use dcr_guard_core::jose::{self, Alg, JwkSet, Jws};
 use dcr_guard_core::pipeline::{Create, Fetched, Step, Verdicts};
-use dcr_guard_core::replay::{self, SharedData, StoreError};
+use dcr_guard_core::replay;
 use dcr_guard_core::rules::Ctx;
+use dcr_guard_core::shared::MemoryStore;
 
 /// The fastest of 15 batches of `iters` calls, in µs per call (these machines change speed by up
 /// to 2× within seconds; the fastest batch is the steadiest figure).
@@ -46,29 +46,6 @@ fn time(iters: usize, mut f: impl FnMut(usize)) -> f64 {
         .collect();
     batches.sort_by(f64::total_cmp);
     batches[0]
-}
-
-#[derive(Default)]
-struct Memory(HashMap<String, (Vec<u8>, u32)>);
-
-impl SharedData for Memory {
-    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-        Ok(match self.0.get(key) {
-            Some((v, c)) => (Some(v.clone()), Some(*c)),
-            None => (None, None),
-        })
-    }
-    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let cur = self.0.get(key).map(|(_, c)| *c);
-        if let (Some(want), Some(have)) = (cas, cur) {
-            if want != have {
-                return Err(StoreError::CasMismatch);
-            }
-        }
-        self.0
-            .insert(key.to_string(), (value.to_vec(), cur.unwrap_or(0) + 1));
-        Ok(())
-    }
 }
 
 struct Fixture {
@@ -199,7 +176,7 @@ fn main() {
     row("claim rules (all eleven, passing)", p, e);
 
     let r = {
-        let mut store = Memory::default();
+        let mut store = MemoryStore::envoy();
         // One issuer filling the store: its share switched off.
         let cfg = replay::ReplayConfig {
             issuer_share_percent: 100,

@@ -4,10 +4,10 @@
 //! well-formed bearer token is present) or `jwt` (a JWT access token signed by the AS).
 
 use crate::claims::{opt_date, opt_str, opt_str_or_array, scope_tokens};
-use crate::config::JwksSource;
 use crate::error::DcrError;
-use crate::jose::{self, Alg, JoseError, Jws};
-use crate::pipeline::{Fetched, Step};
+use crate::jose::{self, Alg, Jws};
+use crate::keys::{Docs, Fetched, JwksSource, KeyStep, KeystoreFault};
+use crate::pipeline::Step;
 
 /// Longest bearer token accepted.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -22,7 +22,7 @@ pub enum TokenMode {
 /// RFC 7662 token introspection at the AS.
 #[derive(Clone)]
 pub struct Introspection {
-    pub endpoint: JwksSource,
+    pub endpoint: Endpoint,
     pub client_id: String,
     /// Read from the environment at configure time; never logged.
     pub secret: String,
@@ -37,6 +37,31 @@ impl std::fmt::Debug for Introspection {
             .field("client_id", &self.client_id)
             .field("secret", &"<redacted>")
             .finish()
+    }
+}
+
+/// Where a call other than a key fetch goes (the introspection endpoint): an https URL checked as
+/// strictly as a JWKS URL ([`crate::keys::jwks_source`]), and the upstream it is sent through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub upstream: String,
+    /// `:authority`: host, plus `:port` when the URL names a non-default port.
+    pub authority: String,
+    /// `:path`: path and query.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Check `url` (absolute https, host written plainly, no user information or fragment).
+    pub fn parse(url: &str, upstream: &str) -> Result<Endpoint, String> {
+        let checked = crate::keys::jwks_source(url, upstream)?;
+        Ok(Endpoint {
+            url: checked.url,
+            upstream: checked.upstream,
+            authority: checked.authority,
+            path: checked.path,
+        })
     }
 }
 
@@ -127,9 +152,8 @@ pub struct Binding {
     /// The raw bearer token (introspection mode).
     opaque: Option<String>,
     client_id: String,
-    docs: Vec<(String, Fetched)>,
-    /// `jwt` mode: the AS's documents were asked for again for an unknown `kid` (once).
-    kid_retried: bool,
+    /// `jwt` mode: the AS's documents handed back so far.
+    keys: Docs,
     /// Introspection: whether the call went out, and its answer.
     asked: bool,
     answer: Option<(Option<u16>, Vec<u8>)>,
@@ -169,17 +193,14 @@ impl Binding {
             token: parsed,
             opaque,
             client_id: client_id.to_string(),
-            docs: Vec::new(),
-            kid_retried: false,
+            keys: Docs::default(),
             asked: false,
             answer: None,
         })
     }
 
     pub fn supply(&mut self, url: &str, fetched: Fetched) {
-        if !self.docs.iter().any(|(u, _)| u == url) {
-            self.docs.push((url.to_string(), fetched));
-        }
+        self.keys.supply(url, fetched);
     }
 
     /// The introspection endpoint's answer.
@@ -203,13 +224,15 @@ impl Binding {
                 Some((status, body)) => {
                     match introspected(i, *status, body, &self.client_id, now, leeway) {
                         Ok(()) => Step::Forward,
-                        Err(Verdict::Unavailable(m)) => Step::Reject(DcrError::unavailable(
+                        Err(TokenRefusal::Unavailable(m)) => Step::Reject(DcrError::unavailable(
                             crate::error::RuleId::TokenClientBinding,
                             m,
                             retry_after,
                         )),
-                        Err(Verdict::Invalid(m)) => Step::Reject(DcrError::invalid_token(m)),
-                        Err(Verdict::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
+                        Err(TokenRefusal::Invalid(m)) => Step::Reject(DcrError::invalid_token(m)),
+                        Err(TokenRefusal::Scope(s)) => {
+                            Step::Reject(DcrError::insufficient_scope(&s))
+                        }
                     }
                 }
             };
@@ -218,56 +241,40 @@ impl Binding {
             (TokenMode::Jwt(j), Some(t)) => (j, t),
             _ => return Step::Forward,
         };
-        let missing: Vec<JwksSource> = j
-            .jwks
-            .iter()
-            .filter(|s| !self.docs.iter().any(|(u, _)| *u == s.url))
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            return Step::Fetch(missing);
-        }
-        let mut sets = Vec::new();
-        let mut unavailable = false;
-        for (_, f) in &self.docs {
-            match f {
-                Fetched::Keys(k) => sets.push(k.as_ref()),
-                Fetched::Unavailable(_) => unavailable = true,
-                Fetched::Unusable(_) => {}
+        // An unknown kid in documents that were all read: the AS may have rotated its keys, the
+        // documents are asked for once more (the cache refetches them only past its cooldown, as
+        // for directories).
+        match self.keys.check(&j.jwks, |g| {
+            jose::verify(token, &g.sets, &j.algorithms).map(|_| ())
+        }) {
+            KeyStep::Fetch(missing) => return Step::Fetch(missing),
+            KeyStep::Refetch(again) => return Step::Refetch(again),
+            KeyStep::Passed(_) => {}
+            KeyStep::Failed(f) => {
+                return match f.keystore_fault() {
+                    Some(KeystoreFault::Unavailable(_)) => Step::Reject(DcrError::unavailable(
+                        crate::error::RuleId::TokenClientBinding,
+                        "the authorization server's keystore is unavailable",
+                        retry_after,
+                    )),
+                    Some(KeystoreFault::Unusable(_)) | None => Step::Reject(
+                        DcrError::invalid_token("the access token's signature is not valid"),
+                    ),
+                }
             }
-        }
-        if let Err(e) = jose::verify(token, &sets, &j.algorithms) {
-            // An unknown kid in documents that were all read: the AS may have rotated its keys.
-            // Ask once for the documents again (the cache refetches them only past its
-            // cooldown, as for directories).
-            let all_read = self.docs.iter().all(|(_, f)| matches!(f, Fetched::Keys(_)));
-            if matches!(e, JoseError::UnknownKid(_)) && all_read && !self.kid_retried {
-                self.kid_retried = true;
-                self.docs.clear();
-                return Step::Refetch(j.jwks.clone());
-            }
-            if unavailable && matches!(e, JoseError::UnknownKid(_) | JoseError::NoKey) {
-                return Step::Reject(DcrError::unavailable(
-                    crate::error::RuleId::TokenClientBinding,
-                    "the authorization server's keystore is unavailable",
-                    retry_after,
-                ));
-            }
-            return Step::Reject(DcrError::invalid_token(
-                "the access token's signature is not valid",
-            ));
         }
         match check_claims(j, &token.claims, &self.client_id, now, leeway) {
             Ok(()) => Step::Forward,
-            Err(Verdict::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
-            Err(Verdict::Invalid(m) | Verdict::Unavailable(m)) => {
+            Err(TokenRefusal::Scope(s)) => Step::Reject(DcrError::insufficient_scope(&s)),
+            Err(TokenRefusal::Invalid(m) | TokenRefusal::Unavailable(m)) => {
                 Step::Reject(DcrError::invalid_token(m))
             }
         }
     }
 }
 
-enum Verdict {
+/// Why a bearer token does not pass the binding.
+enum TokenRefusal {
     /// The AS could not answer usefully: a dependency fault.
     Unavailable(String),
     /// The token is not good for this client.
@@ -313,36 +320,38 @@ fn introspected(
     client_id: &str,
     now: i64,
     leeway: i64,
-) -> Result<(), Verdict> {
+) -> Result<(), TokenRefusal> {
     match status {
         Some(200) => {}
         Some(s) => {
             // 401/403 mean the filter's own credentials are wrong: an operator's problem, not
             // the TPP's.
-            return Err(Verdict::Unavailable(format!(
+            return Err(TokenRefusal::Unavailable(format!(
                 "token introspection answered HTTP {s}"
             )));
         }
         None => {
-            return Err(Verdict::Unavailable(
+            return Err(TokenRefusal::Unavailable(
                 "token introspection did not answer".into(),
             ))
         }
     }
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
-        Verdict::Unavailable("token introspection answered something other than JSON".into())
+        TokenRefusal::Unavailable("token introspection answered something other than JSON".into())
     })?;
     let claims = v.as_object().ok_or_else(|| {
-        Verdict::Unavailable(
+        TokenRefusal::Unavailable(
             "token introspection answered something other than a JSON object".into(),
         )
     })?;
     if claims.get("active") != Some(&serde_json::Value::Bool(true)) {
-        return Err(Verdict::Invalid("the access token is not active".into()));
+        return Err(TokenRefusal::Invalid(
+            "the access token is not active".into(),
+        ));
     }
     if let Ok(Some(exp)) = opt_date(claims, "exp") {
         if now >= exp.saturating_add(leeway) {
-            return Err(Verdict::Invalid("the access token has expired".into()));
+            return Err(TokenRefusal::Invalid("the access token has expired".into()));
         }
     }
     let holder = i
@@ -350,7 +359,7 @@ fn introspected(
         .iter()
         .find_map(|c| opt_str(claims, c).ok().flatten());
     if holder != Some(client_id) {
-        return Err(Verdict::Invalid(
+        return Err(TokenRefusal::Invalid(
             "the access token does not belong to this client".into(),
         ));
     }
@@ -358,13 +367,13 @@ fn introspected(
 }
 
 /// RFC 6750 §3.1: a good token for this client without the configured scope is 403, not 401.
-fn required_scope(scope: Option<&str>, claims: &crate::claims::Claims) -> Result<(), Verdict> {
+fn required_scope(scope: Option<&str>, claims: &crate::claims::Claims) -> Result<(), TokenRefusal> {
     match scope {
         Some(scope)
             if !scope_tokens(opt_str(claims, "scope").ok().flatten().unwrap_or(""))
                 .contains(&scope) =>
         {
-            Err(Verdict::Scope(scope.to_string()))
+            Err(TokenRefusal::Scope(scope.to_string()))
         }
         _ => Ok(()),
     }
@@ -376,8 +385,8 @@ fn check_claims(
     client_id: &str,
     now: i64,
     leeway: i64,
-) -> Result<(), Verdict> {
-    check_token_claims(j, claims, client_id, now, leeway).map_err(Verdict::Invalid)?;
+) -> Result<(), TokenRefusal> {
+    check_token_claims(j, claims, client_id, now, leeway).map_err(TokenRefusal::Invalid)?;
     required_scope(j.scope.as_deref(), claims)
 }
 

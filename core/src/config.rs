@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use url::Url;
 
 use crate::binding::{JwtBinding, TokenMode};
 use crate::jose::Alg;
+// Key sources moved to the key-supply module; named here too for the code that reads them as
+// part of the configuration.
+pub use crate::keys::{jwks_source, JwksSource};
 use crate::profile;
 use crate::rules::{
     Audience, ClaimRules, GrantTypes, RedirectUris, RequiredAttributes, RolesMode,
@@ -344,22 +346,6 @@ impl Profile {
     }
 }
 
-/// Where a JWKS document is fetched from: its URL and the host upstream (Envoy cluster) to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksSource {
-    /// The URL as configured or as found in a verified SSA (the cache key).
-    pub url: String,
-    pub upstream: String,
-    /// The URL's host, lower case.
-    pub host: String,
-    /// `:authority` for the callout: host, plus `:port` when the URL names a non-default port.
-    pub authority: String,
-    /// The URL's port (443 unless it names another).
-    pub port: u16,
-    /// `:path` for the callout: path and query.
-    pub path: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct Directory {
     pub issuer: String,
@@ -437,7 +423,7 @@ pub struct Config {
     /// metadata name).
     pub ssa_metadata: Vec<(String, String)>,
     pub replay: Replay,
-    pub jwks_cache: crate::jwks_cache::CachePolicy,
+    pub jwks_cache: crate::keys::CachePolicy,
     /// Where the client certificate comes from.
     pub cert_source: CertSource,
     /// `certificate_binding`: `None` when switched off.
@@ -665,64 +651,6 @@ fn scope_token(field: &str, value: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(value.to_string())
-}
-
-/// Validate a JWKS URL: absolute https URL with a host, no user info, no fragment.
-pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("not an absolute URL ({e})"))?;
-    if parsed.scheme() != "https" {
-        return Err("must use https".to_string());
-    }
-    let host = match parsed.host_str() {
-        Some(h) if !h.is_empty() => h.to_ascii_lowercase(),
-        _ => return Err("has no host".to_string()),
-    };
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("must not carry user information".to_string());
-    }
-    if parsed.fragment().is_some() {
-        return Err("must not carry a fragment".to_string());
-    }
-    // The host fetched must be the host written. The URL parser also reads `https:/h`, `https:h`,
-    // `https:\\h`, percent-encoded and IPv4-shorthand hosts and drops tabs and newlines, so the
-    // text could name one host while another is fetched: the authority must be written plainly.
-    let written = url
-        .get(..8)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
-        .and_then(|_| url.get(8..))
-        .ok_or("must start with `https://`")?;
-    let written = written
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let with_port = parsed
-        .port_or_known_default()
-        .map(|p| format!("{host}:{p}"));
-    if written != host && Some(&written) != with_port.as_ref() {
-        return Err(format!(
-            "must name its host plainly (`https://host[:port]/…`): it would be fetched from `{host}`"
-        ));
-    }
-    let authority = match parsed.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.clone(),
-    };
-    // https is the only scheme: its default port when the URL names none.
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let mut path = parsed.path().to_string();
-    if let Some(q) = parsed.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    Ok(JwksSource {
-        url: url.to_string(),
-        upstream: upstream.to_string(),
-        host,
-        authority,
-        port,
-        path,
-    })
 }
 
 fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -1195,8 +1123,8 @@ fn resolve_cert_binding(
 fn resolve_cache(
     raw: RawJwksCache,
     callout_timeout_ms: u64,
-) -> Result<crate::jwks_cache::CachePolicy, ConfigError> {
-    let d = crate::jwks_cache::CachePolicy::default();
+) -> Result<crate::keys::CachePolicy, ConfigError> {
+    let d = crate::keys::CachePolicy::default();
     let f = "jwks_cache";
     let min_ttl = bounded(
         &format!("{f}.min_ttl_seconds"),
@@ -1225,7 +1153,7 @@ fn resolve_cache(
         min_ttl,
         max_ttl,
     )?;
-    Ok(crate::jwks_cache::CachePolicy {
+    Ok(crate::keys::CachePolicy {
         default_ttl,
         min_ttl,
         max_ttl,
@@ -1353,7 +1281,7 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                 .ok_or_else(|| ConfigError::new(f, "missing"))?;
             let fi = format!("{f}.introspection");
             let upstream = non_empty_name(&format!("{fi}.upstream"), &i.upstream)?;
-            let endpoint = jwks_source(&i.url, &upstream)
+            let endpoint = crate::binding::Endpoint::parse(&i.url, &upstream)
                 .map_err(|m| ConfigError::new(format!("{fi}.url"), m))?;
             let client_id = non_empty_name(&format!("{fi}.client_id"), &i.client_id)?;
             let env = non_empty_name(&format!("{fi}.client_secret_env"), &i.client_secret_env)?;

@@ -14,7 +14,7 @@ pub mod forward;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod jose;
-pub mod jwks_cache;
+pub mod keys;
 pub mod path;
 pub mod pipeline;
 pub mod profile;

@@ -3,52 +3,15 @@
 //! Within one request each document is fetched once.
 
 use crate::claims::{opt_str, Claims};
-use crate::config::{jwks_source, Config, JwksSource};
+use crate::config::Config;
 use crate::error::{clip, DcrError, ErrorCode, RuleId};
-use crate::jose::{self, Alg, JoseError, JwkSet, Jws};
+use crate::jose::{self, Alg, JoseError, Jws};
+use crate::keys::{jwks_source, Docs, JwksSource, KeyFailure, KeyStep, KeystoreFault};
+// What driving a [`Create`] takes (fetched documents, the verdict cache), from the key supply.
+pub use crate::keys::{Fetched, SsaMemo, Verdicts};
 use crate::replay::{Pair, Share};
 use crate::rules::{time, Ctx};
-use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-
-/// The outcome of fetching one JWKS document.
-#[derive(Debug, Clone)]
-pub enum Fetched {
-    Keys(std::rc::Rc<JwkSet>),
-    /// Timed out, refused, reset, or answered 5xx: a dependency fault (503).
-    Unavailable(String),
-    /// Answered, but with 4xx, a non-JSON or oversized document: the client's fault (400).
-    Unusable(String),
-}
-
-impl Fetched {
-    /// Interpret a callout response. `status` is `None` when the host reports no response at all.
-    pub fn from_response(
-        status: Option<u16>,
-        body: &[u8],
-        body_size: usize,
-        max_bytes: usize,
-        max_keys: usize,
-    ) -> Fetched {
-        let status = match status {
-            None => return Fetched::Unavailable("no response".to_string()),
-            Some(s) => s,
-        };
-        if status >= 500 {
-            return Fetched::Unavailable(format!("answered HTTP {status}"));
-        }
-        if !(200..300).contains(&status) {
-            return Fetched::Unusable(format!("answered HTTP {status}"));
-        }
-        if body_size > max_bytes || body.len() > max_bytes {
-            return Fetched::Unusable(format!("document larger than {max_bytes} bytes"));
-        }
-        match JwkSet::parse(body, max_keys) {
-            Ok(set) => Fetched::Keys(std::rc::Rc::new(set)),
-            Err(e) => Fetched::Unusable(format!("unusable document: {e}")),
-        }
-    }
-}
 
 /// What the host should do next.
 #[derive(Debug)]
@@ -106,11 +69,10 @@ pub struct Create {
     /// What is known of this SSA from earlier requests; set once its signature is known good.
     memo: Option<Rc<SsaMemo>>,
     stage: Stage,
-    docs: Vec<(String, Fetched)>,
+    /// The key documents handed back so far.
+    keys: Docs,
     software: Option<JwksSource>,
     pub facts: Facts,
-    /// URLs already asked again for an unknown `kid` (once per request).
-    kid_retried: Vec<String>,
     /// The client certificate (`certificate_binding`).
     cert: Result<Option<crate::cert::ClientCert>, String>,
     report_only: bool,
@@ -223,10 +185,9 @@ impl Create {
             hit,
             memo: None,
             stage: Stage::Ssa,
-            docs: Vec::new(),
+            keys: Docs::default(),
             software: None,
             facts,
-            kid_retried: Vec::new(),
             cert: Ok(None),
             report_only: cfg.report_only,
             failures: Vec::new(),
@@ -306,13 +267,7 @@ impl Create {
 
     /// Hand back a fetched document.
     pub fn supply(&mut self, url: &str, fetched: Fetched) {
-        if !self.docs.iter().any(|(u, _)| u == url) {
-            self.docs.push((url.to_string(), fetched));
-        }
-    }
-
-    fn doc(&self, url: &str) -> Option<&Fetched> {
-        self.docs.iter().find(|(u, _)| u == url).map(|(_, f)| f)
+        self.keys.supply(url, fetched);
     }
 
     /// Run as far as possible.
@@ -334,44 +289,6 @@ impl Create {
                 }
             }
         }
-    }
-
-    /// The documents among `sources` not fetched yet, and the outcome of those that were.
-    fn gather<'a>(&'a self, sources: &[JwksSource]) -> Result<Gathered<'a>, Vec<JwksSource>> {
-        let mut missing = Vec::new();
-        let mut g = Gathered::default();
-        for src in sources {
-            match self.doc(&src.url) {
-                None => missing.push(src.clone()),
-                Some(Fetched::Keys(set)) => g.sets.push(set.as_ref()),
-                Some(Fetched::Unavailable(m)) => {
-                    g.unavailable.push(format!("{} {m}", src.authority))
-                }
-                Some(Fetched::Unusable(m)) => g.unusable.push(format!("{} {m}", src.authority)),
-            }
-        }
-        if missing.is_empty() {
-            Ok(g)
-        } else {
-            Err(missing)
-        }
-    }
-
-    /// An unknown `kid`: ask once for the documents again (the cache decides whether that is a
-    /// refetch, by its cooldown).
-    fn retry_kid(&mut self, sources: &[JwksSource]) -> Option<Progress> {
-        // Only a document that was read and lacks the kid is worth asking for again.
-        let all_read = sources
-            .iter()
-            .all(|s| matches!(self.doc(&s.url), Some(Fetched::Keys(_))));
-        if !all_read || sources.iter().any(|s| self.kid_retried.contains(&s.url)) {
-            return None;
-        }
-        for s in sources {
-            self.kid_retried.push(s.url.clone());
-            self.docs.retain(|(u, _)| *u != s.url);
-        }
-        Some(Progress::NeedKid(sources.to_vec()))
     }
 
     /// Step 5: `ssa_signature` (signature against the issuer's directory JWKS, then SSA time).
@@ -401,44 +318,34 @@ impl Create {
             }
         };
         let (mut hit_used, mut remembered) = (false, None);
-        let verified = match self.gather(&dir.jwks) {
-            Err(missing) => return Ok(Progress::Need(missing)),
+        let (ssa, hit, claims) = (&self.ssa, &self.hit, &self.claims);
+        let step = self.keys.check(&dir.jwks, |g| {
             // The same SSA verified against the same key set before: no second verification.
-            Ok(g)
-                if self.hit.as_ref().is_some_and(|(sets, until, _)| {
-                    now < *until && *sets == Verdicts::set_id(&g.sets)
-                }) =>
+            if hit
+                .as_ref()
+                .is_some_and(|(sets, until, _)| now < *until && *sets == Verdicts::set_id(&g.sets))
             {
                 hit_used = true;
-                Ok(())
+                return Ok(());
             }
-            Ok(g) => jose::verify(&self.ssa, &g.sets, &dir.algorithms)
-                .map(|_| {
-                    if let Some(serde_json::Value::String(text)) =
-                        self.claims.get("software_statement")
-                    {
-                        remembered = verdicts.remember(text, &self.ssa, &g.sets, now);
-                    }
-                })
-                .map_err(|e| {
-                    let unknown_kid = matches!(e, JoseError::UnknownKid(_));
-                    (
-                        unknown_kid,
-                        key_error(rule, "SSA", &e, &g, "directory", cfg.retry_after),
-                    )
-                }),
-        };
+            jose::verify(ssa, &g.sets, &dir.algorithms).map(|_| {
+                if let Some(serde_json::Value::String(text)) = claims.get("software_statement") {
+                    remembered = verdicts.remember(text, ssa, &g.sets, now);
+                }
+            })
+        });
         if hit_used {
             self.memo = self.hit.take().map(|(_, _, memo)| memo);
         } else if remembered.is_some() {
             self.memo = remembered;
         }
-        if let Err((true, _)) = &verified {
-            if let Some(again) = self.retry_kid(&dir.jwks) {
-                return Ok(again);
-            }
-        }
-        let verified = verified.map_err(|(_, e)| e).and_then(|_| {
+        let verified = match step {
+            KeyStep::Fetch(missing) => return Ok(Progress::Need(missing)),
+            KeyStep::Refetch(again) => return Ok(Progress::NeedKid(again)),
+            KeyStep::Passed(()) => Ok(()),
+            KeyStep::Failed(f) => Err(key_error(rule, "SSA", &f, "directory", cfg.retry_after)),
+        };
+        let verified = verified.and_then(|_| {
             time::check_ssa(
                 &self.ssa.claims,
                 now,
@@ -505,7 +412,7 @@ impl Create {
         if !cfg.rules.request_signature {
             // Only the certificate binding may need the software JWKS (its transport keys).
             if let (true, Some(src)) = (needs_thumbprints(cfg), self.software.clone()) {
-                if let Err(missing) = self.gather(std::slice::from_ref(&src)) {
+                if let Err(missing) = self.keys.gather(std::slice::from_ref(&src)) {
                     return Ok(Progress::Need(missing));
                 }
             }
@@ -523,33 +430,29 @@ impl Create {
             }
             _ => return Ok(Progress::Next(Stage::Claims)),
         };
-        let verified = match self.gather(std::slice::from_ref(&src)) {
-            Err(missing) => return Ok(Progress::Need(missing)),
-            Ok(g) => match &self.request {
-                Some(request) => jose::verify(request, &g.sets, &cfg.request_algorithms),
+        let request = &self.request;
+        let step = self
+            .keys
+            .check(std::slice::from_ref(&src), |g| match request {
+                Some(request) => {
+                    jose::verify(request, &g.sets, &cfg.request_algorithms).map(|_| ())
+                }
                 None => Err(JoseError::Malformed("no request JWT".into())),
-            }
-            .map(|_| ())
-            .map_err(|e| {
-                let unknown_kid = matches!(e, JoseError::UnknownKid(_));
-                let err = key_error(
-                    RuleId::RequestSignature,
-                    "request JWT",
-                    &e,
-                    &g,
-                    "software",
-                    cfg.retry_after,
-                );
-                (unknown_kid, err)
-            }),
+            });
+        let verified = match step {
+            KeyStep::Fetch(missing) => return Ok(Progress::Need(missing)),
+            KeyStep::Refetch(again) => return Ok(Progress::NeedKid(again)),
+            KeyStep::Passed(()) => Ok(()),
+            KeyStep::Failed(f) => Err(key_error(
+                RuleId::RequestSignature,
+                "request JWT",
+                &f,
+                "software",
+                cfg.retry_after,
+            )),
         };
-        if let Err((true, _)) = &verified {
-            if let Some(again) = self.retry_kid(std::slice::from_ref(&src)) {
-                return Ok(again);
-            }
-        }
         match verified {
-            Err((_, e)) => self.fail(e)?,
+            Err(e) => self.fail(e)?,
             // The request JWT verified: its `jti` is now a fact, no longer a claim.
             Ok(()) => {
                 if let Some(jti) = self.facts.claimed_jti.take() {
@@ -630,7 +533,7 @@ impl Create {
             }
             Ok(c) => c.as_ref(),
         };
-        let doc = self.software.as_ref().and_then(|s| self.doc(&s.url));
+        let doc = self.software.as_ref().and_then(|s| self.keys.get(&s.url));
         if p.thumbprint {
             if let Some(Fetched::Unavailable(m)) = doc {
                 return Some(DcrError::unavailable(
@@ -656,37 +559,26 @@ enum Progress {
     NeedKid(Vec<JwksSource>),
 }
 
-#[derive(Default)]
-struct Gathered<'a> {
-    sets: Vec<&'a JwkSet>,
-    unavailable: Vec<String>,
-    unusable: Vec<String>,
-}
-
 /// Map a verification failure. A key that could not be found while a keystore was down is a
 /// dependency fault (503); while a keystore answered with junk, the client's 400 names it.
 fn key_error(
     rule: RuleId,
     what: &str,
-    e: &JoseError,
-    g: &Gathered<'_>,
+    f: &KeyFailure,
     keystore: &str,
     retry_after: u32,
 ) -> DcrError {
-    let not_found = matches!(e, JoseError::UnknownKid(_) | JoseError::NoKey);
-    if not_found {
-        if let Some(m) = g.unavailable.first() {
-            return DcrError::unavailable(
-                rule,
-                format!("{keystore} keystore unavailable: {m}"),
-                retry_after,
-            );
+    match f.keystore_fault() {
+        Some(KeystoreFault::Unavailable(m)) => DcrError::unavailable(
+            rule,
+            format!("{keystore} keystore unavailable: {m}"),
+            retry_after,
+        ),
+        Some(KeystoreFault::Unusable(m)) => {
+            DcrError::rule(rule, format!("{keystore} keystore {m}"))
         }
-        if let Some(m) = g.unusable.first() {
-            return DcrError::rule(rule, format!("{keystore} keystore {m}"));
-        }
+        None => DcrError::rule(rule, format!("{what} signature: {}", f.error)),
     }
-    DcrError::rule(rule, format!("{what} signature: {e}"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -731,187 +623,6 @@ fn is_uuid4(s: &str) -> bool {
             19 => matches!(c.to_ascii_lowercase(), b'8' | b'9' | b'a' | b'b'),
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// A per-worker cache of SSA signature verdicts: TPPs reuse their SSA, so its signature need not
-/// be verified (nor the SSA parsed) again while the directory's key set is the same. Keyed by the
-/// exact SSA text (compared whole; the map's hash covers its length and last 64 bytes, the
-/// signature, which cannot collide by accident and cannot be chosen: only verified SSAs get in),
-/// it keeps the parsed SSA, the identity of the key sets it verified against (SHA-256 of their
-/// documents) and an [`SsaMemo`]; bounded in entries and bytes, expiring, first in first out.
-/// Only successes are remembered, and the SSA's time checks still run on every request.
-#[derive(Debug)]
-pub struct Verdicts {
-    entries: HashMap<u64, Verdict>,
-    order: VecDeque<(u64, Rc<str>)>,
-    capacity: usize,
-    max_bytes: usize,
-    bytes: usize,
-    ttl: i64,
-}
-
-#[derive(Debug)]
-struct Verdict {
-    text: Rc<str>,
-    ssa: Rc<Jws>,
-    sets: [u8; 32],
-    until: i64,
-    memo: Rc<SsaMemo>,
-}
-
-/// What was worked out from one verified SSA under this worker's configuration, for the next
-/// request that brings the same SSA (the configuration cannot change under a worker: a new
-/// configuration gets new workers).
-#[derive(Debug, Default)]
-pub struct SsaMemo {
-    /// The software JWKS named by the SSA (its URL parsed, its host allowed).
-    pub software: std::cell::RefCell<Option<JwksSource>>,
-    /// The SSA-only claim rules ([`crate::rules::SSA_ONLY_RULES`]) that passed, as a mask of
-    /// [`crate::rules::rule_bit`]s.
-    pub passed: std::cell::Cell<u32>,
-}
-
-/// A verdict cache hit.
-pub struct Hit {
-    pub ssa: Rc<Jws>,
-    pub sets: [u8; 32],
-    pub until: i64,
-    pub memo: Rc<SsaMemo>,
-}
-
-/// An SSA longer than this is verified every time (never cached).
-pub const VERDICT_MAX_SSA_BYTES: usize = 16 * 1024;
-
-impl Default for Verdicts {
-    fn default() -> Self {
-        Verdicts::new(4096, 600)
-    }
-}
-
-/// Whole-text equality, eight bytes at a time (the byte-wise `memcmp` of wasm32 is slow).
-fn same_text(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    ca.zip(cb).all(|(x, y)| x == y) && ra == rb
-}
-
-impl Verdicts {
-    /// At most `capacity` SSAs and about 8 MiB (text and parsed form) per worker.
-    pub fn new(capacity: usize, ttl_seconds: i64) -> Verdicts {
-        Verdicts {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-            max_bytes: 8 * 1024 * 1024,
-            bytes: 0,
-            ttl: ttl_seconds,
-        }
-    }
-
-    /// What an entry is charged: its text, and about twice that for the parsed claims.
-    fn cost(text: &str) -> usize {
-        text.len().saturating_mul(3).saturating_add(256)
-    }
-
-    fn key(text: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let bytes = text.as_bytes();
-        let tail = bytes.get(bytes.len().saturating_sub(64)..).unwrap_or(bytes);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        bytes.len().hash(&mut h);
-        tail.hash(&mut h);
-        h.finish()
-    }
-
-    /// The identity of the key sets a signature was checked against.
-    pub fn set_id(sets: &[&JwkSet]) -> [u8; 32] {
-        let mut ids = ring::digest::Context::new(&ring::digest::SHA256);
-        for s in sets {
-            ids.update(&s.fingerprint);
-        }
-        <[u8; 32]>::try_from(ids.finish().as_ref()).unwrap_or([0; 32])
-    }
-
-    /// The parsed SSA, the key-set identity it verified against, until when that verdict holds
-    /// (the caller compares both) and its memo.
-    pub fn lookup(&self, text: &str) -> Option<Hit> {
-        self.entries
-            .get(&Self::key(text))
-            .filter(|v| same_text(&v.text, text))
-            .map(|v| Hit {
-                ssa: Rc::clone(&v.ssa),
-                sets: v.sets,
-                until: v.until,
-                memo: Rc::clone(&v.memo),
-            })
-    }
-
-    /// Remember that `text` (parsed as `ssa`) verified against `sets`; returns the SSA's memo
-    /// (`None` when it is too large to keep).
-    pub fn remember(
-        &mut self,
-        text: &str,
-        ssa: &Rc<Jws>,
-        sets: &[&JwkSet],
-        now: i64,
-    ) -> Option<Rc<SsaMemo>> {
-        if text.len() > VERDICT_MAX_SSA_BYTES {
-            return None;
-        }
-        let key = Self::key(text);
-        let sets = Self::set_id(sets);
-        let until = now.saturating_add(self.ttl);
-        if let Some(v) = self.entries.get_mut(&key) {
-            if same_text(&v.text, text) {
-                v.sets = sets;
-                v.until = until;
-                return Some(Rc::clone(&v.memo));
-            }
-        }
-        let text: Rc<str> = Rc::from(text);
-        let memo = Rc::new(SsaMemo::default());
-        self.bytes = self.bytes.saturating_add(Self::cost(&text));
-        // A different SSA with the same key (never seen in practice) takes the slot.
-        self.entries.insert(
-            key,
-            Verdict {
-                text: Rc::clone(&text),
-                ssa: Rc::clone(ssa),
-                sets,
-                until,
-                memo: Rc::clone(&memo),
-            },
-        );
-        self.order.push_back((key, text));
-        while self.order.len() > self.capacity || self.bytes > self.max_bytes {
-            match self.order.pop_front() {
-                Some((old_key, old)) => {
-                    if self
-                        .entries
-                        .get(&old_key)
-                        .is_some_and(|v| Rc::ptr_eq(&v.text, &old))
-                    {
-                        self.entries.remove(&old_key);
-                    }
-                    self.bytes = self.bytes.saturating_sub(Self::cost(&old));
-                }
-                None => break,
-            }
-        }
-        Some(memo)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// One request's validation: the management binding (GET, PUT, DELETE), then for a create or an

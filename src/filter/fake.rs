@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{Callouts, Level, Properties, RequestIo, SharedStore, Telemetry};
-use dcr_guard_core::config::JwksSource;
+use dcr_guard_core::keys::JwksSource;
+use dcr_guard_core::shared::{MemoryStore, SharedData};
 
 /// Unix time, seconds (the fake's clock when it is not frozen).
 fn wall_clock() -> i64 {
@@ -47,8 +48,9 @@ pub struct Fake {
     pub frozen: Option<i64>,
     /// Shared-data reads, by key.
     pub shared_reads: std::cell::RefCell<HashMap<String, usize>>,
-    /// Shared data, shared between fakes of several "workers" through the Rc.
-    pub shared: std::rc::Rc<std::cell::RefCell<HashMap<String, (Vec<u8>, u32)>>>,
+    /// Shared data (the core's in-memory store, Envoy semantics), shared between fakes of several
+    /// "workers" through the Rc.
+    pub shared: std::rc::Rc<std::cell::RefCell<MemoryStore>>,
     pub state: HashMap<String, String>,
     pub next_token: u32,
 }
@@ -149,10 +151,7 @@ impl SharedStore for Fake {
             .borrow_mut()
             .entry(key.to_string())
             .or_default() += 1;
-        Ok(match self.shared.borrow().get(key) {
-            Some((v, c)) => (Some(v.clone()), Some(*c)),
-            None => (None, None),
-        })
+        self.shared.borrow().get(key)
     }
 
     fn shared_set(
@@ -161,16 +160,7 @@ impl SharedStore for Fake {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), dcr_guard_core::replay::StoreError> {
-        let mut m = self.shared.borrow_mut();
-        let current = m.get(key).map(|(_, c)| *c);
-        if let (Some(want), Some(have)) = (cas, current) {
-            if want != have {
-                return Err(dcr_guard_core::replay::StoreError::CasMismatch);
-            }
-        }
-        let next = current.unwrap_or(0) + 1;
-        m.insert(key.to_string(), (value.to_vec(), next));
-        Ok(())
+        self.shared.borrow_mut().set(key, value, cas)
     }
 }
 

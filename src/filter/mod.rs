@@ -11,7 +11,7 @@ use dcr_guard_core::cert::ClientCert;
 use dcr_guard_core::config::{CertSource, Config, Forward, JwksSource};
 use dcr_guard_core::error::{DcrError, RuleId};
 use dcr_guard_core::escape::escape;
-use dcr_guard_core::jwks_cache::{Decision, Need};
+use dcr_guard_core::keys::{Decision, Need};
 use dcr_guard_core::path::{classify, Route};
 use dcr_guard_core::pipeline::{Create, Facts, Fetched, Step, Work};
 use dcr_guard_core::replay::{SharedData, StoreError};
@@ -734,7 +734,7 @@ impl Stream {
         // The hot path: this worker read the document's fresh shared entry earlier this second.
         if need == Need::Any {
             if let Some(keys) = worker.recent_keys(&src.url, now) {
-                host.count(dcr_guard_core::jwks_cache::COUNTER_CACHE_HITS);
+                host.count(dcr_guard_core::keys::COUNTER_CACHE_HITS);
                 work.supply(&src.url, keys);
                 return;
             }

@@ -1017,7 +1017,7 @@ fn the_shared_entry_is_read_at_most_once_a_second_unless_a_kid_is_missing() {
     let mut w = world();
     let t = now() as i64;
     w.host.frozen = Some(t);
-    let doc_key = dcr_guard_core::jwks_cache::Cache::new(Default::default(), "dcr_guard.jwks.")
+    let doc_key = dcr_guard_core::keys::Cache::new(Default::default(), "dcr_guard.jwks.")
         .doc_key(DIRECTORY_JWKS_URL);
     let reads = |w: &World| {
         w.host
@@ -1046,7 +1046,7 @@ fn the_shared_entry_is_read_at_most_once_a_second_unless_a_kid_is_missing() {
     // and passes, without fetching anything.
     let rotated = TestKey::ec("dir-2");
     let (raw, _) = w.host.shared_get(&doc_key).unwrap();
-    let mut entry = dcr_guard_core::jwks_cache::Entry::decode(&raw.unwrap()).unwrap();
+    let mut entry = dcr_guard_core::keys::Entry::decode(&raw.unwrap()).unwrap();
     entry.generation += 1;
     entry.doc = dcr_guard_testkit::keys::jwks(&[&w.tpp.directory, &rotated])
         .to_string()
@@ -1708,5 +1708,51 @@ fn a_coded_body_is_refused_and_json_forwarding_drops_what_described_the_old_body
         "content-encoding",
     ] {
         assert!(!w.host.headers.contains_key(h), "{h} forwarded");
+    }
+}
+
+#[test]
+fn a_later_fetch_failure_replaces_the_failure_record_on_envoy_and_on_kong() {
+    // The record tells every worker why the last fetch failed (503 for a keystore that is down,
+    // 400 for a document that is unusable). On Kong a write without a CAS token only creates: a
+    // second failure must still replace the first one's record.
+    use dcr_guard_core::keys::Fetched;
+    use dcr_guard_core::shared::MemoryStore;
+    // A failure: the keystore was down (503), or answered junk (404).
+    const DOWN: bool = false;
+    const JUNK: bool = true;
+    let failed = |junk: bool| match junk {
+        JUNK => Fetched::Unusable("answered HTTP 404".into()),
+        DOWN => Fetched::Unavailable("answered HTTP 503".into()),
+    };
+    // (failures, in order) → (the last record says unusable?, why).
+    let cases: [(&[bool], (bool, &str)); 4] = [
+        (&[DOWN], (false, "answered HTTP 503")),
+        (&[DOWN, JUNK], (true, "answered HTTP 404")),
+        (&[JUNK, DOWN], (false, "answered HTTP 503")),
+        (&[DOWN, JUNK, DOWN, JUNK], (true, "answered HTTP 404")),
+    ];
+    for store in [MemoryStore::envoy(), MemoryStore::kong()] {
+        for (failures, (unusable, why)) in &cases {
+            let semantics = store.semantics();
+            let mut host = Fake {
+                shared: Rc::new(std::cell::RefCell::new(store.clone())),
+                ..Fake::default()
+            };
+            let mut worker = worker::Worker::with_policy(Default::default(), 1);
+            for junk in failures.iter() {
+                worker.record_failure(&mut host, DIRECTORY_JWKS_URL, &failed(*junk));
+            }
+            let got = worker.last_failure(&mut host, DIRECTORY_JWKS_URL);
+            let ok = match (&got, unusable) {
+                (Fetched::Unusable(w), true) | (Fetched::Unavailable(w), false) => w == why,
+                _ => false,
+            };
+            assert!(
+                ok,
+                "{semantics:?} after {} failures: {got:?}",
+                failures.len()
+            );
+        }
     }
 }

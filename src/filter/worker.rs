@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::{Host, HostStore, Level};
-use dcr_guard_core::config::{Config, JwksSource};
+use dcr_guard_core::config::Config;
 use dcr_guard_core::escape::{escape, MAX_REASON};
 use dcr_guard_core::jose::JwkSet;
-use dcr_guard_core::jwks_cache::{
-    ttl_from_cache_control, Cache, Decision, Entry, Need, Parsed, Poll,
+use dcr_guard_core::keys::{
+    ttl_from_cache_control, Cache, Decision, Entry, Fetched, JwksSource, Need, Parsed, Poll,
+    Verdicts,
 };
-use dcr_guard_core::pipeline::Fetched;
 
 /// Who a callout answers to.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct Worker {
     pub tokens: HashMap<u32, Owner>,
     pub waiters: Vec<Waiter>,
     /// SSA signature verdicts (TPPs reuse their SSA).
-    pub verdicts: dcr_guard_core::pipeline::Verdicts,
+    pub verdicts: Verdicts,
     /// Leased fetches whose stream the host finished before the answer came: the proxy-wasm SDK
     /// routes a callout's answer to the context that dispatched it and drops it when that context
     /// is gone, so the root context fetches again under the same lease ([`Worker::adopt_orphans`])
@@ -69,14 +69,14 @@ pub const COUNTER_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
 const REFRESH_CHECK_SECONDS: i64 = 1;
 
 impl Worker {
-    pub fn with_policy(policy: dcr_guard_core::jwks_cache::CachePolicy, holder: u64) -> Worker {
+    pub fn with_policy(policy: dcr_guard_core::keys::CachePolicy, holder: u64) -> Worker {
         Worker {
             cache: Cache::new(policy, "dcr_guard.jwks."),
             parsed: Parsed::default(),
             holder,
             tokens: HashMap::new(),
             waiters: Vec::new(),
-            verdicts: dcr_guard_core::pipeline::Verdicts::default(),
+            verdicts: Verdicts::default(),
             orphans: Vec::new(),
             next_refresh: 0,
         }
@@ -169,7 +169,7 @@ impl Worker {
                     .decide(&mut HostStore(host), url, Need::Any, now, self.holder)
                 {
                     Ok(Decision::UseStale(entry)) => {
-                        host.count(dcr_guard_core::jwks_cache::COUNTER_STALE_SERVES);
+                        host.count(dcr_guard_core::keys::COUNTER_STALE_SERVES);
                         host.log(
                             Level::Warn,
                             &format!(
@@ -185,35 +185,15 @@ impl Worker {
         }
     }
 
-    /// Remember why the last fetch of `url` failed, for every worker: while the cache backs off,
-    /// requests get the same answer (400 for a document that is unusable, 503 for a keystore
-    /// that is down) instead of a blanket 503.
+    /// Remember why the last fetch of `url` failed, for every worker (see
+    /// [`Cache::record_failure`]; written by CAS like the documents).
     pub fn record_failure(&mut self, host: &mut dyn Host, url: &str, failed: &Fetched) {
-        let (kind, why) = match failed {
-            Fetched::Unusable(w) => (b'U', w),
-            Fetched::Unavailable(w) => (b'X', w),
-            Fetched::Keys(_) => return,
-        };
-        let mut value = vec![kind];
-        value.extend(why.bytes().take(200));
-        let key = format!("dcr_guard.jwks.v1.fail.{url}");
-        let _ = host.shared_set(&key, &value, None);
+        let _ = self.cache.record_failure(&mut HostStore(host), url, failed);
     }
 
     /// The last recorded failure for `url`, as the answer to give while the cache backs off.
-    pub fn last_failure(&self, host: &dyn Host, url: &str) -> Fetched {
-        let key = format!("dcr_guard.jwks.v1.fail.{url}");
-        let value = host
-            .shared_get(&key)
-            .ok()
-            .and_then(|(v, _)| v)
-            .unwrap_or_default();
-        let why = String::from_utf8_lossy(value.get(1..).unwrap_or(&[])).into_owned();
-        match value.first() {
-            Some(b'U') => Fetched::Unusable(why),
-            Some(b'X') => Fetched::Unavailable(why),
-            _ => Fetched::Unavailable("its last fetch failed moments ago".to_string()),
-        }
+    pub fn last_failure(&self, host: &mut dyn Host, url: &str) -> Fetched {
+        self.cache.last_failure(&HostStore(host), url)
     }
 
     /// Configure time: a free fetch lease for every document known in advance, so that even the

@@ -732,7 +732,7 @@ fn the_verdict_cache_is_bounded_and_expires() {
     let set = JwkSet::parse(tpp.directory_jwks().to_string().as_bytes(), 10).unwrap();
     let mut v = Verdicts::new(8, 10);
     v.remember(&text, &jws, &[&set], 100);
-    let crate::pipeline::Hit {
+    let crate::keys::Hit {
         ssa: cached,
         sets,
         until,
@@ -746,7 +746,7 @@ fn the_verdict_cache_is_bounded_and_expires() {
     assert!(v.lookup(&text[..text.len() - 1]).is_none());
     assert!(v.lookup(&format!("{text}A")).is_none());
     // Oversized SSAs are never kept.
-    let big = "a".repeat(crate::pipeline::VERDICT_MAX_SSA_BYTES + 1);
+    let big = "a".repeat(crate::keys::VERDICT_MAX_SSA_BYTES + 1);
     v.remember(&big, &jws, &[&set], 100);
     assert!(v.lookup(&big).is_none());
     // The byte budget bounds the entries too: ~8 MiB of 16 KiB SSAs is fewer than 200.

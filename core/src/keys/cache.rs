@@ -13,6 +13,9 @@
 //!   `1` held, `2` backoff), holder `u64`, lease id `u64`, until `i64`, started_at `i64` (all
 //!   little-endian). Once created the key is never emptied: releasing writes a *free* record with
 //!   CAS, so every later transition is CAS-protected on both Envoy and Kong.
+//! * `{prefix}v1.fail.{url}`: why the last fetch failed ([`Cache::record_failure`]): `b'U'`
+//!   (unusable) or `b'X'` (unavailable), then the reason. Written with CAS when the key exists,
+//!   created (`cas = None`) when absent.
 //!
 //! Bytes that do not decode exactly (wrong magic, version, state, length, or an entry whose expiry
 //! precedes its fetch time) mean "absent" for an entry and "free" for a lease. A corrupt value is
@@ -49,9 +52,11 @@
 //! * `Unavailable { retry_at }`: a fetch failed moments ago and no usable document exists: 503 now
 //!   with `Retry-After: retry_at - now` (no fetch is allowed before `retry_at`).
 
-use std::collections::HashMap;
-
+use super::Fetched;
 pub use crate::shared::{SharedData, StoreError};
+
+/// How much of a failure's reason a failure record keeps, in bytes.
+pub const FAILURE_REASON_BYTES: usize = 200;
 
 /// How many read-decide-write rounds a CAS-protected operation tries before giving up.
 pub const MAX_ATTEMPTS: usize = 4;
@@ -688,6 +693,61 @@ impl Cache {
         Err(StoreError::CasMismatch)
     }
 
+    /// The shared-data key of the last failure record of `url`.
+    pub fn failure_key(&self, url: &str) -> String {
+        format!("{}v1.fail.{url}", self.prefix)
+    }
+
+    /// Remember why the last fetch of `url` failed, for every worker: while the cache backs off,
+    /// requests get the same answer (400 for a document that is unusable, 503 for a keystore that
+    /// is down) instead of a blanket 503. A [`Fetched::Keys`] is not a failure: nothing is written.
+    ///
+    /// The record is `b'U'` (unusable) or `b'X'` (unavailable) and the first
+    /// [`FAILURE_REASON_BYTES`] bytes of the reason. Like the documents it is written with CAS
+    /// once the key exists (created with `cas: None` only when absent), so a later failure
+    /// replaces it on Kong too, where a write without a token only creates.
+    pub fn record_failure(
+        &self,
+        store: &mut dyn SharedData,
+        url: &str,
+        failed: &Fetched,
+    ) -> Result<(), StoreError> {
+        let (kind, why) = match failed {
+            Fetched::Unusable(w) => (b'U', w),
+            Fetched::Unavailable(w) => (b'X', w),
+            Fetched::Keys(_) => return Ok(()),
+        };
+        let mut value = vec![kind];
+        value.extend(why.bytes().take(FAILURE_REASON_BYTES));
+        let key = self.failure_key(url);
+        for _ in 0..MAX_ATTEMPTS {
+            let (_, cas) = store.get(&key)?;
+            match store.set(&key, &value, cas) {
+                Ok(()) => return Ok(()),
+                // Another worker wrote in between (or, on Kong, created it first): read again.
+                Err(StoreError::CasMismatch) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::CasMismatch)
+    }
+
+    /// The last failure recorded for `url` ([`Cache::record_failure`]), as the answer to give
+    /// while the cache backs off; without a readable record, "unavailable".
+    pub fn last_failure(&self, store: &dyn SharedData, url: &str) -> Fetched {
+        let value = store
+            .get(&self.failure_key(url))
+            .ok()
+            .and_then(|(v, _)| v)
+            .unwrap_or_default();
+        let why = String::from_utf8_lossy(value.get(1..).unwrap_or(&[])).into_owned();
+        match value.first() {
+            Some(b'U') => Fetched::Unusable(why),
+            Some(b'X') => Fetched::Unavailable(why),
+            _ => Fetched::Unavailable("its last fetch failed moments ago".to_string()),
+        }
+    }
+
     /// For a paused request on tick. `seen_generation`: the generation it decided on (None when
     /// there was no document). `Ready` once the shared generation differs from it, `Waiting`
     /// while a fetch lease is held, else `TimedOut` (lease expired, fetch failed, lease free).
@@ -776,179 +836,51 @@ fn new_lease_id(prev: u64, holder: u64, now: i64) -> u64 {
     }
 }
 
-/// Per worker: the parsed key set for each URL, reparsed only when the shared generation changes.
-/// Bounded: inserting a new URL beyond the capacity evicts the least recently inserted one.
-#[derive(Debug)]
-pub struct Parsed<T> {
-    capacity: usize,
-    seq: u64,
-    slots: HashMap<String, Slot<T>>,
-}
-
-#[derive(Debug)]
-struct Slot<T> {
-    generation: u64,
-    value: T,
-    seq: u64,
-    /// The entry's expiry and the second the shared entry was last read with this generation
-    /// still current ([`Parsed::recent`]).
-    read: Option<(i64, i64)>,
-}
-
-impl<T> Default for Parsed<T> {
-    fn default() -> Self {
-        Parsed::new(Parsed::<T>::DEFAULT_CAPACITY)
-    }
-}
-
-impl<T> Parsed<T> {
-    pub const DEFAULT_CAPACITY: usize = 256;
-
-    /// A cache of at most `capacity` URLs (at least 1).
-    pub fn new(capacity: usize) -> Parsed<T> {
-        Parsed {
-            capacity: capacity.max(1),
-            seq: 0,
-            slots: HashMap::new(),
-        }
-    }
-
-    /// The parsed value for `url` if it was parsed from `generation`.
-    pub fn get(&self, url: &str, generation: u64) -> Option<&T> {
-        match self.slots.get(url) {
-            Some(slot) if slot.generation == generation => Some(&slot.value),
-            _ => None,
-        }
-    }
-
-    /// The parsed value for `url` without reading the shared entry: only when the shared entry
-    /// was read during this same second `now` ([`Parsed::mark_read`]) and was fresh. A document
-    /// another worker publishes is therefore seen within a second; callers that need the newest
-    /// document (an unknown `kid`) read the shared entry instead.
-    pub fn recent(&self, url: &str, now: i64) -> Option<&T> {
-        match self.slots.get(url) {
-            Some(Slot {
-                value,
-                read: Some((expires_at, read_at)),
-                ..
-            }) if *read_at == now && now < *expires_at => Some(value),
-            _ => None,
-        }
-    }
-
-    /// The shared entry of `url` was read at `now`: `generation`, fresh until `expires_at`.
-    pub fn mark_read(&mut self, url: &str, generation: u64, expires_at: i64, now: i64) {
-        if let Some(slot) = self.slots.get_mut(url) {
-            slot.read = (slot.generation == generation).then_some((expires_at, now));
-        }
-    }
-
-    /// Remember `value` parsed from `generation` of `url` (replacing any other generation).
-    pub fn insert(&mut self, url: &str, generation: u64, value: T) {
-        self.seq = self.seq.wrapping_add(1);
-        if !self.slots.contains_key(url) && self.slots.len() >= self.capacity {
-            let oldest = self
-                .slots
-                .iter()
-                .min_by_key(|(_, slot)| slot.seq)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.slots.remove(&k);
-            }
-        }
-        self.slots.insert(
-            url.to_string(),
-            Slot {
-                generation,
-                value,
-                seq: self.seq,
-                read: None,
-            },
-        );
-    }
-
-    pub fn remove(&mut self, url: &str) -> Option<T> {
-        self.slots.remove(url).map(|slot| slot.value)
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Host {
-        /// `None` overwrites or creates; `Some` on a missing key creates.
-        Envoy,
-        /// `None` creates only if absent; `Some` on a missing key fails.
-        Kong,
-    }
+    use crate::shared::{MemoryStore, Semantics};
 
-    type Hook = Box<dyn FnOnce(&mut Fake)>;
+    type Hook = Box<dyn FnOnce(&mut MemoryStore)>;
 
-    struct Fake {
-        host: Host,
-        map: HashMap<String, (Vec<u8>, u32)>,
-        next_cas: u32,
-        /// Refuse to create new keys.
-        full: bool,
-        /// Run once just before the next `set` whose key contains the given text.
+    /// A fault injector over the in-memory store: runs a hook once, just before the next write
+    /// whose key contains the given text (another worker's move landing at that very moment — a
+    /// race a real store cannot be asked to produce).
+    struct Racing {
+        store: MemoryStore,
         hook: Option<(String, Hook)>,
     }
 
-    impl Fake {
-        fn new(host: Host) -> Fake {
-            Fake {
-                host,
-                map: HashMap::new(),
-                next_cas: 1,
-                full: false,
+    impl Racing {
+        fn new(semantics: Semantics) -> Racing {
+            Racing {
+                store: MemoryStore::new(semantics),
                 hook: None,
             }
         }
         fn raw_set(&mut self, key: &str, value: &[u8]) {
-            self.next_cas += 1;
-            self.map
-                .insert(key.to_string(), (value.to_vec(), self.next_cas));
+            self.store.put_raw(key, value);
+        }
+        /// No room for anything larger than what is stored now (creating a key fails `Full`).
+        fn fill(&mut self) {
+            self.store.set_capacity(Some(self.store.used()));
         }
     }
 
-    impl SharedData for Fake {
+    impl SharedData for Racing {
         fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            Ok(match self.map.get(key) {
-                Some((v, c)) => ((!v.is_empty()).then(|| v.clone()), Some(*c)),
-                None => (None, None),
-            })
+            self.store.get(key)
         }
         fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
             if let Some((pat, _)) = &self.hook {
                 if key.contains(pat.as_str()) {
                     if let Some((_, h)) = self.hook.take() {
-                        h(self);
+                        h(&mut self.store);
                     }
                 }
             }
-            let current = self.map.get(key).map(|(_, c)| *c);
-            if current.is_none() && self.full {
-                return Err(StoreError::Full);
-            }
-            match (self.host, current, cas) {
-                (_, Some(cur), Some(c)) if cur != c => return Err(StoreError::CasMismatch),
-                (Host::Kong, Some(_), None) | (Host::Kong, None, Some(_)) => {
-                    return Err(StoreError::CasMismatch)
-                }
-                _ => {}
-            }
-            self.raw_set(key, value);
-            Ok(())
+            self.store.set(key, value, cas)
         }
     }
 
@@ -959,8 +891,8 @@ mod tests {
         Cache::new(CachePolicy::default(), "dcr_guard.jwks.")
     }
 
-    fn both() -> [Fake; 2] {
-        [Fake::new(Host::Envoy), Fake::new(Host::Kong)]
+    fn both() -> [Racing; 2] {
+        [Racing::new(Semantics::Envoy), Racing::new(Semantics::Kong)]
     }
 
     fn fetch_id(d: &Decision) -> u64 {
@@ -971,13 +903,13 @@ mod tests {
     }
 
     /// Cold fetch by holder 1 at `now`, published with `ttl`. Returns the generation.
-    fn warm(c: &Cache, s: &mut Fake, now: i64, ttl: u64) -> u64 {
+    fn warm(c: &Cache, s: &mut Racing, now: i64, ttl: u64) -> u64 {
         let d = c.decide(s, URL, Need::Any, now, 1).unwrap();
         let id = fetch_id(&d);
         c.publish(s, URL, b"{\"keys\":[]}", ttl, now, id).unwrap()
     }
 
-    fn lease_of(c: &Cache, s: &Fake) -> Option<LeaseRecord> {
+    fn lease_of(c: &Cache, s: &Racing) -> Option<LeaseRecord> {
         c.read_lease(s, URL).unwrap().0
     }
 
@@ -1072,7 +1004,7 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
             }
-            assert_eq!(fetches.len(), 1, "{:?}", s.host);
+            assert_eq!(fetches.len(), 1, "{:?}", s.store.semantics());
             assert_eq!(waits, 199);
             for _ in 0..199 {
                 assert_eq!(c.poll(&s, URL, None, T0 + 1).unwrap(), Poll::Waiting);
@@ -1296,7 +1228,7 @@ mod tests {
             c.publish(&mut s, URL, b"d2", 600, T0 + 542, id).unwrap();
             assert_eq!(c.needs_refresh(&mut s, URL, T0 + 543, 3).unwrap(), None);
             // A lifetime no longer than refresh_ahead refreshes at half-life, not continuously.
-            let mut k = Fake::new(s.host);
+            let mut k = Racing::new(s.store.semantics());
             let g = c.needs_refresh(&mut k, URL, T0, 1).unwrap().unwrap();
             c.publish(&mut k, URL, b"d", 60, T0, g).unwrap();
             assert_eq!(c.needs_refresh(&mut k, URL, T0 + 29, 1).unwrap(), None);
@@ -1403,10 +1335,10 @@ mod tests {
         let mut huge = entry.clone();
         huge[26..30].copy_from_slice(&u32::MAX.to_le_bytes());
         samples.push(huge);
-        for host in [Host::Envoy, Host::Kong] {
+        for host in [Semantics::Envoy, Semantics::Kong] {
             for bytes in &samples {
                 for (in_doc, in_lease) in [(true, false), (false, true), (true, true)] {
-                    let mut s = Fake::new(host);
+                    let mut s = Racing::new(host);
                     if in_doc {
                         s.raw_set(&c.doc_key(URL), bytes);
                     }
@@ -1481,12 +1413,12 @@ mod tests {
     #[test]
     fn kong_create_race_loses_to_the_first_and_waits() {
         let c = cache();
-        let mut s = Fake::new(Host::Kong);
+        let mut s = Racing::new(Semantics::Kong);
         let other = c.clone();
         // Between A's read (absent) and A's create, B takes the lease.
         s.hook = Some((
             "lease.".to_string(),
-            Box::new(move |inner: &mut Fake| {
+            Box::new(move |inner: &mut MemoryStore| {
                 let d = other.decide(inner, URL, Need::Any, T0, 2).unwrap();
                 assert!(matches!(d, Decision::Fetch { .. }));
             }),
@@ -1500,14 +1432,14 @@ mod tests {
 
     #[test]
     fn cas_race_on_expired_lease_grants_one() {
-        for host in [Host::Envoy, Host::Kong] {
+        for host in [Semantics::Envoy, Semantics::Kong] {
             let c = cache();
-            let mut s = Fake::new(host);
+            let mut s = Racing::new(host);
             fetch_id(&c.decide(&mut s, URL, Need::Any, T0, 1).unwrap());
             let other = c.clone();
             s.hook = Some((
                 "lease.".to_string(),
-                Box::new(move |inner: &mut Fake| {
+                Box::new(move |inner: &mut MemoryStore| {
                     let d = other.decide(inner, URL, Need::Any, T0 + 5, 2).unwrap();
                     assert!(matches!(d, Decision::Fetch { .. }));
                 }),
@@ -1533,7 +1465,7 @@ mod tests {
         };
         let key = c.lease_key(URL);
         // After each write to the lease key, a racing blind create lands.
-        struct Overwrite<'a>(&'a mut Fake, Vec<u8>, String);
+        struct Overwrite<'a>(&'a mut MemoryStore, Vec<u8>, String);
         impl SharedData for Overwrite<'_> {
             fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
                 self.0.get(key)
@@ -1542,12 +1474,12 @@ mod tests {
                 self.0.set(key, value, cas)?;
                 if key == self.2 {
                     let v = self.1.clone();
-                    self.0.raw_set(key, &v);
+                    self.0.put_raw(key, &v);
                 }
                 Ok(())
             }
         }
-        let mut fresh = Fake::new(Host::Envoy);
+        let mut fresh = MemoryStore::envoy();
         let mut o = Overwrite(&mut fresh, rival.encode(), key);
         assert_eq!(c.try_take(&mut o, URL, None, None, T0, 1).unwrap(), None);
         assert_eq!(
@@ -1559,15 +1491,15 @@ mod tests {
     #[test]
     fn store_errors_propagate_and_failed_publish_backs_off() {
         let c = cache();
-        let mut s = Fake::new(Host::Envoy);
-        s.full = true;
+        let mut s = Racing::new(Semantics::Envoy);
+        s.fill();
         assert_eq!(
             c.decide(&mut s, URL, Need::Any, T0, 1),
             Err(StoreError::Full)
         );
-        let mut s = Fake::new(Host::Envoy);
+        let mut s = Racing::new(Semantics::Envoy);
         let id = fetch_id(&c.decide(&mut s, URL, Need::Any, T0, 1).unwrap());
-        s.full = true;
+        s.fill();
         assert_eq!(
             c.publish(&mut s, URL, b"d", 600, T0 + 1, id),
             Err(StoreError::Full)
@@ -1580,7 +1512,7 @@ mod tests {
     #[test]
     fn poll_sees_any_new_generation() {
         let c = cache();
-        let mut s = Fake::new(Host::Kong);
+        let mut s = Racing::new(Semantics::Kong);
         let g = warm(&c, &mut s, T0, 60);
         assert_eq!(c.poll(&s, URL, Some(g), T0 + 1).unwrap(), Poll::TimedOut);
         assert!(matches!(
@@ -1616,41 +1548,74 @@ mod tests {
     }
 
     #[test]
-    fn parsed_reparses_only_on_generation_change() {
-        let mut p: Parsed<String> = Parsed::default();
-        let mut parses = 0;
-        fn lookup(p: &mut Parsed<String>, parses: &mut u32, url: &str, g: u64) -> String {
-            if let Some(v) = p.get(url, g) {
-                return v.clone();
+    fn failure_records_are_replaced_by_cas_on_both_hosts() {
+        let c = cache();
+        let down = Fetched::Unavailable("answered HTTP 503".into());
+        let junk = Fetched::Unusable("answered HTTP 404".into());
+        let said = |f: &Fetched| match f {
+            Fetched::Unavailable(w) => format!("X {w}"),
+            Fetched::Unusable(w) => format!("U {w}"),
+            Fetched::Keys(_) => "keys".to_string(),
+        };
+        for mut s in both() {
+            let host = s.store.semantics();
+            // Nothing recorded yet: "unavailable", in general terms.
+            assert_eq!(
+                said(&c.last_failure(&s, URL)),
+                "X its last fetch failed moments ago"
+            );
+            for f in [&down, &junk, &down, &junk] {
+                c.record_failure(&mut s, URL, f).unwrap();
+                assert_eq!(said(&c.last_failure(&s, URL)), said(f), "{host:?}");
             }
-            *parses += 1;
-            let v = format!("{url}#{g}");
-            p.insert(url, g, v.clone());
-            v
+            // Keys are not a failure: the record stays.
+            let keys = Fetched::Keys(std::rc::Rc::new(
+                crate::jose::JwkSet::parse(b"{\"keys\":[]}", 10).unwrap(),
+            ));
+            c.record_failure(&mut s, URL, &keys).unwrap();
+            assert_eq!(said(&c.last_failure(&s, URL)), said(&junk), "{host:?}");
+            // The reason is bounded.
+            let long = Fetched::Unavailable("x".repeat(1000));
+            c.record_failure(&mut s, URL, &long).unwrap();
+            let raw = s.store.raw(&c.failure_key(URL)).unwrap();
+            assert_eq!(raw.len(), 1 + FAILURE_REASON_BYTES, "{host:?}");
         }
-        assert_eq!(lookup(&mut p, &mut parses, "a", 1), "a#1");
-        assert_eq!(lookup(&mut p, &mut parses, "a", 1), "a#1");
-        assert_eq!(lookup(&mut p, &mut parses, "b", 1), "b#1");
-        assert_eq!(lookup(&mut p, &mut parses, "a", 2), "a#2");
-        assert_eq!(lookup(&mut p, &mut parses, "a", 2), "a#2");
-        assert_eq!(parses, 3);
-        assert_eq!(p.get("a", 1), None);
-        assert_eq!(p.len(), 2);
-        assert_eq!(p.remove("b"), Some("b#1".to_string()));
-        assert!(p.get("b", 1).is_none());
+    }
 
-        let mut small: Parsed<u32> = Parsed::new(3);
-        for (i, url) in ["u1", "u2", "u3"].iter().enumerate() {
-            small.insert(url, 1, i as u32);
+    #[test]
+    fn a_failure_record_written_concurrently_is_read_again_and_replaced() {
+        let c = cache();
+        for host in [Semantics::Envoy, Semantics::Kong] {
+            // Another worker creates (then, second case, updates) the record between our read and
+            // our write: our write is refused (CAS), we read again and replace it.
+            for existing in [false, true] {
+                let mut s = Racing::new(host);
+                let key = c.failure_key(URL);
+                if existing {
+                    s.raw_set(&key, b"Xold");
+                }
+                let other = c.clone();
+                s.hook = Some((
+                    "fail.".to_string(),
+                    Box::new(move |inner: &mut MemoryStore| {
+                        let f = Fetched::Unavailable("the other worker's".into());
+                        other.record_failure(inner, URL, &f).unwrap();
+                    }),
+                ));
+                let mine = Fetched::Unusable("mine".into());
+                c.record_failure(&mut s, URL, &mine).unwrap();
+                assert!(
+                    matches!(c.last_failure(&s, URL), Fetched::Unusable(w) if w == "mine"),
+                    "{host:?} existing {existing}"
+                );
+            }
         }
-        small.insert("u1", 2, 10); // re-insert refreshes u1
-        small.insert("u4", 1, 4); // evicts u2, the oldest
-        assert!(small.get("u2", 1).is_none());
-        assert_eq!(small.get("u1", 2), Some(&10));
-        assert_eq!(small.get("u3", 1), Some(&2));
-        assert_eq!(small.get("u4", 1), Some(&4));
-        assert_eq!(small.len(), 3);
-        let zero: Parsed<u8> = Parsed::new(0);
-        assert!(zero.is_empty());
+        // A store without room: the error is reported (the glue ignores it and answers 503).
+        let mut s = Racing::new(Semantics::Kong);
+        s.fill();
+        assert_eq!(
+            c.record_failure(&mut s, URL, &Fetched::Unavailable("x".into())),
+            Err(StoreError::Full)
+        );
     }
 }
