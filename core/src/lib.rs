@@ -10,7 +10,6 @@ pub mod config;
 pub mod dn;
 pub mod error;
 pub mod escape;
-pub mod forward;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod jose;

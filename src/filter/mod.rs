@@ -6,14 +6,14 @@
 
 use std::rc::Rc;
 
-use dcr_guard_core::binding::Binding;
 use dcr_guard_core::cert::ClientCert;
 use dcr_guard_core::config::{CertSource, Config, Forward, JwksSource};
 use dcr_guard_core::error::{DcrError, RuleId};
 use dcr_guard_core::escape::escape;
 use dcr_guard_core::keys::{Decision, Need};
 use dcr_guard_core::path::{classify, Route};
-use dcr_guard_core::pipeline::{Create, Facts, Fetched, Step, Work};
+use dcr_guard_core::pipeline::envelope::{self, Bodiless, Request, SINGLETON_HEADERS};
+use dcr_guard_core::pipeline::{Binding, Create, Facts, Fetched, ReplayCheck, Step, Work};
 use dcr_guard_core::replay::{SharedData, StoreError};
 
 #[cfg(target_arch = "wasm32")]
@@ -280,6 +280,18 @@ impl Engine {
     }
 }
 
+/// One round of obtaining the documents a validation step asked for: what it asked, and the
+/// callouts and waits it left this stream paused on.
+struct Round<'a> {
+    cfg: &'a Config,
+    need: Need,
+    now: i64,
+    /// Callouts dispatched for this stream (their tokens).
+    pending: Vec<u32>,
+    /// URLs this stream waits for while another worker fetches them.
+    waiting: Vec<String>,
+}
+
 /// One HTTP stream.
 pub struct Stream {
     cfg: Rc<Config>,
@@ -288,37 +300,8 @@ pub struct Stream {
     ctx: u32,
     /// `GET` or `DELETE` on a client path whose headers did not end the stream: any body byte
     /// is refused, whatever phase the stream is in.
-    no_body: Option<&'static str>,
+    no_body: Option<Bodiless>,
 }
-
-const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
-
-/// Headers describing the body as the client sent it: removed when JSON forwarding replaces it.
-const BODY_DESCRIBING_HEADERS: [&str; 5] = [
-    "content-encoding",
-    "content-md5",
-    "digest",
-    "content-digest",
-    "repr-digest",
-];
-
-/// Headers that must appear at most once on a registration request.
-const SINGLETON_HEADERS: [&str; 6] = [
-    "authorization",
-    "content-type",
-    "content-length",
-    "transfer-encoding",
-    "content-encoding",
-    "x-forwarded-client-cert",
-];
-
-/// Headers that ask some frameworks to treat a request as another method: refused on the
-/// registration path, where the method decides which checks run.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
 
 /// Largest introspection answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -352,48 +335,24 @@ impl Stream {
         }
         host.count("dcr_guard.requests");
         let method = host.request_header(":method").unwrap_or_default();
-        let none = Facts::default();
-        if let Some(name) = METHOD_OVERRIDES
-            .iter()
-            .find(|h| host.request_header(h).is_some())
-        {
-            let why = match *name {
-                "x-http-method-override" => {
-                    "the X-HTTP-Method-Override header is not allowed on the registration path"
-                }
-                "x-http-method" => {
-                    "the X-HTTP-Method header is not allowed on the registration path"
-                }
-                _ => "the X-Method-Override header is not allowed on the registration path",
-            };
-            return self.refuse(host, DcrError::invalid_request(why), &none, false);
-        }
-        // Singleton fields sent twice: the filter reads the first, another parser may use the
-        // last (a token, a media type, a length the filter did not check). Malformed: refused.
-        if let Some(name) = host.repeated_request_header(&SINGLETON_HEADERS) {
-            let why = format!("the {name} header must not be sent more than once");
-            return self.refuse(host, DcrError::invalid_request(why), &none, false);
-        }
-        match route {
-            Route::NotDcr => Flow::Continue,
-            Route::Invalid(why) => self.refuse(host, DcrError::invalid_request(why), &none, false),
-            Route::Collection if method != "POST" => {
-                self.refuse(host, DcrError::method_not_allowed("POST"), &none, false)
+        let repeated = host.repeated_request_header(&SINGLETON_HEADERS);
+        let checked = envelope::check_headers(
+            |name| host.request_header(name).is_some(),
+            repeated.as_deref(),
+        )
+        .and_then(|()| envelope::request(route, &method));
+        match checked {
+            Err(e) => self.refuse(host, e, &Facts::default(), false),
+            Ok(Request::Create) => self.start_body(host, &cfg, end_of_stream, None, None),
+            Ok(Request::Update { client_id }) => {
+                self.start_management(host, worker, &cfg, end_of_stream, None, client_id)
             }
-            Route::Collection => self.start_body(host, &cfg, end_of_stream, None, None),
-            Route::Client(id) => match method.as_str() {
-                "PUT" => self.start_management(host, worker, &cfg, end_of_stream, &method, id),
-                "GET" | "DELETE" if end_of_stream => {
-                    self.start_management(host, worker, &cfg, true, &method, id)
-                }
-                "GET" | "DELETE" => self.expect_no_body(host, worker, &cfg, &method, id),
-                _ => self.refuse(
-                    host,
-                    DcrError::method_not_allowed(MANAGEMENT_METHODS),
-                    &none,
-                    false,
-                ),
-            },
+            Ok(Request::Manage { method, client_id }) if end_of_stream => {
+                self.start_management(host, worker, &cfg, true, Some(method), client_id)
+            }
+            Ok(Request::Manage { method, client_id }) => {
+                self.expect_no_body(host, worker, &cfg, method, client_id)
+            }
         }
     }
 
@@ -405,49 +364,36 @@ impl Stream {
         host: &mut dyn Host,
         worker: &mut Worker,
         cfg: &Config,
-        method: &str,
+        method: Bodiless,
         client_id: String,
     ) -> Flow {
-        let declared = host
-            .request_header("content-length")
-            .is_some_and(|l| l.trim() != "0")
-            || host.request_header("transfer-encoding").is_some();
+        let declared = envelope::declares_body(
+            host.request_header("content-length").as_deref(),
+            host.request_header("transfer-encoding").as_deref(),
+        );
         if declared {
-            return self.refuse_body_on(host, method);
+            return self.refuse(host, method.body_refused(), &Facts::default(), false);
         }
-        self.no_body = Some(if method == "GET" { "GET" } else { "DELETE" });
+        self.no_body = Some(method);
         if cfg.hold_headers {
             self.phase = Phase::Bodiless { client_id };
             Flow::Pause
         } else {
             // Headers go on now (the host cannot hold them); a body that follows is refused by
             // a local reply, which resets the upstream stream.
-            self.start_management(host, worker, cfg, false, method, client_id)
+            self.start_management(host, worker, cfg, false, Some(method), client_id)
         }
     }
 
-    fn refuse_body_on(&mut self, host: &mut dyn Host, method: &str) -> Flow {
-        let why = if method == "GET" {
-            "a GET on the registration path must not have a body"
-        } else {
-            "a DELETE on the registration path must not have a body"
-        };
-        self.refuse(
-            host,
-            DcrError::invalid_request(why),
-            &Facts::default(),
-            false,
-        )
-    }
-
-    /// GET, PUT, DELETE on `/register/{client_id}`: the binding first (spec §5).
+    /// GET, PUT, DELETE on `/register/{client_id}`: the binding first (spec §5). `bodiless`: the
+    /// GET or DELETE (`None`: a PUT).
     fn start_management(
         &mut self,
         host: &mut dyn Host,
         worker: &mut Worker,
         cfg: &Config,
         end_of_stream: bool,
-        method: &str,
+        bodiless: Option<Bodiless>,
         client_id: String,
     ) -> Flow {
         let binding = match &cfg.binding {
@@ -460,14 +406,14 @@ impl Stream {
                 }
             }
         };
-        if method == "PUT" {
+        if bodiless.is_none() {
             return self.start_body(host, cfg, end_of_stream, Some(client_id), binding);
         }
         match binding {
             // Binding off: the AS alone decides.
             None => Flow::Continue,
             Some(b) => {
-                let work = Box::new(Work::manage(Some(b), &client_id));
+                let work = Box::new(Work::manage(b, &client_id));
                 self.run(host, worker, cfg, work, false)
             }
         }
@@ -482,70 +428,18 @@ impl Stream {
         client_id: Option<String>,
         binding: Option<Binding>,
     ) -> Flow {
-        let none = Facts::default();
-        let ct = host.request_header("content-type").unwrap_or_default();
-        let media = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let (ok, expected) = if cfg.json_body {
-            (
-                media == "application/json",
-                "content type must be application/json",
-            )
-        } else {
-            (
-                media == "application/jwt" || media == "application/jose",
-                "content type must be application/jwt or application/jose",
-            )
+        let (ct, coding, len) = (
+            host.request_header("content-type"),
+            host.request_header("content-encoding"),
+            host.request_header("content-length"),
+        );
+        let headers = envelope::BodyHeaders {
+            content_type: ct.as_deref(),
+            content_encoding: coding.as_deref(),
+            content_length: len.as_deref(),
         };
-        if !ok {
-            return self.refuse(host, DcrError::invalid_request(expected), &none, false);
-        }
-        // The filter validates the bytes it sees; a coded body would be decoded by the AS into
-        // other bytes than those validated. Only `identity` (no coding) is accepted.
-        if let Some(coding) = host.request_header("content-encoding") {
-            if !coding.trim().eq_ignore_ascii_case("identity") {
-                return self.refuse(
-                    host,
-                    DcrError::invalid_request(
-                        "a content-encoding is not accepted: send the registration uncoded",
-                    ),
-                    &none,
-                    false,
-                );
-            }
-        }
-        if let Some(len) = host.request_header("content-length") {
-            match len.trim().parse::<u64>() {
-                Ok(n) if n > cfg.limits.body_bytes as u64 => {
-                    return self.refuse(
-                        host,
-                        DcrError::too_large(cfg.limits.body_bytes),
-                        &none,
-                        false,
-                    )
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    return self.refuse(
-                        host,
-                        DcrError::invalid_request("invalid content-length"),
-                        &none,
-                        false,
-                    )
-                }
-            }
-        }
-        if end_of_stream {
-            return self.refuse(
-                host,
-                DcrError::invalid_request("a registration body is required"),
-                &none,
-                false,
-            );
+        if let Err(e) = envelope::check_body_headers(cfg, &headers, end_of_stream) {
+            return self.refuse(host, e, &Facts::default(), false);
         }
         self.phase = Phase::Buffering {
             client_id,
@@ -568,7 +462,7 @@ impl Stream {
         if let Some(method) = self.no_body {
             if body_size > 0 && !matches!(self.phase, Phase::Done) {
                 self.no_body = None;
-                return self.refuse_body_on(host, method);
+                return self.refuse(host, method.body_refused(), &Facts::default(), false);
             }
             if let Phase::Bodiless { .. } = self.phase {
                 if !end_of_stream {
@@ -579,7 +473,7 @@ impl Stream {
                     return Flow::Pause;
                 };
                 let cfg = Rc::clone(&self.cfg);
-                return self.start_management(host, worker, &cfg, true, method, client_id);
+                return self.start_management(host, worker, &cfg, true, Some(method), client_id);
             }
         }
         match self.phase {
@@ -588,13 +482,8 @@ impl Stream {
             Phase::Buffering { .. } => {}
         }
         let cfg = Rc::clone(&self.cfg);
-        if body_size > cfg.limits.body_bytes {
-            return self.refuse(
-                host,
-                DcrError::too_large(cfg.limits.body_bytes),
-                &Facts::default(),
-                false,
-            );
+        if let Err(e) = envelope::check_body_size(&cfg, body_size) {
+            return self.refuse(host, e, &Facts::default(), false);
         }
         if !end_of_stream {
             return Flow::Pause;
@@ -647,16 +536,17 @@ impl Stream {
         loop {
             let (sources, need) = match work.step(cfg, now, &mut worker.verdicts) {
                 Step::Forward => {
-                    // Replay last, so that a rejected request does not consume its jti; in
-                    // report-only mode only for a request that passed everything else.
-                    let clean = work.created().is_none_or(|c| c.report().0.is_empty());
-                    if clean {
-                        if let Err(e) = work.replay(cfg, &mut HostStore(host), now) {
+                    // Replay last (the core decides whether it runs: not for a report-only
+                    // request that failed something else).
+                    match work.check_replay(cfg, &mut HostStore(host), now) {
+                        Ok(ReplayCheck::Passed | ReplayCheck::Skipped { request_jti: false }) => {}
+                        Ok(ReplayCheck::Skipped { request_jti: true }) => {
+                            host.count("dcr_guard.skipped.request_jti")
+                        }
+                        Err(e) => {
                             let facts = work.facts();
                             return self.refuse(host, e, &facts, in_callback);
                         }
-                    } else if work.created().is_some() && cfg.replay.request_jti {
-                        host.count("dcr_guard.skipped.request_jti");
                     }
                     return self.forward(host, cfg, &work, in_callback);
                 }
@@ -689,21 +579,19 @@ impl Stream {
                     }
                 },
             };
-            let mut pending = Vec::new();
-            let mut waiting = Vec::new();
+            let mut round = Round {
+                cfg,
+                need,
+                now,
+                pending: Vec::new(),
+                waiting: Vec::new(),
+            };
             for src in sources {
-                self.obtain(
-                    host,
-                    worker,
-                    cfg,
-                    &mut work,
-                    &src,
-                    need,
-                    now,
-                    &mut pending,
-                    &mut waiting,
-                );
+                self.obtain(host, worker, &mut work, &src, &mut round);
             }
+            let Round {
+                pending, waiting, ..
+            } = round;
             if !pending.is_empty() || !waiting.is_empty() {
                 self.phase = Phase::Validating {
                     work,
@@ -718,19 +606,15 @@ impl Stream {
 
     /// One document: from the shared cache, by a fetch under this worker's lease, or by waiting
     /// for the worker that holds the lease.
-    #[allow(clippy::too_many_arguments)]
     fn obtain(
         &mut self,
         host: &mut dyn Host,
         worker: &mut Worker,
-        cfg: &Config,
         work: &mut Work,
         src: &JwksSource,
-        need: Need,
-        now: i64,
-        pending: &mut Vec<u32>,
-        waiting: &mut Vec<String>,
+        round: &mut Round<'_>,
     ) {
+        let (cfg, need, now) = (round.cfg, round.need, round.now);
         // The hot path: this worker read the document's fresh shared entry earlier this second.
         if need == Need::Any {
             if let Some(keys) = worker.recent_keys(&src.url, now) {
@@ -775,7 +659,7 @@ impl Stream {
                                 seen,
                                 deadline: until,
                             });
-                            waiting.push(src.url.clone());
+                            round.waiting.push(src.url.clone());
                             return;
                         }
                         Decision::Unavailable { .. } => {
@@ -802,7 +686,7 @@ impl Stream {
                         lease,
                     },
                 );
-                pending.push(token);
+                round.pending.push(token);
             }
             Err(why) => {
                 host.count("dcr_guard.jwks_fetch_failures");
@@ -834,7 +718,7 @@ impl Stream {
             let (failures, skipped) = create.report();
             if failures.is_empty() {
                 for (header, value) in
-                    dcr_guard_core::forward::fact_headers(cfg, create.ssa_claims())
+                    dcr_guard_core::pipeline::forward::fact_headers(cfg, create.ssa_claims())
                 {
                     host.set_request_header(&header, Some(&value));
                 }
@@ -843,18 +727,18 @@ impl Stream {
                 self.report(host, &failures, &skipped, &facts);
             }
             if cfg.forward == Forward::Json {
-                match dcr_guard_core::forward::json_body(
+                match dcr_guard_core::pipeline::forward::json_body(
                     cfg,
                     create.request_claims(),
                     create.ssa_claims(),
-                    work.client_id.as_deref(),
+                    work.client_id(),
                 ) {
                     Ok(body) => {
                         host.replace_request_body(&body);
                         host.set_request_header("content-type", Some("application/json"));
                         host.set_request_header("content-length", Some(&body.len().to_string()));
                         // Headers that describe the body the client sent, not this one.
-                        for name in BODY_DESCRIBING_HEADERS {
+                        for name in envelope::BODY_DESCRIBING_HEADERS {
                             host.set_request_header(name, None);
                         }
                     }

@@ -3,6 +3,8 @@ use serde_json::json;
 use super::*;
 use crate::error::{Challenge, ErrorCode};
 use crate::jose::JwkSet;
+use crate::keys::Fetched;
+use crate::pipeline::{Binding, Step};
 use dcr_guard_testkit::keys::{jwks, now, TestKey};
 
 #[test]

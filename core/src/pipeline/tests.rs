@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::error::{ErrorCode, Source};
+use crate::error::{ErrorCode, RuleId, Source};
 use crate::jose::JwkSet;
 use dcr_guard_testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
 use dcr_guard_testkit::keys::{now, TestKey};
@@ -641,15 +641,25 @@ fn brazil_json_registration() {
 
     // The JSON body forwarded refuses jwks by value and a foreign jwks_uri.
     let (_, cfg, c, s) = br_case(|_| {}, |c| c["jwks"] = json!({"keys": []}));
-    let e = crate::forward::json_body(&cfg, c.as_object().unwrap(), s.as_object().unwrap(), None)
-        .unwrap_err();
+    let e = crate::pipeline::forward::json_body(
+        &cfg,
+        c.as_object().unwrap(),
+        s.as_object().unwrap(),
+        None,
+    )
+    .unwrap_err();
     assert!(e.description.contains("jwks"));
     let (_, cfg, c, s) = br_case(
         |_| {},
         |c| c["jwks_uri"] = json!("https://evil.example/jwks"),
     );
-    let e = crate::forward::json_body(&cfg, c.as_object().unwrap(), s.as_object().unwrap(), None)
-        .unwrap_err();
+    let e = crate::pipeline::forward::json_body(
+        &cfg,
+        c.as_object().unwrap(),
+        s.as_object().unwrap(),
+        None,
+    )
+    .unwrap_err();
     assert!(e.description.contains("jwks_uri"));
 
     // Not a JSON object; a JWT body on the JSON profile.

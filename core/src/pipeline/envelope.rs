@@ -1,0 +1,197 @@
+//! What the request's headers alone decide, before any body is read: refused method overrides
+//! and repeated singleton headers, the method allowed on each registration path, the content type
+//! and coding of a registration body, and a declared length. The host glue reads the headers and
+//! calls these; each refusal is the error the client gets.
+
+use crate::config::Config;
+use crate::error::DcrError;
+use crate::path::Route;
+
+/// The methods a client path (`/register/{client_id}`) allows (RFC 7592).
+pub const MANAGEMENT_METHODS: &str = "GET, PUT, DELETE";
+
+/// Headers that must appear at most once on a registration request: the filter reads the first,
+/// another parser may use the last (a token, a media type, a length the filter did not check).
+pub const SINGLETON_HEADERS: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "x-forwarded-client-cert",
+];
+
+/// Headers that ask some frameworks to treat a request as another method: refused on the
+/// registration path, where the method decides which checks run.
+pub const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Headers describing the body as the client sent it: removed when JSON forwarding replaces it.
+pub const BODY_DESCRIBING_HEADERS: [&str; 5] = [
+    "content-encoding",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+];
+
+/// The headers every registration request is checked for: a method override (`present` tells
+/// whether the request carries a header) and a singleton header sent twice (`repeated`, the first
+/// such header the host found).
+pub fn check_headers(
+    present: impl Fn(&str) -> bool,
+    repeated: Option<&str>,
+) -> Result<(), DcrError> {
+    if let Some(name) = METHOD_OVERRIDES.iter().find(|h| present(h)) {
+        let why = match *name {
+            "x-http-method-override" => {
+                "the X-HTTP-Method-Override header is not allowed on the registration path"
+            }
+            "x-http-method" => "the X-HTTP-Method header is not allowed on the registration path",
+            _ => "the X-Method-Override header is not allowed on the registration path",
+        };
+        return Err(DcrError::invalid_request(why));
+    }
+    // Singleton fields sent twice: malformed, refused.
+    if let Some(name) = repeated {
+        let why = format!("the {name} header must not be sent more than once");
+        return Err(DcrError::invalid_request(why));
+    }
+    Ok(())
+}
+
+/// What a registration request is, by its route and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// POST on the registration path.
+    Create,
+    /// PUT on a client path.
+    Update { client_id: String },
+    /// GET or DELETE on a client path.
+    Manage { method: Bodiless, client_id: String },
+}
+
+/// The methods of a request that must not have a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodiless {
+    Get,
+    Delete,
+}
+
+impl Bodiless {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bodiless::Get => "GET",
+            Bodiless::Delete => "DELETE",
+        }
+    }
+
+    /// The refusal of a body sent with this method (an upstream might act on it).
+    pub fn body_refused(self) -> DcrError {
+        DcrError::invalid_request(match self {
+            Bodiless::Get => "a GET on the registration path must not have a body",
+            Bodiless::Delete => "a DELETE on the registration path must not have a body",
+        })
+    }
+}
+
+/// The request a route and a method make, or its refusal. `route` is not [`Route::NotDcr`] (the
+/// glue lets those through untouched); if it is, the request is refused as a bad path.
+pub fn request(route: Route, method: &str) -> Result<Request, DcrError> {
+    match route {
+        Route::NotDcr => Err(DcrError::invalid_request("not a registration path")),
+        Route::Invalid(why) => Err(DcrError::invalid_request(why)),
+        Route::Collection if method != "POST" => Err(DcrError::method_not_allowed("POST")),
+        Route::Collection => Ok(Request::Create),
+        Route::Client(client_id) => match method {
+            "PUT" => Ok(Request::Update { client_id }),
+            "GET" => Ok(Request::Manage {
+                method: Bodiless::Get,
+                client_id,
+            }),
+            "DELETE" => Ok(Request::Manage {
+                method: Bodiless::Delete,
+                client_id,
+            }),
+            _ => Err(DcrError::method_not_allowed(MANAGEMENT_METHODS)),
+        },
+    }
+}
+
+/// A GET or DELETE whose headers did not end the stream declares a body (a length other than 0,
+/// or a transfer coding): refused at once.
+pub fn declares_body(content_length: Option<&str>, transfer_encoding: Option<&str>) -> bool {
+    content_length.is_some_and(|l| l.trim() != "0") || transfer_encoding.is_some()
+}
+
+/// The headers of a POST or PUT that announce its body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyHeaders<'a> {
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub content_length: Option<&'a str>,
+}
+
+/// A POST or PUT: its content type, an uncoded body, a declared length within the limit, and a
+/// body at all (`end_of_stream`: the headers ended the request).
+pub fn check_body_headers(
+    cfg: &Config,
+    h: &BodyHeaders<'_>,
+    end_of_stream: bool,
+) -> Result<(), DcrError> {
+    let media = h
+        .content_type
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (ok, expected) = if cfg.json_body {
+        (
+            media == "application/json",
+            "content type must be application/json",
+        )
+    } else {
+        (
+            media == "application/jwt" || media == "application/jose",
+            "content type must be application/jwt or application/jose",
+        )
+    };
+    if !ok {
+        return Err(DcrError::invalid_request(expected));
+    }
+    // The filter validates the bytes it sees; a coded body would be decoded by the AS into other
+    // bytes than those validated. Only `identity` (no coding) is accepted.
+    if let Some(coding) = h.content_encoding {
+        if !coding.trim().eq_ignore_ascii_case("identity") {
+            return Err(DcrError::invalid_request(
+                "a content-encoding is not accepted: send the registration uncoded",
+            ));
+        }
+    }
+    if let Some(len) = h.content_length {
+        match len.trim().parse::<u64>() {
+            Ok(n) if n > cfg.limits.body_bytes as u64 => {
+                return Err(DcrError::too_large(cfg.limits.body_bytes))
+            }
+            Ok(_) => {}
+            Err(_) => return Err(DcrError::invalid_request("invalid content-length")),
+        }
+    }
+    if end_of_stream {
+        return Err(DcrError::invalid_request("a registration body is required"));
+    }
+    Ok(())
+}
+
+/// A body of `size` bytes received so far: refused once it is over the limit.
+pub fn check_body_size(cfg: &Config, size: usize) -> Result<(), DcrError> {
+    if size > cfg.limits.body_bytes {
+        return Err(DcrError::too_large(cfg.limits.body_bytes));
+    }
+    Ok(())
+}
