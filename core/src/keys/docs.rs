@@ -153,3 +153,158 @@ impl Docs {
         KeyStep::Failed(failure)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+mod tests {
+    use super::*;
+    use crate::jose::{Alg, Jws};
+    use dcr_guard_testkit::keys::{jwks, TestKey};
+    use serde_json::json;
+    use std::rc::Rc;
+
+    fn src(n: u8) -> JwksSource {
+        crate::keys::jwks_source(&format!("https://ks{n}.example/jwks"), "ks").unwrap()
+    }
+
+    fn keys(of: &[&TestKey]) -> Fetched {
+        Fetched::Keys(Rc::new(
+            JwkSet::parse(jwks(of).to_string().as_bytes(), 10).unwrap(),
+        ))
+    }
+
+    /// What the routine says for a token signed by `signer`, after each document is handed back
+    /// as given (in order, one round per entry of `rounds`).
+    fn outcome(signer: &TestKey, sources: &[JwksSource], rounds: &[Vec<Fetched>]) -> Vec<String> {
+        let token = Jws::parse(&signer.sign_default(&json!({"iss": "x"}))).unwrap();
+        let mut docs = Docs::default();
+        let mut said = Vec::new();
+        let mut rounds = rounds.iter();
+        loop {
+            let step = docs.check(sources, |g| {
+                crate::jose::verify(&token, &g.sets, &[Alg::Es256]).map(|_| ())
+            });
+            let (urls, word) = match step {
+                KeyStep::Passed(()) => {
+                    said.push("passed".to_string());
+                    return said;
+                }
+                KeyStep::Failed(f) => {
+                    said.push(match f.keystore_fault() {
+                        Some(KeystoreFault::Unavailable(m)) => format!("unavailable: {m}"),
+                        Some(KeystoreFault::Unusable(m)) => format!("unusable: {m}"),
+                        None => format!("failed: {}", f.error),
+                    });
+                    return said;
+                }
+                KeyStep::Fetch(s) => (s, "fetch"),
+                KeyStep::Refetch(s) => (s, "refetch"),
+            };
+            said.push(format!("{word} {}", urls.len()));
+            let Some(round) = rounds.next() else {
+                return said;
+            };
+            for (s, f) in urls.iter().zip(round.iter()) {
+                docs.supply(&s.url, f.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn wait_gather_retry_and_fault_table() {
+        let (k1, k2, rotated) = (
+            TestKey::ec("k1"),
+            TestKey::ec("k2"),
+            TestKey::ec("k1").with_kid("k-new"),
+        );
+        let down = || Fetched::Unavailable("answered HTTP 503".into());
+        let junk = || Fetched::Unusable("answered HTTP 404".into());
+        let one = [src(1)];
+        let two = [src(1), src(2)];
+        // (signer, sources, what each round hands back) → what the routine said, in order.
+        let cases: Vec<(&TestKey, &[JwksSource], Vec<Vec<Fetched>>, Vec<&str>)> = vec![
+            (
+                &k1,
+                &one,
+                vec![vec![keys(&[&k1])]],
+                vec!["fetch 1", "passed"],
+            ),
+            // Found in the second of two documents.
+            (
+                &k2,
+                &two,
+                vec![vec![keys(&[&k1]), keys(&[&k2])]],
+                vec!["fetch 2", "passed"],
+            ),
+            // An unknown kid: asked once more (a key rotation), found.
+            (
+                &rotated,
+                &one,
+                vec![vec![keys(&[&k1])], vec![keys(&[&rotated])]],
+                vec!["fetch 1", "refetch 1", "passed"],
+            ),
+            // Still unknown after the retry: no second retry.
+            (
+                &rotated,
+                &one,
+                vec![vec![keys(&[&k1])], vec![keys(&[&k1])]],
+                vec!["fetch 1", "refetch 1", "failed: no key with kid \"k-new\""],
+            ),
+            // A keystore down and the key not in the others: its fault (503), never retried.
+            (
+                &rotated,
+                &two,
+                vec![vec![keys(&[&k1]), down()]],
+                vec!["fetch 2", "unavailable: ks2.example answered HTTP 503"],
+            ),
+            // Down and junk: the dependency fault wins.
+            (
+                &k1,
+                &two,
+                vec![vec![junk(), down()]],
+                vec!["fetch 2", "unavailable: ks2.example answered HTTP 503"],
+            ),
+            (
+                &k1,
+                &one,
+                vec![vec![junk()]],
+                vec!["fetch 1", "unusable: ks1.example answered HTTP 404"],
+            ),
+            // A key that is there but does not verify is nobody's fault but the signer's, even
+            // with a keystore down.
+            (
+                &k1,
+                &two,
+                vec![vec![keys(&[&k2.with_kid("k1")]), down()]],
+                vec!["fetch 2", "failed: signature verification failed"],
+            ),
+        ];
+        for (i, (signer, sources, rounds, want)) in cases.iter().enumerate() {
+            assert_eq!(&outcome(signer, sources, rounds), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn the_first_answer_for_a_url_counts_and_a_retry_forgets_only_its_sources() {
+        let k1 = TestKey::ec("k1");
+        let mut docs = Docs::default();
+        let (a, b) = (src(1), src(2));
+        docs.supply(&a.url, keys(&[&k1]));
+        docs.supply(&a.url, Fetched::Unavailable("late".into()));
+        assert!(matches!(docs.get(&a.url), Some(Fetched::Keys(_))));
+        docs.supply(&b.url, keys(&[&k1]));
+        assert_eq!(
+            docs.retry_kid(std::slice::from_ref(&a)).map(|v| v.len()),
+            Some(1)
+        );
+        assert!(docs.get(&a.url).is_none());
+        assert!(docs.get(&b.url).is_some());
+        // Once per URL.
+        docs.supply(&a.url, keys(&[&k1]));
+        assert!(docs.retry_kid(std::slice::from_ref(&a)).is_none());
+        // A document that could not be had is not asked for again.
+        let mut docs = Docs::default();
+        docs.supply(&a.url, Fetched::Unavailable("down".into()));
+        assert!(docs.retry_kid(std::slice::from_ref(&a)).is_none());
+    }
+}

@@ -77,3 +77,76 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
         path,
     })
 }
+
+/// Why the software JWKS a verified SSA names is not fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SoftwareSourceError {
+    /// The URL is not one [`jwks_source`] accepts (why, as it says).
+    Url(String),
+    /// The URL's host (and port) is on no allow-list entry: its `:authority`.
+    NotAllowed(String),
+}
+
+/// The software JWKS named by a *verified* SSA: its URL checked as any JWKS URL, then its host
+/// and port looked up in the allow-list (`upstream_for`: the upstream to fetch it through, `None`
+/// when the host is not allowed). Never called for an SSA that did not verify.
+pub fn software_source<'a>(
+    url: &str,
+    upstream_for: impl FnOnce(&str, u16) -> Option<&'a str>,
+) -> Result<JwksSource, SoftwareSourceError> {
+    let mut src = jwks_source(url, "").map_err(SoftwareSourceError::Url)?;
+    match upstream_for(&src.host, src.port) {
+        Some(upstream) => {
+            src.upstream = upstream.to_string();
+            Ok(src)
+        }
+        None => Err(SoftwareSourceError::NotAllowed(src.authority)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_source_checks_the_url_then_the_allow_list() {
+        // The allow-list of this table: `tpp.example` on 443 and 8443, through `sw`.
+        let allowed = |host: &str, port: u16| {
+            (host == "tpp.example" && (port == 443 || port == 8443)).then_some("sw")
+        };
+        let cases: &[(&str, Result<(&str, &str), SoftwareSourceError>)] = &[
+            ("https://tpp.example/jwks", Ok(("tpp.example", "/jwks"))),
+            (
+                "https://TPP.example:8443/a/jwks?x=1",
+                Ok(("tpp.example:8443", "/a/jwks?x=1")),
+            ),
+            (
+                "https://tpp.example:9443/jwks",
+                Err(SoftwareSourceError::NotAllowed("tpp.example:9443".into())),
+            ),
+            (
+                "https://other.example/jwks",
+                Err(SoftwareSourceError::NotAllowed("other.example".into())),
+            ),
+            (
+                "http://tpp.example/jwks",
+                Err(SoftwareSourceError::Url("must use https".into())),
+            ),
+        ];
+        for (url, want) in cases {
+            let got = software_source(url, allowed);
+            match (got, want) {
+                (Ok(src), Ok((authority, path))) => {
+                    assert_eq!(
+                        (src.authority.as_str(), src.path.as_str()),
+                        (*authority, *path)
+                    );
+                    assert_eq!(src.upstream, "sw");
+                    assert_eq!(src.url, *url);
+                }
+                (got, want) => assert_eq!(got.err(), want.clone().err(), "{url}"),
+            }
+        }
+    }
+}

@@ -9,8 +9,9 @@ use crate::claims::{opt_str, Claims};
 use crate::config::Config;
 use crate::error::{clip, DcrError, ErrorCode, RuleId};
 use crate::jose::{self, Alg, JoseError, Jws};
+use crate::keys::source::{software_source, SoftwareSourceError};
 use crate::keys::{
-    jwks_source, Docs, Fetched, JwksSource, KeyFailure, KeyStep, KeystoreFault, SsaMemo, Verdicts,
+    Docs, Fetched, JwksSource, KeyFailure, KeyStep, KeystoreFault, SsaMemo, Verdicts,
 };
 use crate::rules::{time, Ctx};
 use std::rc::Rc;
@@ -378,21 +379,18 @@ impl Create {
         let url = opt_str(&self.ssa.claims, claim)
             .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?
             .ok_or_else(|| DcrError::rule(rule, format!("SSA claim `{claim}` not found")))?;
-        let mut src = jwks_source(url, "")
-            .map_err(|m| DcrError::rule(rule, format!("software JWKS URL in the SSA {m}")))?;
-        match cfg.software_upstream(&src.host, src.port) {
-            Some(upstream) => {
-                src.upstream = upstream.to_string();
-                Ok(src)
+        software_source(url, |host, port| cfg.software_upstream(host, port)).map_err(|e| match e {
+            SoftwareSourceError::Url(m) => {
+                DcrError::rule(rule, format!("software JWKS URL in the SSA {m}"))
             }
-            None => Err(DcrError::rule(
+            SoftwareSourceError::NotAllowed(authority) => DcrError::rule(
                 rule,
                 format!(
                     "software JWKS host `{}` is not allowed",
-                    clip(&src.authority, 64)
+                    clip(&authority, 64)
                 ),
-            )),
-        }
+            ),
+        })
     }
 
     /// Step 6: `request_signature` against the software JWKS.

@@ -195,3 +195,196 @@ pub fn check_body_size(cfg: &Config, size: usize) -> Result<(), DcrError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+mod tests {
+    use super::*;
+    use dcr_guard_testkit::dcr::Tpp;
+    use dcr_guard_testkit::keys::TestKey;
+
+    /// (status, the error's description) of a refusal.
+    fn said(r: Result<(), DcrError>) -> Option<(u16, String)> {
+        r.err().map(|e| (e.status, e.description))
+    }
+
+    #[test]
+    fn headers_every_registration_request_is_checked_for() {
+        let cases: &[(&[&str], Option<&str>, Option<&str>)] = &[
+            (&[], None, None),
+            (&["accept"], None, None),
+            (
+                &["x-http-method-override"],
+                None,
+                Some("the X-HTTP-Method-Override header is not allowed on the registration path"),
+            ),
+            (
+                &["x-http-method"],
+                None,
+                Some("the X-HTTP-Method header is not allowed on the registration path"),
+            ),
+            (
+                &["x-method-override"],
+                Some("authorization"),
+                Some("the X-Method-Override header is not allowed on the registration path"),
+            ),
+            (
+                &[],
+                Some("content-type"),
+                Some("the content-type header must not be sent more than once"),
+            ),
+        ];
+        for (present, repeated, want) in cases {
+            let got = said(check_headers(|h| present.contains(&h), *repeated));
+            assert_eq!(
+                got,
+                want.map(|w| (400, w.to_string())),
+                "{present:?} {repeated:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn route_and_method_make_the_request() {
+        let id = || "abc".to_string();
+        let cases: Vec<(Route, &str, Result<Request, u16>)> = vec![
+            (Route::Collection, "POST", Ok(Request::Create)),
+            (Route::Collection, "PUT", Err(405)),
+            (Route::Collection, "GET", Err(405)),
+            (
+                Route::Client(id()),
+                "PUT",
+                Ok(Request::Update { client_id: id() }),
+            ),
+            (
+                Route::Client(id()),
+                "GET",
+                Ok(Request::Manage {
+                    method: Bodiless::Get,
+                    client_id: id(),
+                }),
+            ),
+            (
+                Route::Client(id()),
+                "DELETE",
+                Ok(Request::Manage {
+                    method: Bodiless::Delete,
+                    client_id: id(),
+                }),
+            ),
+            (Route::Client(id()), "POST", Err(405)),
+            (Route::Client(id()), "PATCH", Err(405)),
+            (Route::Invalid("bad path"), "POST", Err(400)),
+            (Route::NotDcr, "POST", Err(400)),
+        ];
+        for (route, method, want) in cases {
+            let got = request(route.clone(), method).map_err(|e| e.status);
+            assert_eq!(got, want, "{route:?} {method}");
+        }
+        let allow = request(Route::Client(id()), "PATCH").unwrap_err();
+        assert!(allow
+            .headers()
+            .contains(&("allow", MANAGEMENT_METHODS.to_string())));
+    }
+
+    #[test]
+    fn a_bodiless_request_declares_no_body() {
+        let cases = [
+            (None, None, false),
+            (Some("0"), None, false),
+            (Some(" 0 "), None, false),
+            (Some("1"), None, true),
+            (None, Some("chunked"), true),
+        ];
+        for (len, te, want) in cases {
+            assert_eq!(declares_body(len, te), want, "{len:?} {te:?}");
+        }
+        assert_eq!(
+            said(Err(Bodiless::Delete.body_refused())),
+            Some((
+                400,
+                "a DELETE on the registration path must not have a body".to_string()
+            ))
+        );
+    }
+
+    #[test]
+    fn body_headers_of_a_post_or_put() {
+        let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+        let jwt = Config::from_json(tpp.filter_config("d", "s").to_string().as_bytes()).unwrap();
+        let json =
+            Config::from_json(tpp.br_filter_config("d", "s").to_string().as_bytes()).unwrap();
+        let max = jwt.limits.body_bytes;
+        let over = (max + 1).to_string();
+        let h = |ct: &'static str| BodyHeaders {
+            content_type: Some(ct),
+            ..BodyHeaders::default()
+        };
+        let jwt_type = "content type must be application/jwt or application/jose";
+        let cases: Vec<(&Config, BodyHeaders<'_>, bool, Option<(u16, &str)>)> = vec![
+            (&jwt, h("application/jwt"), false, None),
+            (&jwt, h("Application/JOSE; charset=utf-8"), false, None),
+            (&jwt, h("application/json"), false, Some((400, jwt_type))),
+            (&jwt, BodyHeaders::default(), false, Some((400, jwt_type))),
+            (&json, h("application/json"), false, None),
+            (
+                &json,
+                h("application/jwt"),
+                false,
+                Some((400, "content type must be application/json")),
+            ),
+            (
+                &jwt,
+                BodyHeaders {
+                    content_encoding: Some("gzip"),
+                    ..h("application/jwt")
+                },
+                false,
+                Some((
+                    400,
+                    "a content-encoding is not accepted: send the registration uncoded",
+                )),
+            ),
+            (
+                &jwt,
+                BodyHeaders {
+                    content_encoding: Some(" Identity "),
+                    ..h("application/jwt")
+                },
+                false,
+                None,
+            ),
+            (
+                &jwt,
+                BodyHeaders {
+                    content_length: Some("12x"),
+                    ..h("application/jwt")
+                },
+                false,
+                Some((400, "invalid content-length")),
+            ),
+            (
+                &jwt,
+                h("application/jwt"),
+                true,
+                Some((400, "a registration body is required")),
+            ),
+        ];
+        for (i, (cfg, headers, end, want)) in cases.iter().enumerate() {
+            let got = said(check_body_headers(cfg, headers, *end));
+            assert_eq!(got, want.map(|(s, w)| (s, w.to_string())), "case {i}");
+        }
+        let too_long = BodyHeaders {
+            content_length: Some(&over),
+            ..h("application/jwt")
+        };
+        assert_eq!(
+            check_body_headers(&jwt, &too_long, false)
+                .unwrap_err()
+                .status,
+            413
+        );
+        assert!(check_body_size(&jwt, max).is_ok());
+        assert_eq!(check_body_size(&jwt, max + 1).unwrap_err().status, 413);
+    }
+}

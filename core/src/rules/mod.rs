@@ -144,7 +144,7 @@ pub const CLAIM_RULE_ORDER: [RuleId; 11] = [
 
 /// Claim rules that read nothing but the SSA (and the configuration): their outcome for one exact
 /// SSA never changes, so a TPP reusing its SSA need not run them again (see
-/// [`crate::pipeline::SsaMemo`]).
+/// [`crate::keys::SsaMemo`]).
 pub const SSA_ONLY_RULES: [RuleId; 2] = [RuleId::SoftwareStatus, RuleId::UriHostname];
 
 /// A claim rule's bit in the masks of [`ClaimRules::run_known`].
