@@ -594,120 +594,25 @@ fn encode_bucket(entries: &[Entry]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::MemoryStore;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
     use std::rc::Rc;
 
     const ISS: &str = "https://tpp.example/issuer";
 
     // ---------------------------------------------------------------- fakes
 
-    /// Envoy's shared data (proxy-wasm-cpp-host `SharedData::set`): one global CAS counter; a write
-    /// with `Some(c)` on a present key needs `c` to match; a write with `None` overwrites; a write on
-    /// a missing key always creates it (whatever the cas); "remove" stores an empty value.
-    #[derive(Default)]
-    struct EnvoyLike {
-        map: HashMap<String, (Vec<u8>, u32)>,
-        next_cas: u32,
-        sets: usize,
-    }
+    // Envoy's and Kong's shared data are the core's in-memory store (`MemoryStore::envoy()`,
+    // `MemoryStore::kong()`). The stores below are fault injectors for what a real store cannot
+    // be asked to do: refuse CAS writes on demand (`Flaky`), fail every call (`Broken`), hold a
+    // value without a token (`NoToken`), lose every key at once (`Forgetful`).
 
-    impl EnvoyLike {
-        fn bump(&mut self) -> u32 {
-            self.next_cas += 1;
-            self.next_cas
-        }
-        fn remove(&mut self, key: &str) {
-            let cas = self.bump();
-            self.map.insert(key.to_string(), (Vec::new(), cas));
-        }
-        fn raw(&self, key: &str) -> Option<Vec<u8>> {
-            self.map.get(key).map(|(v, _)| v.clone())
-        }
-        fn put_raw(&mut self, key: &str, value: &[u8]) {
-            let cas = self.bump();
-            self.map.insert(key.to_string(), (value.to_vec(), cas));
-        }
-    }
-
-    impl SharedData for EnvoyLike {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            Ok(match self.map.get(key) {
-                None => (None, None),
-                Some((v, c)) => ((!v.is_empty()).then(|| v.clone()), Some(*c)),
-            })
-        }
-        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            self.sets += 1;
-            if let (Some((_, cur)), Some(c)) = (self.map.get(key), cas) {
-                if *cur != c {
-                    return Err(StoreError::CasMismatch);
-                }
-            }
-            let cas = self.bump();
-            self.map.insert(key.to_string(), (value.to_vec(), cas));
-            Ok(())
-        }
-    }
-
-    /// Kong's ngx_wasm_module shared data: `None` creates only an absent key (else a CAS mismatch);
-    /// `Some(c)` needs a present key with token `c`; delete and eviction are real; an optional byte
-    /// budget (keys + values) makes a write that would exceed it fail with `Full`.
-    #[derive(Default)]
-    struct KongLike {
-        map: HashMap<String, (Vec<u8>, u32)>,
-        next_cas: u32,
-        budget: Option<usize>,
-    }
-
-    impl KongLike {
-        fn evict(&mut self, key: &str) {
-            self.map.remove(key);
-        }
-        fn used_without(&self, key: &str) -> usize {
-            self.map
-                .iter()
-                .filter(|(k, _)| k.as_str() != key)
-                .map(|(k, (v, _))| k.len() + v.len())
-                .sum()
-        }
-        fn raw(&self, key: &str) -> Option<Vec<u8>> {
-            self.map.get(key).map(|(v, _)| v.clone())
-        }
-    }
-
-    impl SharedData for KongLike {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            Ok(match self.map.get(key) {
-                None => (None, None),
-                Some((v, c)) => ((!v.is_empty()).then(|| v.clone()), Some(*c)),
-            })
-        }
-        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            match (self.map.get(key), cas) {
-                (Some(_), None) => return Err(StoreError::CasMismatch),
-                (None, Some(_)) => return Err(StoreError::CasMismatch),
-                (Some((_, cur)), Some(c)) if *cur != c => return Err(StoreError::CasMismatch),
-                _ => {}
-            }
-            if let Some(budget) = self.budget {
-                if self.used_without(key) + key.len() + value.len() > budget {
-                    return Err(StoreError::Full);
-                }
-            }
-            self.next_cas += 1;
-            self.map
-                .insert(key.to_string(), (value.to_vec(), self.next_cas));
-            Ok(())
-        }
-    }
-
-    /// Wraps a store; fails the first `mismatches` conditional writes with `CasMismatch` and counts
-    /// conditional writes.
+    /// Fault injector over an Envoy store: fails the first `mismatches` conditional writes with
+    /// `CasMismatch` (as if another worker had just written) and counts conditional writes.
     struct Flaky {
-        inner: EnvoyLike,
+        inner: MemoryStore,
         mismatches: u32,
         cas_sets: u32,
     }
@@ -729,7 +634,7 @@ mod tests {
         }
     }
 
-    /// A store whose calls fail.
+    /// Fault injector: a store whose calls fail.
     struct Broken {
         get_fails: bool,
     }
@@ -824,8 +729,8 @@ mod tests {
     #[test]
     fn fresh_then_replayed_on_both_hosts() {
         let c = ReplayConfig::default();
-        let mut envoy = EnvoyLike::default();
-        let mut kong = KongLike::default();
+        let mut envoy = MemoryStore::envoy();
+        let mut kong = MemoryStore::kong();
         pre(&mut envoy, &c).unwrap();
         pre(&mut kong, &c).unwrap();
         for store in [&mut envoy as &mut dyn SharedData, &mut kong] {
@@ -847,23 +752,23 @@ mod tests {
     #[test]
     fn replayed_does_not_write() {
         let c = ReplayConfig::default();
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         rec(&mut s, &c, ISS, "j", 0, 100).unwrap();
-        let sets = s.sets;
-        let snapshot = s.map.clone();
+        let sets = s.sets();
+        let snapshot = s.clone();
         assert_eq!(
             rec(&mut s, &c, ISS, "j", 1, 100),
             Ok(ReplayOutcome::Replayed)
         );
-        assert_eq!(s.sets, sets);
-        assert_eq!(s.map, snapshot);
+        assert_eq!(s.sets(), sets);
+        assert_eq!(s, snapshot);
     }
 
     #[test]
     fn different_issuer_same_jti_is_fresh() {
         let c = ReplayConfig::default();
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         assert_eq!(
             rec(&mut s, &c, "iss-a", "j", 0, 100),
@@ -888,7 +793,7 @@ mod tests {
         let c = cfg(1, 16);
         assert_ne!(loc(&c, "ab", "c").0, loc(&c, "a", "bc").0);
         assert_ne!(loc(&c, "", "abc").0, loc(&c, "abc", "").0);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         assert_eq!(rec(&mut s, &c, "ab", "c", 0, 100), Ok(ReplayOutcome::Fresh));
         assert_eq!(rec(&mut s, &c, "a", "bc", 0, 100), Ok(ReplayOutcome::Fresh));
@@ -914,7 +819,7 @@ mod tests {
     #[test]
     fn expired_entry_is_fresh_again() {
         let c = ReplayConfig::default();
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         assert_eq!(
             rec(&mut s, &c, ISS, "j", 100, 200),
@@ -942,7 +847,7 @@ mod tests {
     #[test]
     fn expiry_in_the_past_is_remembered_for_one_second() {
         let c = ReplayConfig::default();
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         assert_eq!(rec(&mut s, &c, ISS, "j", 100, 50), Ok(ReplayOutcome::Fresh));
         assert_eq!(
@@ -968,7 +873,7 @@ mod tests {
     #[test]
     fn pruning_makes_room_for_new_entries() {
         let c = cfg(1, 4);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         for i in 0..4 {
             assert_eq!(
@@ -1000,7 +905,7 @@ mod tests {
     #[test]
     fn partially_expired_bucket_is_pruned_on_write() {
         let c = cfg(1, 8);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         rec(&mut s, &c, ISS, "a", 0, 10).unwrap();
         rec(&mut s, &c, ISS, "b", 0, 30).unwrap();
@@ -1019,8 +924,8 @@ mod tests {
         let c = cfg(2, 3);
         let jtis = jtis_in_bucket(&c, 1, 4);
         for store in [
-            &mut EnvoyLike::default() as &mut dyn SharedData,
-            &mut KongLike::default(),
+            &mut MemoryStore::envoy() as &mut dyn SharedData,
+            &mut MemoryStore::kong(),
         ] {
             pre(store, &c).unwrap();
             for j in &jtis[..3] {
@@ -1048,9 +953,9 @@ mod tests {
     #[test]
     fn degenerate_config_never_panics() {
         let c = cfg(0, 0);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
-        assert_eq!(s.map.len(), 2); // one bucket and the secret
+        assert_eq!(s.len(), 2); // one bucket and the secret
         assert_eq!(rec(&mut s, &c, ISS, "j", 0, 10), Err(ReplayError::Full));
         assert_eq!(c.capacity(), 0);
         assert_eq!(c.issuer_cap(), 1);
@@ -1063,7 +968,7 @@ mod tests {
     #[test]
     fn entry_bytes_and_max_bytes_match_a_full_store() {
         let c = cfg(4, 8);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         let mut stored = 0u64;
         for i in 0u64.. {
@@ -1081,7 +986,7 @@ mod tests {
             assert_eq!(v.len(), HEADER_BYTES + 8 * ReplayConfig::ENTRY_BYTES);
             assert_eq!(parse_bucket(&v).unwrap().len(), 8);
         }
-        let used: usize = s.map.iter().map(|(k, (v, _))| k.len() + v.len()).sum();
+        let used: usize = s.used();
         assert_eq!(used as u64, c.max_bytes());
         assert_eq!(
             encode_bucket(&[Entry {
@@ -1129,7 +1034,7 @@ mod tests {
     fn contention_then_success_is_fresh() {
         let c = ReplayConfig::default();
         let mut s = Flaky {
-            inner: EnvoyLike::default(),
+            inner: MemoryStore::envoy(),
             mismatches: 3,
             cas_sets: 0,
         };
@@ -1142,7 +1047,7 @@ mod tests {
         );
         // Exactly max_retries mismatches still succeeds on the last attempt.
         let mut s = Flaky {
-            inner: EnvoyLike::default(),
+            inner: MemoryStore::envoy(),
             mismatches: 8,
             cas_sets: 0,
         };
@@ -1159,7 +1064,7 @@ mod tests {
                 ..ReplayConfig::default()
             };
             let mut s = Flaky {
-                inner: EnvoyLike::default(),
+                inner: MemoryStore::envoy(),
                 mismatches: u32::MAX,
                 cas_sets: 0,
             };
@@ -1220,14 +1125,19 @@ mod tests {
 
     /// Runs A on `a_jti` with B (on `b_jti`) inserted before A's host call number `at`; returns the
     /// store, A's outcome and B's (None when A finished in fewer than `at` calls).
-    fn race<S: SharedData + Default + 'static>(
+    fn race(
+        new: fn() -> MemoryStore,
         c: ReplayConfig,
         precreated: bool,
         at: usize,
         a_jti: &str,
         b_jti: &'static str,
-    ) -> (Rc<RefCell<S>>, ReplayOutcome, Option<ReplayOutcome>) {
-        let shared = Rc::new(RefCell::new(S::default()));
+    ) -> (
+        Rc<RefCell<MemoryStore>>,
+        ReplayOutcome,
+        Option<ReplayOutcome>,
+    ) {
+        let shared = Rc::new(RefCell::new(new()));
         if precreated {
             pre(&mut Handle(shared.clone()), &c).unwrap();
         }
@@ -1260,12 +1170,14 @@ mod tests {
         let c = cfg(1, 16);
         let mut tried = 0;
         for at in 0..8 {
-            if let (_, ra, Some(rb)) = race::<EnvoyLike>(c, true, at, "same", "same") {
+            if let (_, ra, Some(rb)) = race(MemoryStore::envoy, c, true, at, "same", "same") {
                 assert_eq!(fresh_count(&ra, &rb), 1, "envoy at={at}: {ra:?} {rb:?}");
                 tried += 1;
             }
             for precreated in [true, false] {
-                if let (_, ra, Some(rb)) = race::<KongLike>(c, precreated, at, "same", "same") {
+                if let (_, ra, Some(rb)) =
+                    race(MemoryStore::kong, c, precreated, at, "same", "same")
+                {
                     assert_eq!(fresh_count(&ra, &rb), 1, "kong {precreated} at={at}");
                     tried += 1;
                 }
@@ -1278,9 +1190,9 @@ mod tests {
 
     #[test]
     fn two_workers_same_bucket_lose_no_update() {
-        fn check<S: SharedData + Default + 'static>(c: ReplayConfig, precreated: bool) {
+        fn check(new: fn() -> MemoryStore, c: ReplayConfig, precreated: bool) {
             for at in 0..8 {
-                let (shared, ra, rb) = race::<S>(c, precreated, at, "a-jti", "b-jti");
+                let (shared, ra, rb) = race(new, c, precreated, at, "a-jti", "b-jti");
                 assert_eq!(ra, ReplayOutcome::Fresh);
                 if rb.is_none() {
                     continue;
@@ -1298,9 +1210,9 @@ mod tests {
             }
         }
         let c = cfg(1, 16);
-        check::<EnvoyLike>(c, true);
-        check::<KongLike>(c, true);
-        check::<KongLike>(c, false);
+        check(MemoryStore::envoy, c, true);
+        check(MemoryStore::kong, c, true);
+        check(MemoryStore::kong, c, false);
     }
 
     /// The residual race documented on [`precreate`], pinned: on Envoy, without pre-created
@@ -1310,11 +1222,11 @@ mod tests {
     #[test]
     fn envoy_without_precreate_has_the_documented_create_race() {
         let c = cfg(1, 16);
-        let (_, ra, rb) = race::<EnvoyLike>(c, false, 1, "same", "same");
+        let (_, ra, rb) = race(MemoryStore::envoy, c, false, 1, "same", "same");
         assert_eq!((ra, rb), (ReplayOutcome::Fresh, Some(ReplayOutcome::Fresh)));
         // Every other insertion point is still exact.
         for at in [0, 2, 3] {
-            let (_, ra, rb) = race::<EnvoyLike>(c, false, at, "same", "same");
+            let (_, ra, rb) = race(MemoryStore::envoy, c, false, at, "same", "same");
             assert_eq!(fresh_count(&ra, &rb.unwrap()), 1, "at={at}");
         }
     }
@@ -1323,7 +1235,7 @@ mod tests {
     fn a_cas_mismatch_actually_happens_in_the_race() {
         // Both read the same token; B writes first; A's write mismatches and A retries.
         let c = cfg(1, 16);
-        let shared = Rc::new(RefCell::new(EnvoyLike::default()));
+        let shared = Rc::new(RefCell::new(MemoryStore::envoy()));
         pre(&mut Handle(shared.clone()), &c).unwrap();
         let mut a = Handle(shared.clone());
         let mut b = Handle(shared.clone());
@@ -1347,9 +1259,9 @@ mod tests {
     #[test]
     fn precreate_creates_every_bucket_empty() {
         let c = cfg(5, 4);
-        let mut s = KongLike::default();
+        let mut s = MemoryStore::kong();
         pre(&mut s, &c).unwrap();
-        assert_eq!(s.map.len(), 6);
+        assert_eq!(s.len(), 6);
         assert_eq!(s.raw(&secret_key(&c)), Some(TEST_SECRET.to_vec()));
         for i in 0..5 {
             assert_eq!(s.raw(&bucket_key(&c, i)), Some(empty_bucket()));
@@ -1360,20 +1272,20 @@ mod tests {
     fn precreate_twice_does_not_clobber() {
         let c = cfg(4, 8);
         let key = bucket_key(&c, loc(&c, ISS, "j").1);
-        let mut envoy = EnvoyLike::default();
+        let mut envoy = MemoryStore::envoy();
         pre(&mut envoy, &c).unwrap();
         rec(&mut envoy, &c, ISS, "j", 0, 100).unwrap();
         let before = envoy.raw(&key);
-        let sets = envoy.sets;
+        let sets = envoy.sets();
         pre(&mut envoy, &c).unwrap();
-        assert_eq!(envoy.sets, sets);
+        assert_eq!(envoy.sets(), sets);
         assert_eq!(envoy.raw(&key), before);
         assert_eq!(
             rec(&mut envoy, &c, ISS, "j", 1, 100),
             Ok(ReplayOutcome::Replayed)
         );
 
-        let mut kong = KongLike::default();
+        let mut kong = MemoryStore::kong();
         pre(&mut kong, &c).unwrap();
         rec(&mut kong, &c, ISS, "j", 0, 100).unwrap();
         let before = kong.raw(&key);
@@ -1388,20 +1300,20 @@ mod tests {
     #[test]
     fn precreate_leaves_corrupt_and_removed_buckets_alone() {
         let c = cfg(2, 8);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         s.put_raw(&bucket_key(&c, 0), b"\x09garbage");
         s.remove(&bucket_key(&c, 1));
         ensure_secret(&mut s, &c, &mut || Some(TEST_SECRET)).unwrap();
-        let sets = s.sets;
+        let sets = s.sets();
         pre(&mut s, &c).unwrap();
-        assert_eq!(s.sets, sets);
+        assert_eq!(s.sets(), sets);
         assert_eq!(s.raw(&bucket_key(&c, 0)).unwrap(), b"\x09garbage");
     }
 
     #[test]
     fn envoy_removed_bucket_is_empty_and_updated_by_cas() {
         let c = cfg(1, 8);
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         rec(&mut s, &c, ISS, "j", 0, 100).unwrap();
         s.remove(&bucket_key(&c, 0)); // stores an empty value
@@ -1417,8 +1329,8 @@ mod tests {
     fn missing_bucket_is_created_then_written_by_cas() {
         let c = cfg(4, 8);
         for store in [
-            &mut EnvoyLike::default() as &mut dyn SharedData,
-            &mut KongLike::default(),
+            &mut MemoryStore::envoy() as &mut dyn SharedData,
+            &mut MemoryStore::kong(),
         ] {
             // No precreate.
             assert_eq!(rec(store, &c, ISS, "j", 0, 100), Ok(ReplayOutcome::Fresh));
@@ -1434,11 +1346,11 @@ mod tests {
     #[test]
     fn kong_eviction_recreates_the_bucket_and_loses_its_entries() {
         let c = cfg(4, 8);
-        let mut s = KongLike::default();
+        let mut s = MemoryStore::kong();
         pre(&mut s, &c).unwrap();
         let key = bucket_key(&c, loc(&c, ISS, "j").1);
         assert_eq!(rec(&mut s, &c, ISS, "j", 0, 100), Ok(ReplayOutcome::Fresh));
-        s.evict(&key);
+        s.remove(&key);
         // Documented Kong limitation: the evicted bucket's entries are gone.
         assert_eq!(rec(&mut s, &c, ISS, "j", 1, 100), Ok(ReplayOutcome::Fresh));
         assert!(s.raw(&key).is_some());
@@ -1451,10 +1363,7 @@ mod tests {
     #[test]
     fn kong_full_zone_fails_closed() {
         let c = cfg(4, 8);
-        let mut s = KongLike {
-            budget: Some(10),
-            ..KongLike::default()
-        };
+        let mut s = MemoryStore::kong().with_capacity(10);
         assert!(matches!(pre(&mut s, &c), Err(ReplayError::Store(_))));
         assert!(matches!(
             rec(&mut s, &c, ISS, "j", 0, 100),
@@ -1465,10 +1374,7 @@ mod tests {
         let room = (0..4).map(|i| bucket_key(&c, i).len() + 1).sum::<usize>()
             + secret_key(&c).len()
             + SECRET_BYTES;
-        let mut s = KongLike {
-            budget: Some(room),
-            ..KongLike::default()
-        };
+        let mut s = MemoryStore::kong().with_capacity(room);
         pre(&mut s, &c).unwrap();
         assert_eq!(
             rec(&mut s, &c, ISS, "j", 0, 100),
@@ -1566,11 +1472,11 @@ mod tests {
             b"{\"json\":true}".to_vec(),
             vec![0xff; 1 + 24],
         ] {
-            let mut s = EnvoyLike::default();
+            let mut s = MemoryStore::envoy();
             s.put_raw(&key, &bad);
             assert_eq!(rec(&mut s, &c, ISS, "j", 0, 100), unknown, "{bad:?}");
             assert_eq!(s.raw(&key).unwrap(), bad);
-            assert_eq!(s.sets, 0);
+            assert_eq!(s.sets(), 0);
         }
     }
 
@@ -1579,7 +1485,7 @@ mod tests {
         let c = cfg(4, 8);
         let mut rng = StdRng::seed_from_u64(0x5eed);
         for round in 0..2000 {
-            let mut s = EnvoyLike::default();
+            let mut s = MemoryStore::envoy();
             for b in 0..4 {
                 let len = rng.gen_range(0..(1 + 10 * 24));
                 let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
@@ -1651,8 +1557,8 @@ mod tests {
         }
 
         for store in [
-            &mut EnvoyLike::default() as &mut dyn SharedData,
-            &mut KongLike::default(),
+            &mut MemoryStore::envoy() as &mut dyn SharedData,
+            &mut MemoryStore::kong(),
         ] {
             pre(store, &c).unwrap();
             // Under the unkeyed hash the 17th of these filled bucket 0 (503 for everyone there).
@@ -1736,13 +1642,14 @@ mod tests {
 
     #[test]
     fn two_workers_configuring_at_once_get_the_same_secret() {
-        fn check<S: SharedData + Default + 'static>(
+        fn check(
+            new: fn() -> MemoryStore,
             host: &str,
-            start: impl Fn(&Rc<RefCell<S>>),
+            start: impl Fn(&Rc<RefCell<MemoryStore>>),
         ) -> usize {
             let mut raced = 0;
             for at in 0..8 {
-                let shared = Rc::new(RefCell::new(S::default()));
+                let shared = Rc::new(RefCell::new(new()));
                 start(&shared);
                 let (sa, sb, stored) = secret_race(shared, at);
                 let stored = stored.expect("a secret is stored");
@@ -1757,11 +1664,11 @@ mod tests {
             raced
         }
         // Absent key; and on Envoy a key "removed" (empty value with a token).
-        let envoy = check::<EnvoyLike>("envoy", |_| {});
-        let removed = check::<EnvoyLike>("envoy removed", |s| {
+        let envoy = check(MemoryStore::envoy, "envoy", |_| {});
+        let removed = check(MemoryStore::envoy, "envoy removed", |s| {
             s.borrow_mut().remove(&secret_key(&ReplayConfig::default()))
         });
-        let kong = check::<KongLike>("kong", |_| {});
+        let kong = check(MemoryStore::kong, "kong", |_| {});
         // Every host call of A was an insertion point: get + create + get on Envoy, get + refused
         // token write + get + create + get on Kong.
         assert!(
@@ -1777,7 +1684,7 @@ mod tests {
     fn a_blind_create_would_split_the_workers() {
         let c = ReplayConfig::default();
         let key = secret_key(&c);
-        let shared = Rc::new(RefCell::new(EnvoyLike::default()));
+        let shared = Rc::new(RefCell::new(MemoryStore::envoy()));
         // A: reads "absent"...
         assert_eq!(Handle(shared.clone()).get(&key).unwrap(), (None, None));
         // ...B creates its secret properly and starts using it...
@@ -1789,7 +1696,7 @@ mod tests {
         let sa = Secret::from_stored(&[0xAA; SECRET_BYTES]).unwrap();
         assert_ne!(fingerprint(&sa), fingerprint(&sb));
         // Whereas ensure_secret's token write at that point is refused and A adopts what is stored.
-        let shared = Rc::new(RefCell::new(EnvoyLike::default()));
+        let shared = Rc::new(RefCell::new(MemoryStore::envoy()));
         let sb = ensure_secret(&mut Handle(shared.clone()), &c, &mut draw(0xBB)).unwrap();
         assert_eq!(
             Handle(shared.clone()).set(&key, &[0xAA; SECRET_BYTES], Some(CREATE_TOKEN)),
@@ -1805,8 +1712,8 @@ mod tests {
         // data (same vm_id): the secret is read, not drawn again, and old entries are found.
         let c = ReplayConfig::default();
         for store in [
-            &mut EnvoyLike::default() as &mut dyn SharedData,
-            &mut KongLike::default(),
+            &mut MemoryStore::envoy() as &mut dyn SharedData,
+            &mut MemoryStore::kong(),
         ] {
             let first = ensure_secret(store, &c, &mut draw(1)).unwrap();
             precreate_buckets(store, &c).unwrap();
@@ -1840,8 +1747,8 @@ mod tests {
     #[test]
     fn precreate_draws_a_random_secret_once() {
         let c = ReplayConfig::default();
-        let mut a = EnvoyLike::default();
-        let mut b = EnvoyLike::default();
+        let mut a = MemoryStore::envoy();
+        let mut b = MemoryStore::envoy();
         precreate(&mut a, &c).unwrap();
         precreate(&mut b, &c).unwrap();
         let sa = a.raw(&secret_key(&c)).unwrap();
@@ -1857,9 +1764,9 @@ mod tests {
     #[test]
     fn kong_evicted_secret_is_created_again_for_everyone() {
         let c = ReplayConfig::default();
-        let mut s = KongLike::default();
+        let mut s = MemoryStore::kong();
         let first = ensure_secret(&mut s, &c, &mut draw(1)).unwrap();
-        s.evict(&secret_key(&c));
+        s.remove(&secret_key(&c));
         let second = ensure_secret(&mut s, &c, &mut draw(2)).unwrap();
         let third = ensure_secret(&mut s, &c, &mut draw(3)).unwrap();
         assert_ne!(fingerprint(&first), fingerprint(&second));
@@ -1869,29 +1776,29 @@ mod tests {
     #[test]
     fn a_bad_secret_or_no_randomness_fails_closed() {
         let c = ReplayConfig::default();
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         s.put_raw(&secret_key(&c), b"short");
-        let sets = s.sets;
+        let sets = s.sets();
         assert_eq!(
             load_secret(&mut s, &c).map(|_| ()),
             Err(ReplayError::Store(
                 "replay secret has an unknown format".to_string()
             ))
         );
-        assert_eq!(s.sets, sets);
+        assert_eq!(s.sets(), sets);
         // The configure step reports it (and still pre-creates the buckets).
         assert!(precreate(&mut s, &c).is_err());
         assert_eq!(s.raw(&secret_key(&c)).unwrap(), b"short");
         assert_eq!(s.raw(&bucket_key(&c, 0)), Some(empty_bucket()));
 
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         assert_eq!(
             ensure_secret(&mut s, &c, &mut || None).map(|_| ()),
             Err(ReplayError::Store(
                 "no randomness for the replay secret".to_string()
             ))
         );
-        assert_eq!(s.sets, 0);
+        assert_eq!(s.sets(), 0);
 
         // A host that loses every write: bounded, then contention.
         let mut f = Forgetful { creates: 0 };
@@ -1906,7 +1813,7 @@ mod tests {
         assert!(f.creates <= 2 * 4, "{}", f.creates);
     }
 
-    /// Accepts every write and keeps nothing.
+    /// Fault injector: accepts every write and keeps nothing (constant eviction).
     struct Forgetful {
         creates: u32,
     }
@@ -1955,8 +1862,8 @@ mod tests {
         };
         assert_eq!(c.issuer_cap(), 4);
         for store in [
-            &mut EnvoyLike::default() as &mut dyn SharedData,
-            &mut KongLike::default(),
+            &mut MemoryStore::envoy() as &mut dyn SharedData,
+            &mut MemoryStore::kong(),
         ] {
             pre(store, &c).unwrap();
             for i in 0..4 {
@@ -2014,7 +1921,7 @@ mod tests {
             issuer_share_percent: 25,
             ..ReplayConfig::default()
         };
-        let mut s = EnvoyLike::default();
+        let mut s = MemoryStore::envoy();
         pre(&mut s, &c).unwrap();
         for i in 0..8 {
             let pair = Pair {
@@ -2035,8 +1942,8 @@ mod tests {
     fn one_issuer_flooding_the_default_store_leaves_room_for_the_others() {
         let c = ReplayConfig::default();
         for store in [
-            &mut EnvoyLike::default() as &mut dyn SharedData,
-            &mut KongLike::default(),
+            &mut MemoryStore::envoy() as &mut dyn SharedData,
+            &mut MemoryStore::kong(),
         ] {
             pre(store, &c).unwrap();
             let mut held = 0u64;

@@ -55,7 +55,7 @@ pub enum Semantics {
 /// one emulator every native test (and the benchmarks) drive the core and the glue with. Faults a
 /// real store cannot produce on demand (a CAS race at a given moment, a failing host call) are
 /// small wrappers in the tests that need them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryStore {
     semantics: Semantics,
     map: std::collections::HashMap<String, (Vec<u8>, u32)>,
@@ -114,8 +114,17 @@ impl MemoryStore {
     }
 
     /// The stored bytes of `key` as they are (an Envoy "removed" key: `Some(empty)`).
-    pub fn raw(&self, key: &str) -> Option<&[u8]> {
-        self.map.get(key).map(|(v, _)| v.as_slice())
+    pub fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.map.get(key).map(|(v, _)| v.clone())
+    }
+
+    /// How many keys are present (an Envoy "removed" key counts: it is still there).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// The current CAS token of `key`.
@@ -282,7 +291,7 @@ mod tests {
         let (value, cas) = e.get("k").unwrap();
         assert_eq!(value, None);
         assert!(cas.is_some(), "Envoy's removed key keeps a token");
-        assert_eq!(e.raw("k"), Some(&[][..]));
+        assert_eq!(e.raw("k"), Some(Vec::new()));
 
         let mut k = MemoryStore::kong();
         k.put_raw("k", b"v");
