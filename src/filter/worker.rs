@@ -10,8 +10,7 @@ use dcr_guard_core::config::Config;
 use dcr_guard_core::escape::{escape, MAX_REASON};
 use dcr_guard_core::jose::JwkSet;
 use dcr_guard_core::keys::{
-    ttl_from_cache_control, Cache, Decision, Entry, Fetched, JwksSource, Need, Parsed, Poll,
-    Verdicts,
+    ttl_from_cache_control, Cache, Entry, Fetched, JwksSource, Parsed, Poll, Settled, Verdicts,
 };
 
 /// Who a callout answers to.
@@ -135,40 +134,44 @@ impl Worker {
             Some(l) => l,
             None => return fetched,
         };
-        match fetched {
-            Fetched::Keys(set) => {
-                let ttl = ttl_from_cache_control(
-                    host.call_response_header("cache-control").as_deref(),
-                    self.cache.policy(),
-                );
-                match self
-                    .cache
-                    .publish(&mut HostStore(host), url, body, ttl, now, lease)
-                {
-                    Ok(generation) => self.parsed.insert(url, generation, Rc::clone(&set)),
-                    Err(e) => host.log(
-                        Level::Warn,
-                        &format!(
-                            "dcr-guard: JWKS cache: cannot store `{}`: {e}",
-                            escape(url, MAX_REASON)
-                        ),
-                    ),
-                }
+        let ttl = match fetched {
+            Fetched::Keys(_) => ttl_from_cache_control(
+                host.call_response_header("cache-control").as_deref(),
+                self.cache.policy(),
+            ),
+            Fetched::Unavailable(_) | Fetched::Unusable(_) => 0,
+        };
+        let settled = self.cache.settle(
+            &mut HostStore(host),
+            url,
+            &fetched,
+            body,
+            ttl,
+            now,
+            lease,
+            self.holder,
+        );
+        match (settled, fetched) {
+            (Settled::Published { generation }, Fetched::Keys(set)) => {
+                self.parsed.insert(url, generation, Rc::clone(&set));
                 Fetched::Keys(set)
             }
-            failed => {
-                self.record_failure(host, url, &failed);
-                if let Err(e) = self
-                    .cache
-                    .fetch_failed(&mut HostStore(host), url, now, lease)
-                {
+            (Settled::NotStored(e), keys) => {
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "dcr-guard: JWKS cache: cannot store `{}`: {e}",
+                        escape(url, MAX_REASON)
+                    ),
+                );
+                keys
+            }
+            (Settled::Failed { stale, released }, failed) => {
+                if let Some(e) = released {
                     host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}"));
                 }
-                match self
-                    .cache
-                    .decide(&mut HostStore(host), url, Need::Any, now, self.holder)
-                {
-                    Ok(Decision::UseStale(entry)) => {
+                match stale {
+                    Some(entry) => {
                         host.count(dcr_guard_core::keys::COUNTER_STALE_SERVES);
                         host.log(
                             Level::Warn,
@@ -179,9 +182,10 @@ impl Worker {
                         );
                         self.keys(cfg, url, &entry)
                     }
-                    _ => failed,
+                    None => failed,
                 }
             }
+            (Settled::Published { .. }, other) => other,
         }
     }
 

@@ -386,6 +386,21 @@ pub enum Poll {
     TimedOut,
 }
 
+/// What became of a fetch's answer ([`Cache::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// The document is the URL's shared entry now, under this generation.
+    Published { generation: u64 },
+    /// The document is usable but could not be stored (the lease went to backoff).
+    NotStored(StoreError),
+    /// The fetch failed: recorded, the lease in backoff (`released`: the error if releasing it
+    /// failed); `stale`: the last good document, when it may be served meanwhile.
+    Failed {
+        stale: Option<Entry>,
+        released: Option<StoreError>,
+    },
+}
+
 /// Outcome of one planning round.
 enum Plan {
     Done(Decision),
@@ -746,6 +761,38 @@ impl Cache {
             Some(b'X') => Fetched::Unavailable(why),
             _ => Fetched::Unavailable("its last fetch failed moments ago".to_string()),
         }
+    }
+
+    /// A fetch made under `lease_id` answered (`fetched`; `doc`: the bytes of a usable document,
+    /// `ttl` its lifetime): publish a usable document for every worker; otherwise record why it
+    /// failed ([`Cache::record_failure`]), release the lease into backoff
+    /// ([`Cache::fetch_failed`]) and say whether the last good document may be served meanwhile
+    /// (within `stale_if_error` of its expiry).
+    #[allow(clippy::too_many_arguments)]
+    pub fn settle(
+        &self,
+        store: &mut dyn SharedData,
+        url: &str,
+        fetched: &Fetched,
+        doc: &[u8],
+        ttl: u64,
+        now: i64,
+        lease_id: u64,
+        holder: u64,
+    ) -> Settled {
+        if let Fetched::Keys(_) = fetched {
+            return match self.publish(store, url, doc, ttl, now, lease_id) {
+                Ok(generation) => Settled::Published { generation },
+                Err(e) => Settled::NotStored(e),
+            };
+        }
+        let _ = self.record_failure(store, url, fetched);
+        let released = self.fetch_failed(store, url, now, lease_id).err();
+        let stale = match self.decide(store, url, Need::Any, now, holder) {
+            Ok(Decision::UseStale(entry)) => Some(entry),
+            _ => None,
+        };
+        Settled::Failed { stale, released }
     }
 
     /// For a paused request on tick. `seen_generation`: the generation it decided on (None when
@@ -1616,6 +1663,65 @@ mod tests {
         assert_eq!(
             c.record_failure(&mut s, URL, &Fetched::Unavailable("x".into())),
             Err(StoreError::Full)
+        );
+    }
+
+    #[test]
+    fn settle_publishes_or_records_and_offers_the_last_good_document() {
+        let c = cache();
+        let set = || {
+            Fetched::Keys(std::rc::Rc::new(
+                crate::jose::JwkSet::parse(b"{\"keys\":[]}", 10).unwrap(),
+            ))
+        };
+        let down = Fetched::Unavailable("answered HTTP 503".into());
+        for mut s in both() {
+            let host = s.store.semantics();
+            // A usable document: published, the lease released.
+            let id = fetch_id(&c.decide(&mut s, URL, Need::Any, T0, 1).unwrap());
+            let doc = b"{\"keys\":[]}";
+            let settled = c.settle(&mut s, URL, &set(), doc, 60, T0, id, 1);
+            let Settled::Published { generation } = settled else {
+                panic!("{host:?}: {settled:?}")
+            };
+            assert_eq!(c.peek(&s, URL).unwrap().unwrap().generation, generation);
+            assert_eq!(lease_of(&c, &s).unwrap().state, LeaseState::Free);
+            // Expired; the refresh fails: recorded, backoff, the last good one may be served.
+            let id = fetch_id(&c.decide(&mut s, URL, Need::Any, T0 + 61, 1).unwrap());
+            match c.settle(&mut s, URL, &down, &[], 0, T0 + 61, id, 1) {
+                Settled::Failed {
+                    stale: Some(e),
+                    released: None,
+                } => assert_eq!(e.generation, generation, "{host:?}"),
+                other => panic!("{host:?}: {other:?}"),
+            }
+            assert_eq!(lease_of(&c, &s).unwrap().state, LeaseState::Backoff);
+            assert!(matches!(c.last_failure(&s, URL), Fetched::Unavailable(_)));
+            // Past stale_if_error: nothing to serve.
+            let late = T0 + 61 + 3_600 + 10;
+            let id = fetch_id(&c.decide(&mut s, URL, Need::Any, late, 1).unwrap());
+            let junk = Fetched::Unusable("answered HTTP 404".into());
+            assert_eq!(
+                c.settle(&mut s, URL, &junk, &[], 0, late, id, 1),
+                Settled::Failed {
+                    stale: None,
+                    released: None
+                },
+                "{host:?}"
+            );
+            // The second failure replaced the first one's record (on Kong too).
+            assert!(
+                matches!(c.last_failure(&s, URL), Fetched::Unusable(_)),
+                "{host:?}"
+            );
+        }
+        // A usable document that cannot be stored.
+        let mut s = Racing::new(Semantics::Kong);
+        let id = fetch_id(&c.decide(&mut s, URL, Need::Any, T0, 1).unwrap());
+        s.fill();
+        assert_eq!(
+            c.settle(&mut s, URL, &set(), b"{}", 60, T0, id, 1),
+            Settled::NotStored(StoreError::Full)
         );
     }
 }

@@ -24,9 +24,9 @@ pub mod source;
 pub mod verdicts;
 
 pub use cache::{
-    ttl_from_cache_control, Cache, CachePolicy, Decision, Entry, Need, Poll, COUNTER_CACHE_HITS,
-    COUNTER_FETCHES, COUNTER_FETCH_FAILURES, COUNTER_KID_REFETCHES, COUNTER_LEASE_WAITS,
-    COUNTER_STALE_SERVES,
+    ttl_from_cache_control, Cache, CachePolicy, Decision, Entry, Need, Poll, Settled,
+    COUNTER_CACHE_HITS, COUNTER_FETCHES, COUNTER_FETCH_FAILURES, COUNTER_KID_REFETCHES,
+    COUNTER_LEASE_WAITS, COUNTER_STALE_SERVES,
 };
 pub use docs::{Docs, Gathered, KeyFailure, KeyStep, KeystoreFault};
 pub use fetched::Fetched;
