@@ -7,12 +7,13 @@
 use std::rc::Rc;
 
 use dcr_guard_core::cert::ClientCert;
-use dcr_guard_core::config::{CertSource, Config, Forward, JwksSource};
+use dcr_guard_core::config::{CertSource, Config, JwksSource};
 use dcr_guard_core::error::{DcrError, RuleId};
 use dcr_guard_core::escape::escape;
 use dcr_guard_core::keys::{Decision, Need};
 use dcr_guard_core::path::{classify, Route};
 use dcr_guard_core::pipeline::envelope::{self, Bodiless, Request, SINGLETON_HEADERS};
+use dcr_guard_core::pipeline::forward::Forwarding;
 use dcr_guard_core::pipeline::{Binding, Create, Facts, Fetched, ReplayCheck, Step, Work};
 use dcr_guard_core::replay::{SharedData, StoreError};
 
@@ -714,51 +715,52 @@ impl Stream {
         in_callback: bool,
     ) -> Flow {
         let facts = work.facts();
-        if let Some(create) = work.created() {
-            let (failures, skipped) = create.report();
-            if failures.is_empty() {
-                for (header, value) in
-                    dcr_guard_core::pipeline::forward::fact_headers(cfg, create.ssa_claims())
-                {
+        let forwarding = work.forwarding(cfg);
+        let management = matches!(forwarding, Forwarding::Management);
+        let (body, reported) = match forwarding {
+            Forwarding::Management => (None, false),
+            Forwarding::Accepted { fact_headers, body } => {
+                for (header, value) in fact_headers {
                     host.set_request_header(&header, Some(&value));
                 }
-            } else {
+                (body, false)
+            }
+            Forwarding::Reported {
+                failures,
+                skipped,
+                body,
+            } => {
                 let (failures, skipped) = (failures.to_vec(), skipped.to_vec());
                 self.report(host, &failures, &skipped, &facts);
+                (body, true)
             }
-            if cfg.forward == Forward::Json {
-                match dcr_guard_core::pipeline::forward::json_body(
-                    cfg,
-                    create.request_claims(),
-                    create.ssa_claims(),
-                    work.client_id(),
-                ) {
-                    Ok(body) => {
-                        host.replace_request_body(&body);
-                        host.set_request_header("content-type", Some("application/json"));
-                        host.set_request_header("content-length", Some(&body.len().to_string()));
-                        // Headers that describe the body the client sent, not this one.
-                        for name in envelope::BODY_DESCRIBING_HEADERS {
-                            host.set_request_header(name, None);
-                        }
-                    }
-                    Err(e) => return self.refuse(host, e, &facts, in_callback),
+        };
+        match body {
+            None => {}
+            Some(Ok(body)) => {
+                host.replace_request_body(&body);
+                host.set_request_header("content-type", Some("application/json"));
+                host.set_request_header("content-length", Some(&body.len().to_string()));
+                // Headers that describe the body the client sent, not this one.
+                for name in envelope::BODY_DESCRIBING_HEADERS {
+                    host.set_request_header(name, None);
                 }
             }
-            if !failures.is_empty() {
-                self.phase = Phase::Pass;
-                if in_callback {
-                    host.resume();
-                }
-                return Flow::Continue;
+            Some(Err(e)) => return self.refuse(host, e, &facts, in_callback),
+        }
+        if reported {
+            self.phase = Phase::Pass;
+            if in_callback {
+                host.resume();
             }
+            return Flow::Continue;
         }
         // Registrations (creates and updates, whose bodies were validated) and management reads
         // and deletes (only their token was checked) are counted apart.
-        host.count(if work.created().is_some() {
-            "dcr_guard.accepted"
-        } else {
+        host.count(if management {
             "dcr_guard.management_forwarded"
+        } else {
+            "dcr_guard.accepted"
         });
         host.set_state("dcr_guard.verdict", "accepted");
         record_facts(host, &facts);

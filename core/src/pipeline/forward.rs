@@ -104,6 +104,57 @@ pub fn fact_headers(cfg: &Config, ssa: &Claims) -> Vec<(String, String)> {
         .collect()
 }
 
+/// How a request that passed goes on ([`super::Work::forwarding`]).
+#[derive(Debug)]
+pub enum Forwarding<'a> {
+    /// A management read or delete: only its token was checked.
+    Management,
+    /// A registration (create or update) that passed every check: the verified-fact headers to
+    /// set and, with `forward: json`, the body replacing the client's (or why it cannot be built).
+    Accepted {
+        fact_headers: Vec<(String, String)>,
+        body: Option<Result<Vec<u8>, DcrError>>,
+    },
+    /// Report-only mode: a registration that failed checks goes on anyway; the failures and the
+    /// rules skipped because of them are reported (no fact headers: nothing is verified enough).
+    Reported {
+        failures: &'a [DcrError],
+        skipped: &'a [crate::error::RuleId],
+        body: Option<Result<Vec<u8>, DcrError>>,
+    },
+}
+
+impl super::Work {
+    /// What goes on to the authorization server, once the validation said [`super::Step::Forward`]
+    /// and the replay check passed.
+    pub fn forwarding(&self, cfg: &Config) -> Forwarding<'_> {
+        let Some(create) = self.created() else {
+            return Forwarding::Management;
+        };
+        let body = (cfg.forward == crate::config::Forward::Json).then(|| {
+            json_body(
+                cfg,
+                create.request_claims(),
+                create.ssa_claims(),
+                self.client_id(),
+            )
+        });
+        let (failures, skipped) = create.report();
+        if failures.is_empty() {
+            Forwarding::Accepted {
+                fact_headers: fact_headers(cfg, create.ssa_claims()),
+                body,
+            }
+        } else {
+            Forwarding::Reported {
+                failures,
+                skipped,
+                body,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -865,3 +865,97 @@ fn a_remembered_verdict_is_trusted_without_verifying_again() {
         Source::Rule(RuleId::SsaSignature)
     );
 }
+
+/// Drive `work` to its verdict with the documents of `docs`; `None` when it passed.
+fn finish(cfg: &Config, work: &mut Work, docs: &[(String, Value)]) -> Option<DcrError> {
+    let mut verdicts = Verdicts::default();
+    for _ in 0..10 {
+        match work.step(cfg, now() as i64, &mut verdicts) {
+            Step::Forward => return None,
+            Step::Reject(e) => return Some(e),
+            Step::Call(_) => panic!("no calls here"),
+            Step::Fetch(srcs) | Step::Refetch(srcs) => {
+                for src in srcs {
+                    let (_, doc) = docs.iter().find(|(u, _)| *u == src.url).unwrap();
+                    let bytes = doc.to_string().into_bytes();
+                    let f = Fetched::from_response(Some(200), &bytes, bytes.len(), 1 << 20, 100);
+                    work.supply(&src.url, f);
+                }
+            }
+        }
+    }
+    panic!("validation did not finish");
+}
+
+#[test]
+fn forwarding_says_how_a_request_that_passed_goes_on() {
+    use crate::config::Forward;
+    use crate::pipeline::forward::Forwarding;
+    let (tpp, cfg, docs) = uk();
+    let create = |cfg: &Config, body: &str| {
+        Work::create(Create::parse(cfg, body.as_bytes(), &Verdicts::default()).unwrap())
+    };
+
+    // A create that passed: the fact headers of its SSA, the body as sent.
+    let mut work = create(&cfg, &tpp.request());
+    assert!(finish(&cfg, &mut work, &docs).is_none());
+    match work.forwarding(&cfg) {
+        Forwarding::Accepted { fact_headers, body } => {
+            let ssa = work.created().unwrap().ssa_claims();
+            assert_eq!(
+                fact_headers,
+                crate::pipeline::forward::fact_headers(&cfg, ssa)
+            );
+            assert!(body.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // `forward: json`: the JSON body to send instead.
+    let mut json = cfg.clone();
+    json.forward = Forward::Json;
+    let mut work = create(&json, &tpp.request());
+    assert!(finish(&json, &mut work, &docs).is_none());
+    match work.forwarding(&json) {
+        Forwarding::Accepted {
+            body: Some(Ok(body)),
+            ..
+        } => {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert!(v.get("software_statement").is_some());
+            assert!(
+                v.get("jti").is_none(),
+                "envelope claims are not client metadata"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Report-only: a request that fails goes on, reported.
+    let mut reporting = cfg.clone();
+    reporting.report_only = true;
+    let ssa = tpp.ssa();
+    let mut claims = tpp.request_claims(&ssa);
+    claims["aud"] = json!("another-bank");
+    let failing = tpp.key.sign_default(&claims);
+    let mut work = create(&reporting, &failing);
+    assert!(finish(&reporting, &mut work, &docs).is_none());
+    match work.forwarding(&reporting) {
+        Forwarding::Reported { failures, body, .. } => {
+            assert_eq!(failures.len(), 1);
+            assert_eq!(failures[0].source, Source::Rule(RuleId::Audience));
+            assert!(body.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A management read: only its token was checked.
+    let binding = crate::pipeline::Binding::start(
+        &crate::binding::TokenMode::Delegate,
+        Some("Bearer abc"),
+        "client-1",
+    )
+    .unwrap();
+    let work = Work::manage(binding, "client-1");
+    assert!(matches!(work.forwarding(&cfg), Forwarding::Management));
+}
