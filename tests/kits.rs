@@ -1264,9 +1264,9 @@ fn kitchen_sink_configurations_cover_the_schema() {
             "url": "https://as.example/introspect",
             "upstream": "as",
             "client_id": "dcr-guard",
-            // The NAME of a variable holding the secret. PATH is always set, so the test need not
-            // change the process environment (racy with tests running in parallel).
-            "client_secret_env": "PATH"
+            // The NAME of a variable holding the secret: the filter looks it up in its environment,
+            // this test through the lookup it passes to `Config::parse`.
+            "client_secret_env": "DCR_GUARD_AS_SECRET"
         },
         "scope": "registration",
         "client_id_claims": ["client_id"]
@@ -1274,8 +1274,9 @@ fn kitchen_sink_configurations_cover_the_schema() {
 
     let schema = schema();
     let mut used = BTreeSet::new();
+    let secrets = |name: &str| (name == "DCR_GUARD_AS_SECRET").then(|| "s3cr3t".to_string());
     for (what, cfg) in [("jwt", &jwt), ("introspection", &introspection)] {
-        if let Err(e) = Config::from_json(cfg.to_string().as_bytes()) {
+        if let Err(e) = Config::parse(cfg.to_string().as_bytes(), &secrets) {
             panic!("kitchen sink ({what}) refused by the filter: {e}");
         }
         let errors = check(&schema, cfg, &mut used);

@@ -9,8 +9,9 @@ use crate::error::DcrError;
 use crate::jose::{self, Alg, JoseError, Jws};
 use crate::pipeline::{Fetched, Step};
 
-/// Longest bearer token accepted.
-pub const MAX_TOKEN_LEN: usize = 8192;
+/// Longest bearer token accepted (the `Authorization: Bearer` value of a management request), in
+/// bytes.
+pub const MAX_BEARER_TOKEN_BYTES: usize = 8192;
 
 #[derive(Debug, Clone)]
 pub enum TokenMode {
@@ -106,7 +107,7 @@ pub fn bearer(header: Option<&str>) -> Result<&str, DcrError> {
     if rest.is_empty() {
         return Err(DcrError::invalid_token("empty bearer token"));
     }
-    if rest.len() > MAX_TOKEN_LEN {
+    if rest.len() > MAX_BEARER_TOKEN_BYTES {
         return Err(DcrError::invalid_token("bearer token too long"));
     }
     let body = rest.trim_end_matches('=');

@@ -513,10 +513,16 @@ const MAX_JWKS_KEYS: usize = 1000;
 const MAX_CALLOUT_TIMEOUT_MS: u64 = 60_000;
 const MAX_LEEWAY: u64 = 600;
 
+/// Looks up a secret the configuration names by reference (today `client_secret_env` of
+/// `token_client_binding.introspection`): its value, or `None` when there is none. The filter
+/// passes its process environment; tests and tools pass what they hold. Secrets never appear in
+/// a [`ConfigError`].
+pub type Secrets<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 impl Config {
-    /// Parse and validate a configuration document. An empty document is refused: at least one
-    /// trusted directory must be configured.
-    pub fn from_json(doc: &[u8]) -> Result<Config, ConfigError> {
+    /// Parse and validate a configuration document, looking up the secrets it names with
+    /// `secrets`. An empty document is refused: at least one trusted directory must be configured.
+    pub fn parse(doc: &[u8], secrets: Secrets<'_>) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(doc);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let field = e.path().to_string();
@@ -525,7 +531,12 @@ impl Config {
         // One JSON document: anything but whitespace after it is refused.
         de.end()
             .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
-        resolve(raw)
+        resolve(raw, secrets)
+    }
+
+    /// [`Config::parse`] with no secrets at hand: a configuration that names one is refused.
+    pub fn from_json(doc: &[u8]) -> Result<Config, ConfigError> {
+        Self::parse(doc, &|_| None)
     }
 
     pub fn directory(&self, issuer: &str) -> Option<&Directory> {
@@ -628,7 +639,7 @@ fn parse_algs(field: &str, names: &[String]) -> Result<Vec<Alg>, ConfigError> {
     let mut out = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let f = format!("{field}[{i}]");
-        if n == "none" || n.starts_with("HS") {
+        if crate::jose::alg_is_forbidden(n) {
             return Err(ConfigError::new(
                 f,
                 format!("`{n}` is never allowed (unsigned and HMAC JWS are always refused)"),
@@ -725,7 +736,7 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
     })
 }
 
-fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> {
     let profile = match raw.profile.as_deref() {
         None | Some("uk-obie") => Profile::UkObie,
         Some("au-cdr") => Profile::AuCdr,
@@ -1025,7 +1036,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             "adding headers after the body was checked needs held headers (`hold_headers: true`)",
         ));
     }
-    let binding = resolve_binding(rr.token_client_binding.as_ref())?;
+    let binding = resolve_binding(rr.token_client_binding.as_ref(), secrets)?;
     let replay = resolve_replay(
         defaults.json_body,
         rr.request_jti.as_ref(),
@@ -1322,7 +1333,10 @@ fn resolve_replay(
     })
 }
 
-fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, ConfigError> {
+fn resolve_binding(
+    raw: Option<&RawBinding>,
+    secrets: Secrets<'_>,
+) -> Result<Option<TokenMode>, ConfigError> {
     let f = "rules.token_client_binding";
     if !raw.and_then(|r| r.enabled).unwrap_or(true) {
         return Ok(None);
@@ -1357,7 +1371,7 @@ fn resolve_binding(raw: Option<&RawBinding>) -> Result<Option<TokenMode>, Config
                 .map_err(|m| ConfigError::new(format!("{fi}.url"), m))?;
             let client_id = non_empty_name(&format!("{fi}.client_id"), &i.client_id)?;
             let env = non_empty_name(&format!("{fi}.client_secret_env"), &i.client_secret_env)?;
-            let secret = std::env::var(&env).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            let secret = secrets(&env).filter(|v| !v.is_empty()).ok_or_else(|| {
                 ConfigError::new(
                     format!("{fi}.client_secret_env"),
                     format!("environment variable `{env}` is not set for the filter (Envoy: list it in vm_config.environment_variables.host_env_keys)"),
@@ -1510,7 +1524,7 @@ fn metadata_algs(field: &str, list: Vec<String>) -> Result<Vec<String>, ConfigEr
     if let Some((i, a)) = list
         .iter()
         .enumerate()
-        .find(|(_, a)| a.as_str() == "none" || a.starts_with("HS"))
+        .find(|(_, a)| crate::jose::alg_is_forbidden(a))
     {
         return Err(ConfigError::new(
             format!("{field}[{i}]"),
@@ -2464,5 +2478,90 @@ mod tests {
         let mut v = minimal();
         v["replay"] = json!({"issuer_share": 10});
         assert!(refused(v).to_string().contains("issuer_share"));
+    }
+
+    /// `none` and every HMAC algorithm are refused wherever an algorithm list is configured, in
+    /// any letter case, with the same message (one check: `jose::alg_is_forbidden`).
+    #[test]
+    fn never_allowed_algorithms_in_any_case() {
+        let sites: Vec<(&str, Box<dyn Fn(&mut serde_json::Value, &str)>)> = vec![
+            (
+                "directories[0].algorithms[1]",
+                Box::new(|v, a| v["directories"][0]["algorithms"] = json!(["PS256", a])),
+            ),
+            (
+                "request_algorithms[1]",
+                Box::new(|v, a| v["request_algorithms"] = json!(["PS256", a])),
+            ),
+            (
+                "rules.token_client_binding.algorithms[1]",
+                Box::new(|v, a| {
+                    v["rules"]["token_client_binding"] = json!({
+                        "mode": "jwt",
+                        "jwks": [{"url": "https://as.bank.test/jwks", "upstream": "as"}],
+                        "issuer": "https://as.bank.test",
+                        "algorithms": ["PS256", a]
+                    })
+                }),
+            ),
+            (
+                "rules.signing_algorithms.algorithms[1]",
+                Box::new(|v, a| {
+                    v["rules"]["signing_algorithms"] = json!({"algorithms": ["PS256", a]})
+                }),
+            ),
+        ];
+        for (field, set) in &sites {
+            for alg in ["none", "None", "NONE", "HS256", "hS256", "hs384", "Hs512"] {
+                let mut v = minimal();
+                set(&mut v, alg);
+                let e = refused(v);
+                assert_eq!(e.field, *field, "{alg}: {e}");
+                assert!(
+                    e.message.starts_with(&format!("`{alg}` is never allowed")),
+                    "{alg} at {field}: {e}"
+                );
+            }
+        }
+    }
+
+    /// The introspection client secret is looked up by name through the function the caller
+    /// passes (the filter: its environment); missing or empty, the configuration is refused with
+    /// the same message, which never holds a secret.
+    #[test]
+    fn introspection_secret_comes_from_the_lookup() {
+        let mut v = minimal();
+        v["rules"]["token_client_binding"] = json!({
+            "mode": "introspection",
+            "introspection": {
+                "url": "https://as.bank.test/introspect",
+                "upstream": "as",
+                "client_id": "x",
+                "client_secret_env": "AS_SECRET"
+            }
+        });
+        let doc = v.to_string();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let c = Config::parse(doc.as_bytes(), &|n| {
+            asked.borrow_mut().push(n.to_string());
+            (n == "AS_SECRET").then(|| "s3cr3t".to_string())
+        })
+        .unwrap();
+        assert_eq!(*asked.borrow(), ["AS_SECRET"]);
+        match c.binding {
+            Some(TokenMode::Introspection(i)) => assert_eq!(i.secret, "s3cr3t"),
+            _ => panic!("not introspection"),
+        }
+        for found in [None, Some("")] {
+            let e = Config::parse(doc.as_bytes(), &|_| found.map(String::from)).unwrap_err();
+            assert_eq!(
+                e.field,
+                "rules.token_client_binding.introspection.client_secret_env"
+            );
+            assert_eq!(
+                e.message,
+                "environment variable `AS_SECRET` is not set for the filter (Envoy: list it in vm_config.environment_variables.host_env_keys)"
+            );
+        }
     }
 }

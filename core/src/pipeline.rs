@@ -122,7 +122,7 @@ pub struct Create {
 
 /// Algorithms `none` and HS* are refused whatever the allow-list; others must be on it.
 fn check_alg(name: &str, allowed: &[Alg]) -> Result<Alg, String> {
-    if name == "none" || name.starts_with("HS") {
+    if crate::jose::alg_is_forbidden(name) {
         return Err(format!("algorithm `{}` is never accepted", clip(name, 16)));
     }
     match Alg::parse(name) {
