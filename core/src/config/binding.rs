@@ -250,3 +250,6 @@ pub(super) fn resolve_binding(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

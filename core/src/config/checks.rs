@@ -157,3 +157,6 @@ pub(super) fn bounded<T: PartialOrd + Copy + fmt::Display>(
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests;

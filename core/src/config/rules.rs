@@ -563,3 +563,6 @@ fn claim_rules(
         software_roles,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -138,3 +138,6 @@ pub(super) fn resolve_cache(
         )?,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -205,3 +205,6 @@ fn valid_dns_name(h: &str) -> bool {
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
+
+#[cfg(test)]
+mod tests;
