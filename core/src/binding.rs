@@ -4,8 +4,9 @@
 //! well-formed bearer token is present) or `jwt` (a JWT access token signed by the AS).
 
 use crate::claims::{opt_date, opt_str, opt_str_or_array, scope_tokens};
+use crate::config::media_type;
 use crate::config::JwksSource;
-pub use crate::config::{media_type, Introspection, JwtBinding, TokenMode, ACCESS_TOKEN_TYP};
+pub use crate::config::{Introspection, JwtBinding, TokenMode, ACCESS_TOKEN_TYP};
 use crate::error::DcrError;
 use crate::jose::{self, Alg, JoseError, Jws};
 use crate::pipeline::{Fetched, Step};

@@ -37,7 +37,7 @@ impl Profile {
     }
 
     /// The profile's table of defaults.
-    pub fn defaults(self) -> &'static Defaults {
+    pub(crate) fn defaults(self) -> &'static Defaults {
         match self {
             Profile::UkObie => &UK_OBIE,
             Profile::AuCdr => &AU_CDR,
@@ -65,68 +65,68 @@ const REDIRECT_URI_SUBSET: (RuleId, &str) = (
 
 /// `certificate_binding.org` when not configured.
 #[derive(Debug, Clone, Copy)]
-pub struct OrgDefault {
+pub(crate) struct OrgDefault {
     /// The subject DN attribute that holds the organisation id.
-    pub attribute: &'static str,
+    pub(crate) attribute: &'static str,
     /// What the attribute's value starts with before the id.
-    pub prefix: &'static str,
+    pub(crate) prefix: &'static str,
     /// The SSA claim it must equal.
-    pub ssa_claim: &'static str,
+    pub(crate) ssa_claim: &'static str,
 }
 
 /// `certificate_binding.software` when not configured.
 #[derive(Debug, Clone, Copy)]
-pub struct SoftwareDefault {
+pub(crate) struct SoftwareDefault {
     /// The subject DN attribute that holds the software id.
-    pub attribute: &'static str,
+    pub(crate) attribute: &'static str,
     /// The SSA claim it must equal.
-    pub ssa_claim: &'static str,
+    pub(crate) ssa_claim: &'static str,
 }
 
 /// One regime's defaults.
-pub struct Defaults {
+pub(crate) struct Defaults {
     /// The registration body is a plain RFC 7591 JSON object (Brazil), not a signed JWT.
-    pub json_body: bool,
+    pub(crate) json_body: bool,
     /// Directories' default maximum SSA age, seconds.
-    pub max_ssa_age: Option<u64>,
+    pub(crate) max_ssa_age: Option<u64>,
     /// Default algorithms for SSAs and request JWTs.
-    pub algorithms: &'static [Alg],
+    pub(crate) algorithms: &'static [Alg],
     /// SSA claim whose array must hold an entry with `status` `Active` (Brazil).
-    pub active_role_claim: Option<&'static str>,
-    pub ssa_software_jwks: &'static str,
-    pub ssa_redirect_uris: &'static str,
-    pub ssa_uris: &'static [&'static str],
-    pub ssa_roles: &'static str,
-    pub ssa_scope: &'static str,
-    pub ssa_environment: &'static str,
-    pub require_ssa_exp: bool,
-    pub required_claims: &'static [&'static str],
+    pub(crate) active_role_claim: Option<&'static str>,
+    pub(crate) ssa_software_jwks: &'static str,
+    pub(crate) ssa_redirect_uris: &'static str,
+    pub(crate) ssa_uris: &'static [&'static str],
+    pub(crate) ssa_roles: &'static str,
+    pub(crate) ssa_scope: &'static str,
+    pub(crate) ssa_environment: &'static str,
+    pub(crate) require_ssa_exp: bool,
+    pub(crate) required_claims: &'static [&'static str],
     /// (SSA claim path, required value, required to be present)
-    pub status_checks: &'static [(&'static str, &'static str, bool)],
-    pub auth_methods: &'static [&'static str],
-    pub metadata_algorithms: &'static [&'static str],
-    pub signing_claims: &'static [&'static str],
-    pub grant_types: &'static [&'static str],
-    pub required_grant_types: &'static [&'static str],
-    pub response_types: &'static [&'static str],
-    pub application_types: &'static [&'static str],
-    pub ciba_delivery_modes: &'static [&'static str],
-    pub roles_mode: RolesMode,
-    pub scope_roles: &'static [(&'static str, &'static [&'static str])],
-    pub free_scopes: &'static [&'static str],
+    pub(crate) status_checks: &'static [(&'static str, &'static str, bool)],
+    pub(crate) auth_methods: &'static [&'static str],
+    pub(crate) metadata_algorithms: &'static [&'static str],
+    pub(crate) signing_claims: &'static [&'static str],
+    pub(crate) grant_types: &'static [&'static str],
+    pub(crate) required_grant_types: &'static [&'static str],
+    pub(crate) response_types: &'static [&'static str],
+    pub(crate) application_types: &'static [&'static str],
+    pub(crate) ciba_delivery_modes: &'static [&'static str],
+    pub(crate) roles_mode: RolesMode,
+    pub(crate) scope_roles: &'static [(&'static str, &'static [&'static str])],
+    pub(crate) free_scopes: &'static [&'static str],
     /// SSA claims that win over request metadata in JSON forwarding: (SSA claim, metadata name).
-    pub ssa_metadata: &'static [(&'static str, &'static str)],
+    pub(crate) ssa_metadata: &'static [(&'static str, &'static str)],
     /// `audience` on when the configuration does not say (it needs `audiences` then).
-    pub audience: bool,
+    pub(crate) audience: bool,
     /// `certificate_binding` on when the configuration does not say.
-    pub certificate_binding: bool,
+    pub(crate) certificate_binding: bool,
     /// What `certificate_binding` compares when its `org` is not configured.
-    pub certificate_org: Option<OrgDefault>,
+    pub(crate) certificate_org: Option<OrgDefault>,
     /// What `certificate_binding` compares when its `software` is not configured.
-    pub certificate_software: Option<SoftwareDefault>,
+    pub(crate) certificate_software: Option<SoftwareDefault>,
     /// Rules the regime cannot do without, with why: the configuration refuses switching them
     /// off (report-only mode still evaluates them without enforcing).
-    pub mandatory: &'static [(RuleId, &'static str)],
+    pub(crate) mandatory: &'static [(RuleId, &'static str)],
 }
 
 const SIGNING_CLAIMS: &[&str] = &[
@@ -135,7 +135,7 @@ const SIGNING_CLAIMS: &[&str] = &[
     "token_endpoint_auth_signing_alg",
 ];
 
-pub const UK_OBIE: Defaults = Defaults {
+pub(crate) const UK_OBIE: Defaults = Defaults {
     json_body: false,
     max_ssa_age: None,
     algorithms: &[Alg::Ps256, Alg::Es256],
@@ -223,7 +223,7 @@ pub const UK_OBIE: Defaults = Defaults {
     ],
 };
 
-pub const AU_CDR: Defaults = Defaults {
+pub(crate) const AU_CDR: Defaults = Defaults {
     json_body: false,
     max_ssa_age: None,
     algorithms: &[Alg::Ps256, Alg::Es256],
@@ -287,7 +287,7 @@ pub const AU_CDR: Defaults = Defaults {
 };
 
 /// Brazil Open Finance: a plain JSON body; identity rests on the SSA and the client certificate.
-pub const BR_OFB: Defaults = Defaults {
+pub(crate) const BR_OFB: Defaults = Defaults {
     json_body: true,
     max_ssa_age: Some(300),
     algorithms: &[Alg::Ps256],

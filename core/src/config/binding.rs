@@ -87,7 +87,7 @@ pub const ACCESS_TOKEN_TYP: &str = "application/at+jwt";
 /// A JOSE `typ` value as a media type to compare: lower case (media types are
 /// case-insensitive), and with `application/` prepended when it has no `/` (RFC 7515 §4.1.9), so
 /// that `at+jwt`, `AT+JWT` and `application/at+jwt` are the same type.
-pub fn media_type(typ: &str) -> String {
+pub(crate) fn media_type(typ: &str) -> String {
     let t = typ.to_ascii_lowercase();
     if t.contains('/') {
         t

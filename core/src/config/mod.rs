@@ -18,7 +18,9 @@ mod trust;
 #[cfg(test)]
 mod tests;
 
-pub use binding::{media_type, Introspection, JwtBinding, Secrets, TokenMode, ACCESS_TOKEN_TYP};
+pub(crate) use binding::media_type;
+pub use binding::ACCESS_TOKEN_TYP;
+pub use binding::{Introspection, JwtBinding, Secrets, TokenMode};
 pub use checks::ConfigError;
 pub use rules::Rules;
 pub use sources::{jwks_source, JwksSource};
@@ -54,7 +56,7 @@ pub struct Config {
     pub hold_headers: bool,
     /// The trusted directories.
     pub directories: Vec<Directory>,
-    /// The software-JWKS host allow-list.
+    /// The software-JWKS host allow-list ([`Config::software_upstream`] reads it).
     pub software_hosts: Vec<HostRule>,
     /// SSA claim that names the TPP's software JWKS URL.
     pub ssa_software_jwks_claim: String,
