@@ -4,7 +4,10 @@
 
 use super::binding::{resolve_binding, Secrets, TokenMode};
 use super::checks::{bounded, metadata_algs, names, non_empty_name, strings, ConfigError};
-use super::raw::{RawCertBinding, RawRequestJti, RawRules, RawSsaClaims, RawToggle};
+use super::raw::{
+    RawAudience, RawCertBinding, RawGrantTypes, RawRequestJti, RawRequiredAttributes, RawRules,
+    RawSoftwareRoles, RawSoftwareStatus, RawSsaClaims, RawToggle,
+};
 use crate::profile::{Defaults, Profile};
 use crate::rules::certificate::{CertificateBinding, OrgCheck, SoftwareCheck};
 use crate::rules::{
@@ -296,105 +299,18 @@ pub(super) struct ClaimNames {
     environment: String,
 }
 
-/// The rules that read the registration's and the SSA's claims (`crate::rules`).
+/// The rules that read the registration's and the SSA's claims (`crate::rules`), each from its
+/// `rules.<rule>` object and the profile's defaults.
 fn claim_rules(
     profile: Profile,
     d: &Defaults,
     rr: &RawRules,
     n: ClaimNames,
 ) -> Result<ClaimRules, ConfigError> {
-    let on = |e: Option<bool>| e.unwrap_or(true);
-    let list = |field: &str, v: &Option<Vec<String>>, def: &[&str], allow_empty: bool| match v {
-        Some(l) => names(field, l.clone(), allow_empty),
-        None => Ok(strings(def)),
-    };
-
-    let ss = rr.software_status.as_ref();
-    let software_status = if on(ss.and_then(|r| r.enabled)) {
-        let checks = match ss.and_then(|r| r.checks.as_ref()) {
-            Some(c) => c
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let f = format!("rules.software_status.checks[{i}]");
-                    Ok(StatusCheck {
-                        claim: non_empty_name(&format!("{f}.claim"), &c.claim)?,
-                        equals: c.equals.clone(),
-                        required: c.required,
-                    })
-                })
-                .collect::<Result<Vec<_>, ConfigError>>()?,
-            None => d
-                .status_checks
-                .iter()
-                .map(|(c, v, r)| StatusCheck {
-                    claim: c.to_string(),
-                    equals: v.to_string(),
-                    required: *r,
-                })
-                .collect(),
-        };
-        let environment = match ss.and_then(|r| r.environment.clone()) {
-            Some(e) => Some(non_empty_name("rules.software_status.environment", &e)?),
-            None => None,
-        };
-        Some(SoftwareStatus {
-            checks,
-            environment_claim: n.environment,
-            environment,
-            active_role_claim: d.active_role_claim.map(String::from),
-        })
-    } else {
-        None
-    };
-
-    let ra = rr.required_attributes.as_ref();
-    let required_attributes = if on(ra.and_then(|r| r.enabled)) {
-        let claims = list(
-            "rules.required_attributes.claims",
-            &ra.and_then(|r| r.claims.clone()),
-            d.required_claims,
-            true,
-        )?;
-        let mut allowed_values = Vec::new();
-        for (claim, values) in ra
-            .and_then(|r| r.allowed_values.clone())
-            .unwrap_or_default()
-        {
-            let f = format!("rules.required_attributes.allowed_values.{claim}");
-            allowed_values.push((claim, names(&f, values, false)?));
-        }
-        Some(RequiredAttributes {
-            claims,
-            allowed_values,
-        })
-    } else {
-        None
-    };
-
-    let au = rr.audience.as_ref();
-    let audience_on = match au.and_then(|r| r.enabled) {
-        Some(e) => e,
-        None => d.audience,
-    };
-    let audience = if audience_on {
-        let audiences = match au.and_then(|r| r.audiences.clone()) {
-            Some(a) => names("rules.audience.audiences", a, false)?,
-            None => {
-                return Err(ConfigError::new(
-                    "rules.audience.audiences",
-                    format!(
-                        "is required in the {} profile: list the `aud` values that name this bank, so that a request minted for another bank is not accepted here",
-                        profile.as_str()
-                    ),
-                ))
-            }
-        };
-        Some(Audience { audiences })
-    } else {
-        None
-    };
-
+    let on = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled).unwrap_or(true);
+    let software_status = software_status(d, rr.software_status.as_ref(), n.environment)?;
+    let required_attributes = required_attributes(d, rr.required_attributes.as_ref())?;
+    let audience = audience(profile, d, rr.audience.as_ref())?;
     let rf = rr.redirect_uri_format.as_ref();
     let max_length = bounded(
         "rules.redirect_uri_format.max_length",
@@ -403,18 +319,18 @@ fn claim_rules(
         16,
         4096,
     )?;
-
+    // `signing_algorithms.algorithms` is also what token_endpoint_auth and CIBA accept.
     let rs = rr.signing_algorithms.as_ref();
     let metadata_algorithms = match rs.and_then(|r| r.algorithms.clone()) {
         Some(a) => metadata_algs("rules.signing_algorithms.algorithms", a)?,
         None => strings(d.metadata_algorithms),
     };
-    let signing_algorithms = if on(rs.and_then(|r| r.enabled)) {
+    let signing_algorithms = if rs.and_then(|r| r.enabled).unwrap_or(true) {
         Some(SigningAlgorithms {
             algorithms: metadata_algorithms.clone(),
-            claims: list(
+            claims: list_or(
                 "rules.signing_algorithms.claims",
-                &rs.and_then(|r| r.claims.clone()),
+                rs.and_then(|r| r.claims.as_ref()),
                 d.signing_claims,
                 false,
             )?,
@@ -422,13 +338,12 @@ fn claim_rules(
     } else {
         None
     };
-
     let ta = rr.token_endpoint_auth.as_ref();
-    let token_endpoint_auth = if on(ta.and_then(|r| r.enabled)) {
+    let token_endpoint_auth = if ta.and_then(|r| r.enabled).unwrap_or(true) {
         Some(TokenEndpointAuth {
-            methods: list(
+            methods: list_or(
                 "rules.token_endpoint_auth.methods",
-                &ta.and_then(|r| r.methods.clone()),
+                ta.and_then(|r| r.methods.as_ref()),
                 d.auth_methods,
                 false,
             )?,
@@ -437,109 +352,12 @@ fn claim_rules(
     } else {
         None
     };
-
-    let gt = rr.grant_and_response_types.as_ref();
-    let grant_and_response_types = if on(gt.and_then(|r| r.enabled)) {
-        let f = "rules.grant_and_response_types";
-        let g = GrantTypes {
-            grant_types: list(
-                &format!("{f}.grant_types"),
-                &gt.and_then(|r| r.grant_types.clone()),
-                d.grant_types,
-                false,
-            )?,
-            required_grant_types: list(
-                &format!("{f}.required_grant_types"),
-                &gt.and_then(|r| r.required_grant_types.clone()),
-                d.required_grant_types,
-                true,
-            )?,
-            response_types: list(
-                &format!("{f}.response_types"),
-                &gt.and_then(|r| r.response_types.clone()),
-                d.response_types,
-                false,
-            )?,
-            application_types: list(
-                &format!("{f}.application_types"),
-                &gt.and_then(|r| r.application_types.clone()),
-                d.application_types,
-                false,
-            )?,
-            ciba_delivery_modes: list(
-                &format!("{f}.ciba_delivery_modes"),
-                &gt.and_then(|r| r.ciba_delivery_modes.clone()),
-                d.ciba_delivery_modes,
-                false,
-            )?,
-            ciba_signing_algorithms: metadata_algorithms.clone(),
-        };
-        if let Some(r) = g
-            .required_grant_types
-            .iter()
-            .find(|r| !g.grant_types.contains(r))
-        {
-            return Err(ConfigError::new(
-                format!("{f}.required_grant_types"),
-                format!("`{r}` is required but not in grant_types"),
-            ));
-        }
-        Some(g)
-    } else {
-        None
-    };
-
-    let sr = rr.software_roles.as_ref();
-    let software_roles = if on(sr.and_then(|r| r.enabled)) {
-        let mode = match sr.and_then(|r| r.mode.as_deref()) {
-            None => d.roles_mode,
-            Some("role_mapping") => RolesMode::RoleMapping,
-            Some("ssa_scope") => RolesMode::SsaScope,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "rules.software_roles.mode",
-                    format!("unknown mode `{other}` (role_mapping, ssa_scope)"),
-                ))
-            }
-        };
-        let scope_roles = match sr.and_then(|r| r.scope_roles.clone()) {
-            Some(m) => {
-                let mut out = Vec::new();
-                for (scope, roles) in m {
-                    let f = format!("rules.software_roles.scope_roles.{scope}");
-                    out.push((scope, names(&f, roles, false)?));
-                }
-                out
-            }
-            None => d
-                .scope_roles
-                .iter()
-                .map(|(s, r)| (s.to_string(), strings(r)))
-                .collect(),
-        };
-        if mode == RolesMode::RoleMapping && scope_roles.is_empty() {
-            return Err(ConfigError::new(
-                "rules.software_roles.scope_roles",
-                "role_mapping needs at least one scope → roles entry",
-            ));
-        }
-        Some(SoftwareRoles {
-            mode,
-            roles_claim: n.roles,
-            ssa_scope_claim: n.scope,
-            scope_roles,
-            free_scopes: list(
-                "rules.software_roles.free_scopes",
-                &sr.and_then(|r| r.free_scopes.clone()),
-                d.free_scopes,
-                true,
-            )?,
-        })
-    } else {
-        None
-    };
-
-    let toggle = |t: &Option<RawToggle>| t.as_ref().and_then(|t| t.enabled).unwrap_or(true);
+    let grant_and_response_types = grant_and_response_types(
+        d,
+        rr.grant_and_response_types.as_ref(),
+        &metadata_algorithms,
+    )?;
+    let software_roles = software_roles(d, rr.software_roles.as_ref(), n.roles, n.scope)?;
     Ok(ClaimRules {
         software_status,
         required_attributes,
@@ -549,9 +367,9 @@ fn claim_rules(
             rr.issuer.as_ref().and_then(|t| t.enabled),
         )?,
         audience,
-        redirect_uri_format: on(rf.and_then(|r| r.enabled)),
-        redirect_uri_subset: toggle(&rr.redirect_uri_subset),
-        uri_hostname: toggle(&rr.uri_hostname),
+        redirect_uri_format: rf.and_then(|r| r.enabled).unwrap_or(true),
+        redirect_uri_subset: on(&rr.redirect_uri_subset),
+        uri_hostname: on(&rr.uri_hostname),
         redirect_uris: RedirectUris {
             max_length,
             ssa_claim: n.redirect,
@@ -562,6 +380,228 @@ fn claim_rules(
         grant_and_response_types,
         software_roles,
     })
+}
+
+/// A configured list of names (checked by [`names`]), or the profile's default.
+fn list_or(
+    field: &str,
+    configured: Option<&Vec<String>>,
+    default: &[&str],
+    allow_empty: bool,
+) -> Result<Vec<String>, ConfigError> {
+    match configured {
+        Some(l) => names(field, l.clone(), allow_empty),
+        None => Ok(strings(default)),
+    }
+}
+
+/// `rules.software_status`: the profile's checks unless configured.
+fn software_status(
+    d: &Defaults,
+    ss: Option<&RawSoftwareStatus>,
+    environment_claim: String,
+) -> Result<Option<SoftwareStatus>, ConfigError> {
+    if !ss.and_then(|r| r.enabled).unwrap_or(true) {
+        return Ok(None);
+    }
+    let checks = match ss.and_then(|r| r.checks.as_ref()) {
+        Some(c) => c
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let f = format!("rules.software_status.checks[{i}]");
+                Ok(StatusCheck {
+                    claim: non_empty_name(&format!("{f}.claim"), &c.claim)?,
+                    equals: c.equals.clone(),
+                    required: c.required,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?,
+        None => d
+            .status_checks
+            .iter()
+            .map(|(c, v, r)| StatusCheck {
+                claim: c.to_string(),
+                equals: v.to_string(),
+                required: *r,
+            })
+            .collect(),
+    };
+    let environment = match ss.and_then(|r| r.environment.clone()) {
+        Some(e) => Some(non_empty_name("rules.software_status.environment", &e)?),
+        None => None,
+    };
+    Ok(Some(SoftwareStatus {
+        checks,
+        environment_claim,
+        environment,
+        active_role_claim: d.active_role_claim.map(String::from),
+    }))
+}
+
+/// `rules.required_attributes`: the profile's claims unless configured, and allowed values.
+fn required_attributes(
+    d: &Defaults,
+    ra: Option<&RawRequiredAttributes>,
+) -> Result<Option<RequiredAttributes>, ConfigError> {
+    if !ra.and_then(|r| r.enabled).unwrap_or(true) {
+        return Ok(None);
+    }
+    let claims = list_or(
+        "rules.required_attributes.claims",
+        ra.and_then(|r| r.claims.as_ref()),
+        d.required_claims,
+        true,
+    )?;
+    let mut allowed_values = Vec::new();
+    for (claim, values) in ra
+        .and_then(|r| r.allowed_values.clone())
+        .unwrap_or_default()
+    {
+        let f = format!("rules.required_attributes.allowed_values.{claim}");
+        allowed_values.push((claim, names(&f, values, false)?));
+    }
+    Ok(Some(RequiredAttributes {
+        claims,
+        allowed_values,
+    }))
+}
+
+/// `rules.audience`: on by the profile's default; when on, `audiences` must be configured.
+fn audience(
+    profile: Profile,
+    d: &Defaults,
+    au: Option<&RawAudience>,
+) -> Result<Option<Audience>, ConfigError> {
+    if !au.and_then(|r| r.enabled).unwrap_or(d.audience) {
+        return Ok(None);
+    }
+    let audiences = match au.and_then(|r| r.audiences.clone()) {
+        Some(a) => names("rules.audience.audiences", a, false)?,
+        None => {
+            return Err(ConfigError::new(
+                "rules.audience.audiences",
+                format!(
+                    "is required in the {} profile: list the `aud` values that name this bank, so that a request minted for another bank is not accepted here",
+                    profile.as_str()
+                ),
+            ))
+        }
+    };
+    Ok(Some(Audience { audiences }))
+}
+
+/// `rules.grant_and_response_types`: the profile's lists unless configured; every required grant
+/// type must be allowed.
+fn grant_and_response_types(
+    d: &Defaults,
+    gt: Option<&RawGrantTypes>,
+    metadata_algorithms: &[String],
+) -> Result<Option<GrantTypes>, ConfigError> {
+    if !gt.and_then(|r| r.enabled).unwrap_or(true) {
+        return Ok(None);
+    }
+    let f = "rules.grant_and_response_types";
+    let g = GrantTypes {
+        grant_types: list_or(
+            &format!("{f}.grant_types"),
+            gt.and_then(|r| r.grant_types.as_ref()),
+            d.grant_types,
+            false,
+        )?,
+        required_grant_types: list_or(
+            &format!("{f}.required_grant_types"),
+            gt.and_then(|r| r.required_grant_types.as_ref()),
+            d.required_grant_types,
+            true,
+        )?,
+        response_types: list_or(
+            &format!("{f}.response_types"),
+            gt.and_then(|r| r.response_types.as_ref()),
+            d.response_types,
+            false,
+        )?,
+        application_types: list_or(
+            &format!("{f}.application_types"),
+            gt.and_then(|r| r.application_types.as_ref()),
+            d.application_types,
+            false,
+        )?,
+        ciba_delivery_modes: list_or(
+            &format!("{f}.ciba_delivery_modes"),
+            gt.and_then(|r| r.ciba_delivery_modes.as_ref()),
+            d.ciba_delivery_modes,
+            false,
+        )?,
+        ciba_signing_algorithms: metadata_algorithms.to_vec(),
+    };
+    if let Some(r) = g
+        .required_grant_types
+        .iter()
+        .find(|r| !g.grant_types.contains(r))
+    {
+        return Err(ConfigError::new(
+            format!("{f}.required_grant_types"),
+            format!("`{r}` is required but not in grant_types"),
+        ));
+    }
+    Ok(Some(g))
+}
+
+/// `rules.software_roles`: the profile's mode and scope → roles table unless configured.
+fn software_roles(
+    d: &Defaults,
+    sr: Option<&RawSoftwareRoles>,
+    roles_claim: String,
+    ssa_scope_claim: String,
+) -> Result<Option<SoftwareRoles>, ConfigError> {
+    if !sr.and_then(|r| r.enabled).unwrap_or(true) {
+        return Ok(None);
+    }
+    let mode = match sr.and_then(|r| r.mode.as_deref()) {
+        None => d.roles_mode,
+        Some("role_mapping") => RolesMode::RoleMapping,
+        Some("ssa_scope") => RolesMode::SsaScope,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "rules.software_roles.mode",
+                format!("unknown mode `{other}` (role_mapping, ssa_scope)"),
+            ))
+        }
+    };
+    let scope_roles = match sr.and_then(|r| r.scope_roles.clone()) {
+        Some(m) => {
+            let mut out = Vec::new();
+            for (scope, roles) in m {
+                let f = format!("rules.software_roles.scope_roles.{scope}");
+                out.push((scope, names(&f, roles, false)?));
+            }
+            out
+        }
+        None => d
+            .scope_roles
+            .iter()
+            .map(|(s, r)| (s.to_string(), strings(r)))
+            .collect(),
+    };
+    if mode == RolesMode::RoleMapping && scope_roles.is_empty() {
+        return Err(ConfigError::new(
+            "rules.software_roles.scope_roles",
+            "role_mapping needs at least one scope → roles entry",
+        ));
+    }
+    Ok(Some(SoftwareRoles {
+        mode,
+        roles_claim,
+        ssa_scope_claim,
+        scope_roles,
+        free_scopes: list_or(
+            "rules.software_roles.free_scopes",
+            sr.and_then(|r| r.free_scopes.as_ref()),
+            d.free_scopes,
+            true,
+        )?,
+    }))
 }
 
 #[cfg(test)]
