@@ -96,6 +96,8 @@ pub(crate) fn media_type(typ: &str) -> String {
     }
 }
 
+/// `rules.token_client_binding`: on (`delegate`) unless switched off; each mode takes only its own
+/// fields.
 pub(super) fn resolve_binding(
     raw: Option<&RawBinding>,
     secrets: Secrets<'_>,
@@ -104,151 +106,163 @@ pub(super) fn resolve_binding(
     if !raw.and_then(|r| r.enabled).unwrap_or(true) {
         return Ok(None);
     }
-    if let Some(r) = raw {
-        let introspection = r.mode.as_deref() == Some("introspection");
-        if r.introspection.is_some() != introspection {
-            return Err(ConfigError::new(
-                format!("{f}.introspection"),
-                "is required by mode `introspection` and only allowed with it",
-            ));
-        }
-        if introspection {
-            let jwt_fields = r.jwks.is_some()
-                || r.algorithms.is_some()
-                || r.issuer.is_some()
-                || r.audiences.is_some()
-                || r.typ.is_some();
-            if jwt_fields {
-                return Err(ConfigError::new(
-                    format!("{f}.mode"),
-                    "jwks, algorithms, issuer, audiences and typ are for mode `jwt`",
-                ));
-            }
-            let i = r
-                .introspection
-                .as_ref()
-                .ok_or_else(|| ConfigError::new(f, "missing"))?;
-            let fi = format!("{f}.introspection");
-            let upstream = non_empty_name(&format!("{fi}.upstream"), &i.upstream)?;
-            let endpoint = jwks_source(&i.url, &upstream)
-                .map_err(|m| ConfigError::new(format!("{fi}.url"), m))?;
-            let client_id = non_empty_name(&format!("{fi}.client_id"), &i.client_id)?;
-            let env = non_empty_name(&format!("{fi}.client_secret_env"), &i.client_secret_env)?;
-            let secret = secrets(&env).filter(|v| !v.is_empty()).ok_or_else(|| {
-                ConfigError::new(
-                    format!("{fi}.client_secret_env"),
-                    format!("environment variable `{env}` is not set for the filter (Envoy: list it in vm_config.environment_variables.host_env_keys)"),
-                )
-            })?;
-            let client_id_claims = match &r.client_id_claims {
-                Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
-                None => vec!["client_id".to_string()],
-            };
-            return Ok(Some(TokenMode::Introspection(Introspection {
-                endpoint,
-                client_id,
-                secret,
-                scope: match &r.scope {
-                    Some(sc) => Some(scope_token(&format!("{f}.scope"), sc)?),
-                    None => None,
-                },
-                client_id_claims,
-            })));
-        }
-    }
-    let jwt_only = |r: &RawBinding| {
-        r.jwks.is_some()
-            || r.algorithms.is_some()
-            || r.issuer.is_some()
-            || r.audiences.is_some()
-            || r.scope.is_some()
-            || r.client_id_claims.is_some()
-            || r.typ.is_some()
+    let Some(r) = raw else {
+        return Ok(Some(TokenMode::Delegate));
     };
-    match raw.and_then(|r| r.mode.as_deref()) {
-        None | Some("delegate") => {
-            if raw.is_some_and(jwt_only) {
-                return Err(ConfigError::new(
-                    format!("{f}.mode"),
-                    "jwks, algorithms, issuer, audiences, scope, client_id_claims and typ are for mode `jwt`",
-                ));
-            }
-            Ok(Some(TokenMode::Delegate))
-        }
-        Some("jwt") => {
-            let r = raw.ok_or_else(|| ConfigError::new(f, "missing"))?;
-            let sources = r.jwks.as_ref().filter(|j| !j.is_empty()).ok_or_else(|| {
-                ConfigError::new(
-                    format!("{f}.jwks"),
-                    "mode `jwt` needs the authorization server's JWKS URL(s)",
-                )
-            })?;
-            let mut jwks = Vec::new();
-            for (i, s) in sources.iter().enumerate() {
-                let sf = format!("{f}.jwks[{i}]");
-                let upstream = non_empty_name(&format!("{sf}.upstream"), &s.upstream)?;
-                jwks.push(
-                    jwks_source(&s.url, &upstream)
-                        .map_err(|m| ConfigError::new(format!("{sf}.url"), m))?,
-                );
-            }
-            let algorithms = match &r.algorithms {
-                Some(a) => parse_algs(&format!("{f}.algorithms"), a)?,
-                None => vec![Alg::Ps256, Alg::Es256],
-            };
-            let client_id_claims = match &r.client_id_claims {
-                Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
-                None => vec!["client_id".to_string(), "azp".to_string()],
-            };
-            let issuer = match &r.issuer {
-                Some(i) => Some(non_empty_name(&format!("{f}.issuer"), i)?),
-                None => None,
-            };
-            let audiences = match &r.audiences {
-                Some(a) => names(&format!("{f}.audiences"), a.clone(), false)?,
-                None => Vec::new(),
-            };
-            let scope = match &r.scope {
-                Some(s) => Some(scope_token(&format!("{f}.scope"), s)?),
-                None => None,
-            };
-            // A token from any issuer the AS JWKS vouches for, meant for anyone, is too much.
-            if issuer.is_none() && audiences.is_empty() {
-                return Err(ConfigError::new(
-                    format!("{f}.issuer"),
-                    "mode `jwt` needs `issuer` or `audiences` (or both): the tokens that may manage a registration must be pinned to this authorization server or to this endpoint",
-                ));
-            }
-            // RFC 9068 access tokens by default; another `typ` (e.g. `JWT`, which ID tokens
-            // carry too) only with an audience or scope that an ID token does not have.
-            let typ = match &r.typ {
-                None => ACCESS_TOKEN_TYP.to_string(),
-                Some(t) => {
-                    let t = non_empty_name(&format!("{f}.typ"), t)?;
-                    media_type(t.trim())
-                }
-            };
-            if typ != ACCESS_TOKEN_TYP && audiences.is_empty() && scope.is_none() {
-                return Err(ConfigError::new(
-                    format!("{f}.typ"),
-                    "a `typ` other than RFC 9068's `at+jwt` needs `audiences` or `scope` as well, so that an ID token (also a JWT signed by the authorization server) cannot pass for an access token",
-                ));
-            }
-            Ok(Some(TokenMode::Jwt(JwtBinding {
-                jwks,
-                algorithms,
-                issuer,
-                audiences,
-                scope,
-                client_id_claims,
-                typ,
-            })))
-        }
+    let introspection = r.mode.as_deref() == Some("introspection");
+    if r.introspection.is_some() != introspection {
+        return Err(ConfigError::new(
+            format!("{f}.introspection"),
+            "is required by mode `introspection` and only allowed with it",
+        ));
+    }
+    match r.mode.as_deref() {
+        None | Some("delegate") => delegate(r),
+        Some("introspection") => introspection_mode(r, secrets),
+        Some("jwt") => jwt(r),
         Some(other) => Err(ConfigError::new(
             format!("{f}.mode"),
             format!("unknown mode `{other}` (delegate, jwt, introspection)"),
         )),
     }
+}
+
+/// `mode: delegate` takes none of the other modes' fields.
+fn delegate(r: &RawBinding) -> Result<Option<TokenMode>, ConfigError> {
+    let jwt_fields = r.jwks.is_some()
+        || r.algorithms.is_some()
+        || r.issuer.is_some()
+        || r.audiences.is_some()
+        || r.scope.is_some()
+        || r.client_id_claims.is_some()
+        || r.typ.is_some();
+    if jwt_fields {
+        return Err(ConfigError::new(
+            "rules.token_client_binding.mode",
+            "jwks, algorithms, issuer, audiences, scope, client_id_claims and typ are for mode `jwt`",
+        ));
+    }
+    Ok(Some(TokenMode::Delegate))
+}
+
+/// `mode: introspection`: the endpoint, the filter's client id and its secret (looked up through
+/// `secrets`).
+fn introspection_mode(
+    r: &RawBinding,
+    secrets: Secrets<'_>,
+) -> Result<Option<TokenMode>, ConfigError> {
+    let f = "rules.token_client_binding";
+    let jwt_fields = r.jwks.is_some()
+        || r.algorithms.is_some()
+        || r.issuer.is_some()
+        || r.audiences.is_some()
+        || r.typ.is_some();
+    if jwt_fields {
+        return Err(ConfigError::new(
+            format!("{f}.mode"),
+            "jwks, algorithms, issuer, audiences and typ are for mode `jwt`",
+        ));
+    }
+    let i = r
+        .introspection
+        .as_ref()
+        .ok_or_else(|| ConfigError::new(f, "missing"))?;
+    let fi = format!("{f}.introspection");
+    let upstream = non_empty_name(&format!("{fi}.upstream"), &i.upstream)?;
+    let endpoint =
+        jwks_source(&i.url, &upstream).map_err(|m| ConfigError::new(format!("{fi}.url"), m))?;
+    let client_id = non_empty_name(&format!("{fi}.client_id"), &i.client_id)?;
+    let env = non_empty_name(&format!("{fi}.client_secret_env"), &i.client_secret_env)?;
+    let secret = secrets(&env).filter(|v| !v.is_empty()).ok_or_else(|| {
+        ConfigError::new(
+            format!("{fi}.client_secret_env"),
+            format!("environment variable `{env}` is not set for the filter (Envoy: list it in vm_config.environment_variables.host_env_keys)"),
+        )
+    })?;
+    let client_id_claims = match &r.client_id_claims {
+        Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
+        None => vec!["client_id".to_string()],
+    };
+    Ok(Some(TokenMode::Introspection(Introspection {
+        endpoint,
+        client_id,
+        secret,
+        scope: match &r.scope {
+            Some(sc) => Some(scope_token(&format!("{f}.scope"), sc)?),
+            None => None,
+        },
+        client_id_claims,
+    })))
+}
+
+/// `mode: jwt`: the AS's JWKS, and a token pinned to this AS or this endpoint.
+fn jwt(r: &RawBinding) -> Result<Option<TokenMode>, ConfigError> {
+    let f = "rules.token_client_binding";
+    let sources = r.jwks.as_ref().filter(|j| !j.is_empty()).ok_or_else(|| {
+        ConfigError::new(
+            format!("{f}.jwks"),
+            "mode `jwt` needs the authorization server's JWKS URL(s)",
+        )
+    })?;
+    let mut jwks = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let sf = format!("{f}.jwks[{i}]");
+        let upstream = non_empty_name(&format!("{sf}.upstream"), &s.upstream)?;
+        jwks.push(
+            jwks_source(&s.url, &upstream).map_err(|m| ConfigError::new(format!("{sf}.url"), m))?,
+        );
+    }
+    let algorithms = match &r.algorithms {
+        Some(a) => parse_algs(&format!("{f}.algorithms"), a)?,
+        None => vec![Alg::Ps256, Alg::Es256],
+    };
+    let client_id_claims = match &r.client_id_claims {
+        Some(c) => names(&format!("{f}.client_id_claims"), c.clone(), false)?,
+        None => vec!["client_id".to_string(), "azp".to_string()],
+    };
+    let issuer = match &r.issuer {
+        Some(i) => Some(non_empty_name(&format!("{f}.issuer"), i)?),
+        None => None,
+    };
+    let audiences = match &r.audiences {
+        Some(a) => names(&format!("{f}.audiences"), a.clone(), false)?,
+        None => Vec::new(),
+    };
+    let scope = match &r.scope {
+        Some(s) => Some(scope_token(&format!("{f}.scope"), s)?),
+        None => None,
+    };
+    // A token from any issuer the AS JWKS vouches for, meant for anyone, is too much.
+    if issuer.is_none() && audiences.is_empty() {
+        return Err(ConfigError::new(
+            format!("{f}.issuer"),
+            "mode `jwt` needs `issuer` or `audiences` (or both): the tokens that may manage a registration must be pinned to this authorization server or to this endpoint",
+        ));
+    }
+    // RFC 9068 access tokens by default; another `typ` (e.g. `JWT`, which ID tokens
+    // carry too) only with an audience or scope that an ID token does not have.
+    let typ = match &r.typ {
+        None => ACCESS_TOKEN_TYP.to_string(),
+        Some(t) => {
+            let t = non_empty_name(&format!("{f}.typ"), t)?;
+            media_type(t.trim())
+        }
+    };
+    if typ != ACCESS_TOKEN_TYP && audiences.is_empty() && scope.is_none() {
+        return Err(ConfigError::new(
+            format!("{f}.typ"),
+            "a `typ` other than RFC 9068's `at+jwt` needs `audiences` or `scope` as well, so that an ID token (also a JWT signed by the authorization server) cannot pass for an access token",
+        ));
+    }
+    Ok(Some(TokenMode::Jwt(JwtBinding {
+        jwks,
+        algorithms,
+        issuer,
+        audiences,
+        scope,
+        client_id_claims,
+        typ,
+    })))
 }
 
 #[cfg(test)]
