@@ -122,7 +122,7 @@ pub struct Create {
 
 /// Algorithms `none` and HS* are refused whatever the allow-list; others must be on it.
 fn check_alg(name: &str, allowed: &[Alg]) -> Result<Alg, String> {
-    if name == "none" || name.starts_with("HS") {
+    if crate::jose::alg_is_forbidden(name) {
         return Err(format!("algorithm `{}` is never accepted", clip(name, 16)));
     }
     match Alg::parse(name) {
@@ -587,7 +587,7 @@ impl Create {
         if let Some(m) = &self.memo {
             m.passed.set(passed);
         }
-        if let Some(p) = &cfg.certificate_binding {
+        if let Some(p) = &cfg.rules.certificate_binding {
             if found.is_empty() || self.report_only {
                 if let Some(e) = self.certificate_check(cfg, p, &ctx) {
                     found.push(e);
@@ -603,7 +603,8 @@ impl Create {
 
 /// `certificate_binding` compares the certificate with the software JWKS's transport keys.
 fn needs_thumbprints(cfg: &Config) -> bool {
-    cfg.certificate_binding
+    cfg.rules
+        .certificate_binding
         .as_ref()
         .is_some_and(|p| p.thumbprint)
 }
@@ -1007,12 +1008,12 @@ impl Work {
         let cap = now.saturating_add(i64::try_from(cfg.replay.max_retention).unwrap_or(i64::MAX));
         // (rule, pair, until, what a replay is called)
         let mut pairs: Vec<(RuleId, Pair<'_>, i64, &str)> = Vec::new();
-        if cfg.replay.request_jti {
+        if cfg.rules.request_jti {
             let rule = RuleId::RequestJti;
             let c = create.request_claims();
             let iss = crate::claims::req_str(c, "iss").map_err(|m| DcrError::rule(rule, m))?;
             let jti = crate::claims::req_str(c, "jti").map_err(|m| DcrError::rule(rule, m))?;
-            if cfg.replay.uuid4 && !is_uuid4(jti) {
+            if cfg.rules.request_jti_uuid4 && !is_uuid4(jti) {
                 return Err(DcrError::rule(rule, "claim `jti` must be a UUIDv4"));
             }
             let exp = crate::claims::opt_date(c, "exp").ok().flatten();
@@ -1038,14 +1039,14 @@ impl Work {
             };
             pairs.push((rule, pair, until, "the request `jti` has been used before"));
         }
-        if cfg.replay.ssa_jti {
+        if cfg.rules.ssa_jti {
             let rule = RuleId::SsaJti;
             let c = create.ssa_claims();
             let iss = crate::claims::req_str(c, "iss")
                 .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?;
             let jti = crate::claims::req_str(c, "jti")
                 .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?;
-            let window = i64::try_from(cfg.replay.ssa_window).unwrap_or(i64::MAX);
+            let window = i64::try_from(cfg.rules.ssa_jti_window).unwrap_or(i64::MAX);
             let until = match crate::claims::opt_date(c, "exp").ok().flatten() {
                 Some(exp) => exp,
                 None => crate::claims::opt_date(c, "iat")
@@ -1101,7 +1102,7 @@ impl Work {
     }
 
     pub fn step(&mut self, cfg: &Config, now: i64, verdicts: &mut Verdicts) -> Step {
-        if let (Some(b), Some(mode)) = (&mut self.binding, &cfg.binding) {
+        if let (Some(b), Some(mode)) = (&mut self.binding, &cfg.rules.token_client_binding) {
             match b.step(
                 mode,
                 now,

@@ -450,7 +450,7 @@ impl Stream {
         method: &str,
         client_id: String,
     ) -> Flow {
-        let binding = match &cfg.binding {
+        let binding = match &cfg.rules.token_client_binding {
             None => None,
             Some(mode) => {
                 let auth = host.request_header("authorization");
@@ -611,7 +611,7 @@ impl Stream {
                 Ok(create) => Work::create(create),
             },
         };
-        let work = match &cfg.certificate_binding {
+        let work = match &cfg.rules.certificate_binding {
             Some(_) => work.with_cert(host.client_cert(cfg.cert_source)),
             None => work,
         };
@@ -655,7 +655,7 @@ impl Stream {
                             let facts = work.facts();
                             return self.refuse(host, e, &facts, in_callback);
                         }
-                    } else if work.created().is_some() && cfg.replay.request_jti {
+                    } else if work.created().is_some() && cfg.rules.request_jti {
                         host.count("dcr_guard.skipped.request_jti");
                     }
                     return self.forward(host, cfg, &work, in_callback);

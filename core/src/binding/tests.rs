@@ -29,7 +29,7 @@ fn bearer_table() {
             (got, want) => panic!("{h:?}: got {got:?}, want {want:?}"),
         }
     }
-    let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+    let long = format!("Bearer {}", "a".repeat(MAX_BEARER_TOKEN_BYTES + 1));
     assert!(bearer(Some(&long)).is_err());
 }
 
