@@ -335,7 +335,6 @@ fn json_forwarding_with_facts() {
 #[test]
 fn introspection_mode() {
     // The secret reaches the filter through Envoy's vm_config, from Envoy's own environment.
-    std::env::set_var("DCR_GUARD_TEST_INTROSPECTION_SECRET", "s3cr3t");
     let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let s2 = std::sync::Arc::clone(&seen);
@@ -379,6 +378,7 @@ fn introspection_mode() {
     let cfg = EnvoyConfig::new(filter, upstream.port())
         .cluster("keystore", as_server.port())
         .cluster("as", as_server.port())
+        .env("DCR_GUARD_TEST_INTROSPECTION_SECRET", "s3cr3t")
         .edit(|b| {
             b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
                 ["typed_config"]["http_filters"][0]["typed_config"]["config"]["vm_config"]

@@ -13,7 +13,7 @@
 //!   parsed, not exercised in CI: there is no Kubernetes, Kong or Docker here);
 //! - every filter configuration embedded in a kit is accepted by `Config::from_json` and by
 //!   envoy/kong/dcr-guard.schema.json;
-//! - the schema and core/src/config.rs describe the same fields.
+//! - the schema and core/src/config/raw.rs describe the same fields.
 //!
 //! Needs the built filter and Envoy (`make test` provides both; or set DCR_GUARD_WASM and ENVOY), and
 //! the `openssl` CLI for the throwaway certificates production.yaml's TLS contexts load.
@@ -892,7 +892,7 @@ fn every_kit_configuration_matches_the_schema() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The schema against core/src/config.rs.
+// The schema against core/src/config/raw.rs.
 
 fn schema() -> Value {
     serde_json::from_str(&read(SCHEMA)).unwrap_or_else(|e| panic!("{SCHEMA}: {e}"))
@@ -1020,7 +1020,7 @@ fn schema_paths(root: &Value, schema: &Value, path: &str, out: &mut BTreeSet<Str
     }
 }
 
-/// The top-level fields of `RawConfig` in core/src/config.rs. A field added there must be added to
+/// The top-level fields of `RawConfig` in core/src/config/raw.rs. A field added there must be added to
 /// envoy/kong/dcr-guard.schema.json and to this list.
 const RAW_CONFIG_FIELDS: &[&str] = &[
     "profile",
@@ -1054,15 +1054,15 @@ fn property_names(schema: &Value) -> BTreeSet<String> {
 fn schema_lists_every_top_level_field_of_raw_config() {
     let expected: BTreeSet<String> = RAW_CONFIG_FIELDS.iter().map(|s| s.to_string()).collect();
     assert_eq!(property_names(&schema()), expected);
-    // The hard-coded list itself follows core/src/config.rs.
-    let structs = raw_structs(&read("core/src/config.rs"));
+    // The hard-coded list itself follows core/src/config/raw.rs.
+    let structs = raw_structs(&read("core/src/config/raw.rs"));
     assert_eq!(
         structs["Config"], expected,
         "RAW_CONFIG_FIELDS vs RawConfig"
     );
 }
 
-/// `struct RawX { a: T, b: U }` blocks of core/src/config.rs: X → field names. Each must be
+/// `struct RawX { a: T, b: U }` blocks of core/src/config/raw.rs: X → field names. Each must be
 /// `deny_unknown_fields`.
 fn raw_structs(src: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut out = BTreeMap::new();
@@ -1076,6 +1076,7 @@ fn raw_structs(src: &str) -> BTreeMap<String, BTreeSet<String>> {
                 current = None;
             } else if !t.is_empty() && !t.starts_with("#[") && !t.starts_with("//") {
                 let field = t
+                    .trim_start_matches("pub(super) ")
                     .trim_start_matches("pub ")
                     .split(':')
                     .next()
@@ -1090,11 +1091,12 @@ fn raw_structs(src: &str) -> BTreeMap<String, BTreeSet<String>> {
         } else if let Some(rest) = t
             .strip_prefix("struct Raw")
             .or_else(|| t.strip_prefix("pub struct Raw"))
+            .or_else(|| t.strip_prefix("pub(super) struct Raw"))
         {
             let name = rest.trim_end_matches('{').trim().to_string();
             assert!(
                 deny,
-                "core/src/config.rs: Raw{name} is not deny_unknown_fields (the schema says it is)"
+                "core/src/config/raw.rs: Raw{name} is not deny_unknown_fields (the schema says it is)"
             );
             current = Some((name, BTreeSet::new()));
             deny = false;
@@ -1104,18 +1106,18 @@ fn raw_structs(src: &str) -> BTreeMap<String, BTreeSet<String>> {
     }
     assert!(
         out.len() >= 20 && out.contains_key("Config"),
-        "core/src/config.rs: Raw structs not found ({:?})",
+        "core/src/config/raw.rs: Raw structs not found ({:?})",
         out.keys()
     );
     out
 }
 
-/// Each `RawX` struct of core/src/config.rs is `$defs/X` (RawConfig: the root) with the same fields,
+/// Each `RawX` struct of core/src/config/raw.rs is `$defs/X` (RawConfig: the root) with the same fields,
 /// and every object the schema describes refuses unknown fields, like the structs do.
 #[test]
 fn schema_objects_match_raw_structs() {
     let schema = schema();
-    let structs = raw_structs(&read("core/src/config.rs"));
+    let structs = raw_structs(&read("core/src/config/raw.rs"));
     let defs = schema["$defs"].as_object().unwrap();
     let object_defs: BTreeSet<String> = defs
         .iter()
@@ -1126,7 +1128,7 @@ fn schema_objects_match_raw_structs() {
     let struct_names: BTreeSet<String> = structs.keys().cloned().collect();
     assert_eq!(
         object_defs, struct_names,
-        "schema $defs with properties (plus the root as Config) vs core/src/config.rs Raw structs"
+        "schema $defs with properties (plus the root as Config) vs core/src/config/raw.rs Raw structs"
     );
     for (name, fields) in &structs {
         let def = if name == "Config" {
@@ -1264,9 +1266,9 @@ fn kitchen_sink_configurations_cover_the_schema() {
             "url": "https://as.example/introspect",
             "upstream": "as",
             "client_id": "dcr-guard",
-            // The NAME of a variable holding the secret. PATH is always set, so the test need not
-            // change the process environment (racy with tests running in parallel).
-            "client_secret_env": "PATH"
+            // The NAME of a variable holding the secret: the filter looks it up in its environment,
+            // this test through the lookup it passes to `Config::parse`.
+            "client_secret_env": "DCR_GUARD_AS_SECRET"
         },
         "scope": "registration",
         "client_id_claims": ["client_id"]
@@ -1274,8 +1276,9 @@ fn kitchen_sink_configurations_cover_the_schema() {
 
     let schema = schema();
     let mut used = BTreeSet::new();
+    let secrets = |name: &str| (name == "DCR_GUARD_AS_SECRET").then(|| "s3cr3t".to_string());
     for (what, cfg) in [("jwt", &jwt), ("introspection", &introspection)] {
-        if let Err(e) = Config::from_json(cfg.to_string().as_bytes()) {
+        if let Err(e) = Config::parse(cfg.to_string().as_bytes(), &secrets) {
             panic!("kitchen sink ({what}) refused by the filter: {e}");
         }
         let errors = check(&schema, cfg, &mut used);

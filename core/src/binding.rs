@@ -4,65 +4,13 @@
 //! well-formed bearer token is present) or `jwt` (a JWT access token signed by the AS).
 
 use crate::claims::{opt_date, opt_str, opt_str_or_array, scope_tokens};
+pub(crate) use crate::config::media_type;
+pub use crate::config::{Endpoint, Introspection, JwtBinding, TokenMode, ACCESS_TOKEN_TYP};
 use crate::error::DcrError;
-use crate::jose::Alg;
-use crate::keys::JwksSource;
 
-/// Longest bearer token accepted.
-pub const MAX_TOKEN_LEN: usize = 8192;
-
-#[derive(Debug, Clone)]
-pub enum TokenMode {
-    Delegate,
-    Jwt(JwtBinding),
-    Introspection(Introspection),
-}
-
-/// RFC 7662 token introspection at the AS.
-#[derive(Clone)]
-pub struct Introspection {
-    pub endpoint: Endpoint,
-    pub client_id: String,
-    /// Read from the environment at configure time; never logged.
-    pub secret: String,
-    pub scope: Option<String>,
-    pub client_id_claims: Vec<String>,
-}
-
-impl std::fmt::Debug for Introspection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Introspection")
-            .field("endpoint", &self.endpoint.url)
-            .field("client_id", &self.client_id)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Where a call other than a key fetch goes (the introspection endpoint): an https URL checked as
-/// strictly as a JWKS URL ([`crate::keys::jwks_source`]), and the upstream it is sent through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub url: String,
-    pub upstream: String,
-    /// `:authority`: host, plus `:port` when the URL names a non-default port.
-    pub authority: String,
-    /// `:path`: path and query.
-    pub path: String,
-}
-
-impl Endpoint {
-    /// Check `url` (absolute https, host written plainly, no user information or fragment).
-    pub fn parse(url: &str, upstream: &str) -> Result<Endpoint, String> {
-        let checked = crate::keys::jwks_source(url, upstream)?;
-        Ok(Endpoint {
-            url: checked.url,
-            upstream: checked.upstream,
-            authority: checked.authority,
-            path: checked.path,
-        })
-    }
-}
+/// Longest bearer token accepted (the `Authorization: Bearer` value of a management request), in
+/// bytes.
+pub const MAX_BEARER_TOKEN_BYTES: usize = 8192;
 
 /// An HTTP call other than a JWKS fetch (an introspection request).
 #[derive(Debug, Clone)]
@@ -72,44 +20,6 @@ pub struct Callout {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-}
-
-impl TokenMode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TokenMode::Delegate => "delegate",
-            TokenMode::Jwt(_) => "jwt",
-            TokenMode::Introspection(_) => "introspection",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct JwtBinding {
-    pub jwks: Vec<JwksSource>,
-    pub algorithms: Vec<Alg>,
-    pub issuer: Option<String>,
-    pub audiences: Vec<String>,
-    pub scope: Option<String>,
-    pub client_id_claims: Vec<String>,
-    /// The JOSE header `typ` a token must carry, as [`media_type`] gives it: RFC 9068's
-    /// `application/at+jwt` unless the operator configured another one.
-    pub typ: String,
-}
-
-/// RFC 9068 §2.1: JWT access tokens carry `typ` `at+jwt`.
-pub const ACCESS_TOKEN_TYP: &str = "application/at+jwt";
-
-/// A JOSE `typ` value as a media type to compare: lower case (media types are
-/// case-insensitive), and with `application/` prepended when it has no `/` (RFC 7515 §4.1.9), so
-/// that `at+jwt`, `AT+JWT` and `application/at+jwt` are the same type.
-pub fn media_type(typ: &str) -> String {
-    let t = typ.to_ascii_lowercase();
-    if t.contains('/') {
-        t
-    } else {
-        format!("application/{t}")
-    }
 }
 
 /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1). No header, or another scheme,
@@ -130,7 +40,7 @@ pub fn bearer(header: Option<&str>) -> Result<&str, DcrError> {
     if rest.is_empty() {
         return Err(DcrError::invalid_token("empty bearer token"));
     }
-    if rest.len() > MAX_TOKEN_LEN {
+    if rest.len() > MAX_BEARER_TOKEN_BYTES {
         return Err(DcrError::invalid_token("bearer token too long"));
     }
     let body = rest.trim_end_matches('=');

@@ -3,10 +3,11 @@
 
 use serde_json::{Map, Value};
 
+/// A JWT's (or a JSON body's) claims.
 pub type Claims = Map<String, Value>;
 
 /// A string claim: `Ok(None)` when absent, `Err` naming the claim when present but not a string.
-pub fn opt_str<'a>(claims: &'a Claims, name: &str) -> Result<Option<&'a str>, String> {
+pub(crate) fn opt_str<'a>(claims: &'a Claims, name: &str) -> Result<Option<&'a str>, String> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -18,7 +19,7 @@ pub fn opt_str<'a>(claims: &'a Claims, name: &str) -> Result<Option<&'a str>, St
 }
 
 /// A required, non-blank string claim.
-pub fn req_str<'a>(claims: &'a Claims, name: &str) -> Result<&'a str, String> {
+pub(crate) fn req_str<'a>(claims: &'a Claims, name: &str) -> Result<&'a str, String> {
     match opt_str(claims, name)? {
         None => Err(format!("claim `{name}` not found")),
         Some(s) if s.trim().is_empty() => Err(format!("claim `{name}` cannot be empty")),
@@ -27,7 +28,7 @@ pub fn req_str<'a>(claims: &'a Claims, name: &str) -> Result<&'a str, String> {
 }
 
 /// A NumericDate claim (RFC 7519 §2: seconds, possibly fractional), as whole seconds (floor).
-pub fn opt_date(claims: &Claims, name: &str) -> Result<Option<i64>, String> {
+pub(crate) fn opt_date(claims: &Claims, name: &str) -> Result<Option<i64>, String> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -48,7 +49,10 @@ pub fn opt_date(claims: &Claims, name: &str) -> Result<Option<i64>, String> {
 
 /// An array-of-strings claim: `Ok(None)` when absent; `Err` naming the claim when it is not an array
 /// or holds something other than strings.
-pub fn opt_str_array<'a>(claims: &'a Claims, name: &str) -> Result<Option<Vec<&'a str>>, String> {
+pub(crate) fn opt_str_array<'a>(
+    claims: &'a Claims,
+    name: &str,
+) -> Result<Option<Vec<&'a str>>, String> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Array(items)) => items
@@ -70,7 +74,7 @@ pub fn opt_str_array<'a>(claims: &'a Claims, name: &str) -> Result<Option<Vec<&'
 }
 
 /// A claim that may be a string or an array of strings (`aud`).
-pub fn opt_str_or_array<'a>(
+pub(crate) fn opt_str_or_array<'a>(
     claims: &'a Claims,
     name: &str,
 ) -> Result<Option<Vec<&'a str>>, String> {
@@ -81,11 +85,11 @@ pub fn opt_str_or_array<'a>(
 }
 
 /// The space-separated tokens of a `scope` value.
-pub fn scope_tokens(scope: &str) -> Vec<&str> {
+pub(crate) fn scope_tokens(scope: &str) -> Vec<&str> {
     scope.split(' ').filter(|t| !t.is_empty()).collect()
 }
 
-pub fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -1,8 +1,50 @@
-//! Regime defaults (`profile`): claim names and rule parameters per regime. A profile is only a set
-//! of defaults; every field can be overridden in the configuration.
+//! Regime defaults (`profile`): claim names and rule parameters per regime, one table each
+//! ([`UK_OBIE`], [`AU_CDR`], [`BR_OFB`]). A profile is only a set of defaults, plus the rules the
+//! regime cannot do without; every other field can be overridden in the configuration. The
+//! configuration (`crate::config`) only applies these tables.
 
 use crate::error::RuleId;
+use crate::jose::Alg;
 use crate::rules::RolesMode;
+
+/// The regime a configuration follows (`profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// UK Open Banking (OBIE): a signed request JWT carrying the SSA.
+    UkObie,
+    /// Australia's Consumer Data Right.
+    AuCdr,
+    /// Brazil Open Finance: a plain JSON body.
+    BrOfb,
+}
+
+impl Profile {
+    /// Every profile, in the order the configuration error lists them.
+    pub const ALL: [Profile; 3] = [Profile::UkObie, Profile::AuCdr, Profile::BrOfb];
+
+    /// The profile's name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::UkObie => "uk-obie",
+            Profile::AuCdr => "au-cdr",
+            Profile::BrOfb => "br-ofb",
+        }
+    }
+
+    /// The profile named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Profile> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The profile's table of defaults.
+    pub(crate) fn defaults(self) -> &'static Defaults {
+        match self {
+            Profile::UkObie => &UK_OBIE,
+            Profile::AuCdr => &AU_CDR,
+            Profile::BrOfb => &BR_OFB,
+        }
+    }
+}
 
 const SSA_ISSUER: (RuleId, &str) = (
     RuleId::SsaIssuer,
@@ -21,41 +63,70 @@ const REDIRECT_URI_SUBSET: (RuleId, &str) = (
     "the directory, not the client, decides where authorization codes may be sent",
 );
 
-pub struct Defaults {
+/// `certificate_binding.org` when not configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OrgDefault {
+    /// The subject DN attribute that holds the organisation id.
+    pub(crate) attribute: &'static str,
+    /// What the attribute's value starts with before the id.
+    pub(crate) prefix: &'static str,
+    /// The SSA claim it must equal.
+    pub(crate) ssa_claim: &'static str,
+}
+
+/// `certificate_binding.software` when not configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SoftwareDefault {
+    /// The subject DN attribute that holds the software id.
+    pub(crate) attribute: &'static str,
+    /// The SSA claim it must equal.
+    pub(crate) ssa_claim: &'static str,
+}
+
+/// One regime's defaults.
+pub(crate) struct Defaults {
     /// The registration body is a plain RFC 7591 JSON object (Brazil), not a signed JWT.
-    pub json_body: bool,
+    pub(crate) json_body: bool,
     /// Directories' default maximum SSA age, seconds.
-    pub max_ssa_age: Option<u64>,
+    pub(crate) max_ssa_age: Option<u64>,
     /// Default algorithms for SSAs and request JWTs.
-    pub algorithms: &'static [&'static str],
+    pub(crate) algorithms: &'static [Alg],
     /// SSA claim whose array must hold an entry with `status` `Active` (Brazil).
-    pub active_role_claim: Option<&'static str>,
-    pub ssa_software_jwks: &'static str,
-    pub ssa_redirect_uris: &'static str,
-    pub ssa_uris: &'static [&'static str],
-    pub ssa_roles: &'static str,
-    pub ssa_scope: &'static str,
-    pub ssa_environment: &'static str,
-    pub require_ssa_exp: bool,
-    pub required_claims: &'static [&'static str],
+    pub(crate) active_role_claim: Option<&'static str>,
+    pub(crate) ssa_software_jwks: &'static str,
+    pub(crate) ssa_redirect_uris: &'static str,
+    pub(crate) ssa_uris: &'static [&'static str],
+    pub(crate) ssa_roles: &'static str,
+    pub(crate) ssa_scope: &'static str,
+    pub(crate) ssa_environment: &'static str,
+    pub(crate) require_ssa_exp: bool,
+    pub(crate) required_claims: &'static [&'static str],
     /// (SSA claim path, required value, required to be present)
-    pub status_checks: &'static [(&'static str, &'static str, bool)],
-    pub auth_methods: &'static [&'static str],
-    pub metadata_algorithms: &'static [&'static str],
-    pub signing_claims: &'static [&'static str],
-    pub grant_types: &'static [&'static str],
-    pub required_grant_types: &'static [&'static str],
-    pub response_types: &'static [&'static str],
-    pub application_types: &'static [&'static str],
-    pub ciba_delivery_modes: &'static [&'static str],
-    pub roles_mode: RolesMode,
-    pub scope_roles: &'static [(&'static str, &'static [&'static str])],
-    pub free_scopes: &'static [&'static str],
+    pub(crate) status_checks: &'static [(&'static str, &'static str, bool)],
+    pub(crate) auth_methods: &'static [&'static str],
+    pub(crate) metadata_algorithms: &'static [&'static str],
+    pub(crate) signing_claims: &'static [&'static str],
+    pub(crate) grant_types: &'static [&'static str],
+    pub(crate) required_grant_types: &'static [&'static str],
+    pub(crate) response_types: &'static [&'static str],
+    pub(crate) application_types: &'static [&'static str],
+    pub(crate) ciba_delivery_modes: &'static [&'static str],
+    pub(crate) roles_mode: RolesMode,
+    pub(crate) scope_roles: &'static [(&'static str, &'static [&'static str])],
+    pub(crate) free_scopes: &'static [&'static str],
     /// SSA claims that win over request metadata in JSON forwarding: (SSA claim, metadata name).
-    pub ssa_metadata: &'static [(&'static str, &'static str)],
+    pub(crate) ssa_metadata: &'static [(&'static str, &'static str)],
+    /// `audience` on when the configuration does not say (it needs `audiences` then).
+    pub(crate) audience: bool,
+    /// `certificate_binding` on when the configuration does not say.
+    pub(crate) certificate_binding: bool,
+    /// What `certificate_binding` compares when its `org` is not configured.
+    pub(crate) certificate_org: Option<OrgDefault>,
+    /// What `certificate_binding` compares when its `software` is not configured.
+    pub(crate) certificate_software: Option<SoftwareDefault>,
     /// Rules the regime cannot do without, with why: the configuration refuses switching them
     /// off (report-only mode still evaluates them without enforcing).
-    pub mandatory: &'static [(RuleId, &'static str)],
+    pub(crate) mandatory: &'static [(RuleId, &'static str)],
 }
 
 const SIGNING_CLAIMS: &[&str] = &[
@@ -64,10 +135,10 @@ const SIGNING_CLAIMS: &[&str] = &[
     "token_endpoint_auth_signing_alg",
 ];
 
-pub const UK_OBIE: Defaults = Defaults {
+pub(crate) const UK_OBIE: Defaults = Defaults {
     json_body: false,
     max_ssa_age: None,
-    algorithms: &["PS256", "ES256"],
+    algorithms: &[Alg::Ps256, Alg::Es256],
     active_role_claim: None,
     ssa_software_jwks: "software_jwks_endpoint",
     ssa_redirect_uris: "software_redirect_uris",
@@ -132,6 +203,18 @@ pub const UK_OBIE: Defaults = Defaults {
         ("software_policy_uri", "policy_uri"),
         ("software_client_uri", "client_uri"),
     ],
+    audience: true,
+    certificate_binding: false,
+    // OBIE transport certificates: OU = organisation id, CN = software id.
+    certificate_org: Some(OrgDefault {
+        attribute: "OU",
+        prefix: "",
+        ssa_claim: "org_id",
+    }),
+    certificate_software: Some(SoftwareDefault {
+        attribute: "CN",
+        ssa_claim: "software_id",
+    }),
     mandatory: &[
         SSA_ISSUER,
         SSA_SIGNATURE,
@@ -140,10 +223,10 @@ pub const UK_OBIE: Defaults = Defaults {
     ],
 };
 
-pub const AU_CDR: Defaults = Defaults {
+pub(crate) const AU_CDR: Defaults = Defaults {
     json_body: false,
     max_ssa_age: None,
-    algorithms: &["PS256", "ES256"],
+    algorithms: &[Alg::Ps256, Alg::Es256],
     active_role_claim: None,
     ssa_software_jwks: "jwks_uri",
     ssa_redirect_uris: "redirect_uris",
@@ -187,6 +270,10 @@ pub const AU_CDR: Defaults = Defaults {
         ("policy_uri", "policy_uri"),
         ("client_uri", "client_uri"),
     ],
+    audience: true,
+    certificate_binding: false,
+    certificate_org: None,
+    certificate_software: None,
     mandatory: &[
         SSA_ISSUER,
         SSA_SIGNATURE,
@@ -200,10 +287,10 @@ pub const AU_CDR: Defaults = Defaults {
 };
 
 /// Brazil Open Finance: a plain JSON body; identity rests on the SSA and the client certificate.
-pub const BR_OFB: Defaults = Defaults {
+pub(crate) const BR_OFB: Defaults = Defaults {
     json_body: true,
     max_ssa_age: Some(300),
-    algorithms: &["PS256"],
+    algorithms: &[Alg::Ps256],
     active_role_claim: Some("software_statement_roles"),
     ssa_software_jwks: "software_jwks_uri",
     ssa_redirect_uris: "software_redirect_uris",
@@ -271,6 +358,18 @@ pub const BR_OFB: Defaults = Defaults {
         ("software_policy_uri", "policy_uri"),
         ("software_client_uri", "client_uri"),
     ],
+    // A plain JSON body has no `aud`.
+    audience: false,
+    certificate_binding: true,
+    certificate_org: Some(OrgDefault {
+        attribute: "organizationIdentifier",
+        prefix: "OFBBR-",
+        ssa_claim: "org_id",
+    }),
+    certificate_software: Some(SoftwareDefault {
+        attribute: "UID",
+        ssa_claim: "software_id",
+    }),
     mandatory: &[
         SSA_ISSUER,
         SSA_SIGNATURE,

@@ -39,7 +39,7 @@ fn check(c: &Config) {
     assert!((1..=4096).contains(&r.store.entries_per_bucket));
     assert!(r.max_retention >= c.rules.max_request_age + c.leeway);
     if c.json_body {
-        assert!(!r.request_jti, "request_jti on a JSON body");
+        assert!(!c.rules.request_jti, "request_jti on a JSON body");
     }
 
     let p = &c.path;

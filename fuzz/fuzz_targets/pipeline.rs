@@ -539,7 +539,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(second) = &second {
         check(&req, second);
         let cfg = &fixtures().configs[req.config].0;
-        if cfg.replay.request_jti && !cfg.report_only {
+        if cfg.rules.request_jti && !cfg.report_only {
             assert!(
                 !(first.count("dcr_guard.accepted") == 1
                     && second.count("dcr_guard.accepted") == 1),

@@ -397,7 +397,7 @@ impl Stream {
         bodiless: Option<Bodiless>,
         client_id: String,
     ) -> Flow {
-        let binding = match &cfg.binding {
+        let binding = match &cfg.rules.token_client_binding {
             None => None,
             Some(mode) => {
                 let auth = host.request_header("authorization");
@@ -501,7 +501,7 @@ impl Stream {
                 Ok(create) => Work::create(create),
             },
         };
-        let work = match &cfg.certificate_binding {
+        let work = match &cfg.rules.certificate_binding {
             Some(_) => work.with_cert(host.client_cert(cfg.cert_source)),
             None => work,
         };

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 
 use super::*;
+use dcr_guard_core::config::Secrets;
 use dcr_guard_testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
 use dcr_guard_testkit::keys::{now, TestKey};
 
@@ -17,11 +18,15 @@ struct World {
 }
 
 fn world_with(cfg_edit: impl FnOnce(&mut Value)) -> World {
+    world_with_secrets(cfg_edit, &|_| None)
+}
+
+fn world_with_secrets(cfg_edit: impl FnOnce(&mut Value), secrets: Secrets<'_>) -> World {
     let tpp = Tpp::new(TestKey::ec("dir-1"), TestKey::ec("tpp-1"));
     let mut v = tpp.filter_config("directory", "software");
     v["request_algorithms"] = json!(["PS256", "ES256"]);
     cfg_edit(&mut v);
-    let cfg = Rc::new(Config::from_json(v.to_string().as_bytes()).unwrap());
+    let cfg = Rc::new(Config::parse(v.to_string().as_bytes(), secrets).unwrap());
     let mut host = Fake::default();
     host.keystore.insert(
         DIRECTORY_JWKS_URL.to_string(),
@@ -1229,20 +1234,24 @@ fn while_the_cache_backs_off_a_failure_keeps_its_answer() {
 }
 
 fn introspection_world(env: &str) -> World {
-    std::env::set_var(env, "s3cr3t/+=");
+    let name = env.to_string();
+    let secrets = move |n: &str| (n == name).then(|| "s3cr3t/+=".to_string());
     let env = env.to_string();
-    world_with(move |v| {
-        v["rules"]["token_client_binding"] = json!({
-            "mode": "introspection",
-            "introspection": {
-                "url": "https://as.bank.test/introspect",
-                "upstream": "as",
-                "client_id": "dcr guard",
-                "client_secret_env": env
-            },
-            "scope": "dcr"
-        });
-    })
+    world_with_secrets(
+        move |v| {
+            v["rules"]["token_client_binding"] = json!({
+                "mode": "introspection",
+                "introspection": {
+                    "url": "https://as.bank.test/introspect",
+                    "upstream": "as",
+                    "client_id": "dcr guard",
+                    "client_secret_env": env
+                },
+                "scope": "dcr"
+            });
+        },
+        &secrets,
+    )
 }
 
 fn introspect(w: &mut World, token: &str, answer: (Option<u16>, Value)) {

@@ -95,7 +95,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match Config::from_json(&doc) {
+        match Config::parse(&doc, &|name| std::env::var(name).ok()) {
             Ok(cfg) => {
                 log(
                     Level::Info,

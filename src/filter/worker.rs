@@ -318,7 +318,7 @@ impl Worker {
 
 /// Documents refreshed in the background: every directory's, and the AS's in `jwt` mode.
 fn background_sources(cfg: &Config) -> impl Iterator<Item = &JwksSource> {
-    let binding = match &cfg.binding {
+    let binding = match &cfg.rules.token_client_binding {
         Some(dcr_guard_core::binding::TokenMode::Jwt(j)) => j.jwks.as_slice(),
         _ => &[],
     };

@@ -79,6 +79,8 @@ pub struct EnvoyConfig {
     wasm: Option<PathBuf>,
     edits: Vec<Edit>,
     downstream_tls: Option<DownstreamTls>,
+    /// Environment variables set for the Envoy process only (never for the test process).
+    env: Vec<(String, String)>,
 }
 
 /// TLS on the listener (`EnvoyConfig::downstream_tls`).
@@ -119,7 +121,15 @@ impl EnvoyConfig {
             wasm: None,
             edits: Vec::new(),
             downstream_tls: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `key` to `value` in Envoy's environment (not in the test process's, which parallel
+    /// tests share).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// An extra STATIC HTTP/1.1 cluster `name` → 127.0.0.1:`port`.
@@ -625,6 +635,7 @@ fn launch(cfg: &EnvoyConfig, timeout: Duration) -> Result<Envoy, StartFailure> {
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
+    cmd.envs(cfg.env.iter().map(|(k, v)| (k, v)));
     if let Some(spec) = &cfg.component_log_level {
         cmd.arg("--component-log-level").arg(spec);
     }

@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::error::{Challenge, ErrorCode};
+use crate::jose::Alg;
 use crate::jose::JwkSet;
 use crate::keys::Fetched;
 use crate::pipeline::{Binding, Step};
@@ -31,7 +32,7 @@ fn bearer_table() {
             (got, want) => panic!("{h:?}: got {got:?}, want {want:?}"),
         }
     }
-    let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+    let long = format!("Bearer {}", "a".repeat(MAX_BEARER_TOKEN_BYTES + 1));
     assert!(bearer(Some(&long)).is_err());
 }
 

@@ -174,8 +174,8 @@ fn parse_jwk(entry: &Value) -> Option<Jwk> {
     if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
         return None;
     }
-    let kid = opt_str(obj, "kid")?;
-    let use_ = opt_str(obj, "use")?;
+    let kid = crate::claims::opt_str(obj, "kid").ok()?.map(str::to_owned);
+    let use_ = crate::claims::opt_str(obj, "use").ok()?.map(str::to_owned);
     if use_.as_deref().is_some_and(|u| u != "sig") {
         return None;
     }
@@ -187,11 +187,13 @@ fn parse_jwk(entry: &Value) -> Option<Jwk> {
     if !verify_allowed {
         return None;
     }
-    let alg = opt_str(obj, "alg")?;
+    let alg = crate::claims::opt_str(obj, "alg").ok()?.map(str::to_owned);
     if alg.as_deref().is_some_and(|a| !SIG_ALGS.contains(&a)) {
         return None;
     }
-    let x5t_s256 = opt_str(obj, "x5t#S256")?;
+    let x5t_s256 = crate::claims::opt_str(obj, "x5t#S256")
+        .ok()?
+        .map(str::to_owned);
     let x5c_first = match obj.get("x5c") {
         Some(Value::Array(certs)) => certs
             .first()
@@ -246,16 +248,6 @@ fn parse_jwk(entry: &Value) -> Option<Jwk> {
         x5t_s256,
         x5c_first,
     })
-}
-
-/// `Some(None)` if absent, `Some(Some(s))` if a string, `None` (skip the
-/// key) if present with another type.
-fn opt_str(obj: &Map<String, Value>, name: &str) -> Option<Option<String>> {
-    match obj.get(name) {
-        None => Some(None),
-        Some(Value::String(s)) => Some(Some(s.clone())),
-        Some(_) => None,
-    }
 }
 
 fn b64_member(obj: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {

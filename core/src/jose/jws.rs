@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 
 use super::{alg_is_forbidden, b64, clip, JoseError};
 
-/// Largest compact JWS accepted, in bytes.
-pub const MAX_TOKEN_LEN: usize = 1024 * 1024;
+/// Largest compact JWS parsed, in bytes: the parser's own bound (callers bound their inputs
+/// first: the body by `limits.body_bytes`, a bearer token by `binding::MAX_BEARER_TOKEN_BYTES`).
+pub const MAX_JWS_BYTES: usize = 1024 * 1024;
 
 /// Header parameters that carry or point at a key or certificate. They are
 /// recorded in [`JwsHeader::embedded_key_hints`] and never used.
@@ -45,7 +46,7 @@ impl Jws {
     /// the payload or signature are looked at (so `none` with an empty
     /// signature part gets the precise error).
     pub fn parse(token: &str) -> Result<Jws, JoseError> {
-        if token.len() > MAX_TOKEN_LEN {
+        if token.len() > MAX_JWS_BYTES {
             return Err(JoseError::malformed("token too long"));
         }
         let mut parts = token.split('.');
@@ -534,7 +535,7 @@ mod tests {
 
     #[test]
     fn long_token_and_deep_json_rejected() {
-        let big = "a".repeat(MAX_TOKEN_LEN + 1);
+        let big = "a".repeat(MAX_JWS_BYTES + 1);
         assert_eq!(
             Jws::parse(&big).unwrap_err(),
             JoseError::Malformed("token too long".into())

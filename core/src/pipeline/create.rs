@@ -73,7 +73,7 @@ pub struct Create {
 
 /// Algorithms `none` and HS* are refused whatever the allow-list; others must be on it.
 fn check_alg(name: &str, allowed: &[Alg]) -> Result<Alg, String> {
-    if name == "none" || name.starts_with("HS") {
+    if crate::jose::alg_is_forbidden(name) {
         return Err(format!("algorithm `{}` is never accepted", clip(name, 16)));
     }
     match Alg::parse(name) {
@@ -476,7 +476,7 @@ impl Create {
         if let Some(m) = &self.memo {
             m.passed.set(passed);
         }
-        if let Some(p) = &cfg.certificate_binding {
+        if let Some(p) = &cfg.rules.certificate_binding {
             if found.is_empty() || self.report_only {
                 if let Some(e) = self.certificate_check(cfg, p, &ctx) {
                     found.push(e);
@@ -492,7 +492,8 @@ impl Create {
 
 /// `certificate_binding` compares the certificate with the software JWKS's transport keys.
 fn needs_thumbprints(cfg: &Config) -> bool {
-    cfg.certificate_binding
+    cfg.rules
+        .certificate_binding
         .as_ref()
         .is_some_and(|p| p.thumbprint)
 }

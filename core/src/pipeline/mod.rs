@@ -135,7 +135,7 @@ impl Work {
         match self {
             Work::Create(c) => c.step(cfg, now, verdicts),
             Work::Update(u) => u.step(cfg, now, verdicts),
-            Work::Manage { binding, .. } => match &cfg.binding {
+            Work::Manage { binding, .. } => match &cfg.rules.token_client_binding {
                 Some(mode) => binding.step(
                     mode,
                     now,
@@ -150,7 +150,7 @@ impl Work {
 
 /// Step a pending binding; `None` once it passed (it is then dropped) or when there is none.
 fn binding_step(binding: &mut Option<Binding>, cfg: &Config, now: i64) -> Option<Step> {
-    let (Some(b), Some(mode)) = (binding.as_mut(), &cfg.binding) else {
+    let (Some(b), Some(mode)) = (binding.as_mut(), &cfg.rules.token_client_binding) else {
         return None;
     };
     match b.step(

@@ -29,7 +29,7 @@ impl Work {
         };
         if !create.report().0.is_empty() {
             return Ok(ReplayCheck::Skipped {
-                request_jti: cfg.replay.request_jti,
+                request_jti: cfg.rules.request_jti,
             });
         }
         replay(create, cfg, store, now).map(|()| ReplayCheck::Passed)
@@ -53,12 +53,12 @@ pub fn replay(
     let cap = now.saturating_add(i64::try_from(cfg.replay.max_retention).unwrap_or(i64::MAX));
     // (rule, pair, until, what a replay is called)
     let mut pairs: Vec<(RuleId, Pair<'_>, i64, &str)> = Vec::new();
-    if cfg.replay.request_jti {
+    if cfg.rules.request_jti {
         let rule = RuleId::RequestJti;
         let c = create.request_claims();
         let iss = crate::claims::req_str(c, "iss").map_err(|m| DcrError::rule(rule, m))?;
         let jti = crate::claims::req_str(c, "jti").map_err(|m| DcrError::rule(rule, m))?;
-        if cfg.replay.uuid4 && !is_uuid4(jti) {
+        if cfg.rules.request_jti_uuid4 && !is_uuid4(jti) {
             return Err(DcrError::rule(rule, "claim `jti` must be a UUIDv4"));
         }
         let exp = crate::claims::opt_date(c, "exp").ok().flatten();
@@ -84,14 +84,14 @@ pub fn replay(
         };
         pairs.push((rule, pair, until, "the request `jti` has been used before"));
     }
-    if cfg.replay.ssa_jti {
+    if cfg.rules.ssa_jti {
         let rule = RuleId::SsaJti;
         let c = create.ssa_claims();
         let iss = crate::claims::req_str(c, "iss")
             .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?;
         let jti = crate::claims::req_str(c, "jti")
             .map_err(|m| DcrError::rule(rule, format!("SSA {m}")))?;
-        let window = i64::try_from(cfg.replay.ssa_window).unwrap_or(i64::MAX);
+        let window = i64::try_from(cfg.rules.ssa_jti_window).unwrap_or(i64::MAX);
         let until = match crate::claims::opt_date(c, "exp").ok().flatten() {
             Some(exp) => exp,
             None => crate::claims::opt_date(c, "iat")

@@ -6,7 +6,7 @@ use super::{Ctx, RequiredAttributes};
 use crate::claims::{scope_tokens, type_name};
 use crate::error::clip;
 
-pub fn required_attributes(ctx: &Ctx<'_>, p: &RequiredAttributes) -> Result<(), String> {
+pub(crate) fn required_attributes(ctx: &Ctx<'_>, p: &RequiredAttributes) -> Result<(), String> {
     for name in &p.claims {
         match ctx.request.get(name) {
             None => return Err(format!("{name} not found")),

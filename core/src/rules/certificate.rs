@@ -38,7 +38,9 @@ pub struct SoftwareCheck {
 /// `certificate_binding` parameters.
 #[derive(Debug, Clone, Default)]
 pub struct CertificateBinding {
+    /// The organisation check, if any.
     pub org: Option<OrgCheck>,
+    /// The software check, if any.
     pub software: Option<SoftwareCheck>,
     /// The certificate's SHA-256 thumbprint must be among the software JWKS's `use: tls` keys.
     pub thumbprint: bool,
@@ -52,7 +54,7 @@ const SUBJECT_DN_CLAIM: &str = "tls_client_auth_subject_dn";
 /// `cert`: `None` when the connection had no client certificate. `tls_thumbprints`: from the
 /// software JWKS (`None` when it was not fetched). Checks run in the order org, software,
 /// thumbprint, subject DN; the first failure is reported.
-pub fn certificate_binding(
+pub(crate) fn certificate_binding(
     ctx: &Ctx<'_>,
     cert: Option<&ClientCert>,
     tls_thumbprints: Option<&[[u8; 32]]>,

@@ -7,7 +7,7 @@ use super::{Ctx, GrantTypes, SigningAlgorithms, TokenEndpointAuth};
 use crate::claims::{opt_str, opt_str_array, type_name};
 use crate::error::clip;
 
-pub fn token_endpoint_auth(ctx: &Ctx<'_>, p: &TokenEndpointAuth) -> Result<(), String> {
+pub(crate) fn token_endpoint_auth(ctx: &Ctx<'_>, p: &TokenEndpointAuth) -> Result<(), String> {
     let method = opt_str(ctx.request, "token_endpoint_auth_method")?
         .ok_or("token_endpoint_auth_method not found")?;
     if !p.methods.iter().any(|m| m == method) {
@@ -48,7 +48,7 @@ pub fn token_endpoint_auth(ctx: &Ctx<'_>, p: &TokenEndpointAuth) -> Result<(), S
     Ok(())
 }
 
-pub fn signing_algorithms(ctx: &Ctx<'_>, p: &SigningAlgorithms) -> Result<(), String> {
+pub(crate) fn signing_algorithms(ctx: &Ctx<'_>, p: &SigningAlgorithms) -> Result<(), String> {
     for claim in &p.claims {
         if let Some(alg) = opt_str(ctx.request, claim)? {
             if !p.algorithms.iter().any(|a| a == alg) {
@@ -61,7 +61,7 @@ pub fn signing_algorithms(ctx: &Ctx<'_>, p: &SigningAlgorithms) -> Result<(), St
 
 /// A `response_types` entry as a sorted set of its space-separated values, so that
 /// `id_token code` equals `code id_token`.
-pub fn normalize_response_type(v: &str) -> String {
+pub(crate) fn normalize_response_type(v: &str) -> String {
     let mut parts: Vec<&str> = v.split(' ').filter(|s| !s.is_empty()).collect();
     parts.sort_unstable();
     parts.dedup();
@@ -70,7 +70,7 @@ pub fn normalize_response_type(v: &str) -> String {
 
 const CIBA: &str = "urn:openid:params:grant-type:ciba";
 
-pub fn grant_and_response_types(ctx: &Ctx<'_>, p: &GrantTypes) -> Result<(), String> {
+pub(crate) fn grant_and_response_types(ctx: &Ctx<'_>, p: &GrantTypes) -> Result<(), String> {
     // RFC 7591 §2 defaults when absent.
     let grants =
         opt_str_array(ctx.request, "grant_types")?.unwrap_or_else(|| vec!["authorization_code"]);

@@ -5,7 +5,7 @@ use super::{Audience, Ctx};
 use crate::claims::{opt_str, opt_str_or_array, req_str};
 use crate::error::clip;
 
-pub fn issuer(ctx: &Ctx<'_>) -> Result<(), String> {
+pub(crate) fn issuer(ctx: &Ctx<'_>) -> Result<(), String> {
     let software_id = req_str(ctx.ssa, "software_id").map_err(|m| format!("SSA {m}"))?;
     let iss = opt_str(ctx.request, "iss")?.ok_or("claim `iss` not found")?;
     if iss != software_id {
@@ -22,7 +22,7 @@ pub fn issuer(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
-pub fn audience(ctx: &Ctx<'_>, p: &Audience) -> Result<(), String> {
+pub(crate) fn audience(ctx: &Ctx<'_>, p: &Audience) -> Result<(), String> {
     let aud = opt_str_or_array(ctx.request, "aud")?.ok_or("claim `aud` not found")?;
     if aud.iter().any(|a| p.audiences.iter().any(|x| x == a)) {
         Ok(())

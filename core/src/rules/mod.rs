@@ -3,21 +3,25 @@
 //! the description in the rule's one error. The engine runs the enabled rules in the fixed order of
 //! spec §4a.
 
-pub mod attributes;
-pub mod certificate;
-pub mod client;
-pub mod identity;
-pub mod redirect;
-pub mod roles;
-pub mod status;
-pub mod time;
+pub(crate) mod attributes;
+pub(crate) mod certificate;
+pub(crate) mod client;
+pub(crate) mod identity;
+pub(crate) mod redirect;
+pub(crate) mod roles;
+pub(crate) mod status;
+pub(crate) mod time;
+
+pub use certificate::{CertificateBinding, OrgCheck, SoftwareCheck};
 
 use crate::claims::Claims;
 use crate::error::RuleId;
 
 /// What every claim rule sees.
 pub struct Ctx<'a> {
+    /// The registration's claims (the request JWT's, or the JSON body's).
     pub request: &'a Claims,
+    /// The verified SSA's claims.
     pub ssa: &'a Claims,
 }
 
@@ -28,22 +32,28 @@ pub struct SoftwareStatus {
     pub checks: Vec<StatusCheck>,
     /// SSA claim naming the software environment, and the deployment's environment, when set.
     pub environment_claim: String,
+    /// The environment the SSA must name (`None`: not checked).
     pub environment: Option<String>,
     /// Brazil: this SSA claim (an array of role objects) must hold an entry with `status`
     /// `Active`.
     pub active_role_claim: Option<String>,
 }
 
+/// One `software_status` check: SSA member `claim` must equal `equals`.
 #[derive(Debug, Clone)]
 pub struct StatusCheck {
+    /// The SSA member, a dotted path.
     pub claim: String,
+    /// The value it must have.
     pub equals: String,
+    /// An SSA without the member fails (otherwise it is checked only when present).
     pub required: bool,
 }
 
 /// `required_attributes`.
 #[derive(Debug, Clone, Default)]
 pub struct RequiredAttributes {
+    /// Claims the registration must carry.
     pub claims: Vec<String>,
     /// Allowed values per claim (string claims, each element of array claims, each `scope` token).
     pub allowed_values: Vec<(String, Vec<String>)>,
@@ -52,12 +62,14 @@ pub struct RequiredAttributes {
 /// `audience`.
 #[derive(Debug, Clone, Default)]
 pub struct Audience {
+    /// The `aud` values that name this bank; the request's `aud` must hold one.
     pub audiences: Vec<String>,
 }
 
 /// `redirect_uri_format`, `redirect_uri_subset`, `uri_hostname`.
 #[derive(Debug, Clone, Default)]
 pub struct RedirectUris {
+    /// Longest URI accepted, characters.
     pub max_length: usize,
     /// SSA claim with the registered redirect URIs.
     pub ssa_claim: String,
@@ -68,25 +80,35 @@ pub struct RedirectUris {
 /// `token_endpoint_auth`.
 #[derive(Debug, Clone, Default)]
 pub struct TokenEndpointAuth {
+    /// `token_endpoint_auth_method` values allowed.
     pub methods: Vec<String>,
+    /// `token_endpoint_auth_signing_alg` values allowed.
     pub signing_algorithms: Vec<String>,
 }
 
 /// `signing_algorithms`.
 #[derive(Debug, Clone, Default)]
 pub struct SigningAlgorithms {
+    /// Algorithm names allowed (never `none` or HS*).
     pub algorithms: Vec<String>,
+    /// The metadata claims whose value must be one of them.
     pub claims: Vec<String>,
 }
 
 /// `grant_and_response_types`.
 #[derive(Debug, Clone, Default)]
 pub struct GrantTypes {
+    /// `grant_types` values allowed.
     pub grant_types: Vec<String>,
+    /// `grant_types` values that must be present.
     pub required_grant_types: Vec<String>,
+    /// `response_types` values allowed (compared regardless of word order).
     pub response_types: Vec<String>,
+    /// `application_type` values allowed.
     pub application_types: Vec<String>,
+    /// CIBA: `backchannel_token_delivery_mode` values allowed.
     pub ciba_delivery_modes: Vec<String>,
+    /// CIBA: `backchannel_authentication_request_signing_alg` values allowed.
     pub ciba_signing_algorithms: Vec<String>,
 }
 
@@ -103,32 +125,49 @@ pub enum RolesMode {
 /// `software_roles`.
 #[derive(Debug, Clone, Default)]
 pub struct SoftwareRoles {
+    /// How the allowed scopes are found.
     pub mode: RolesMode,
+    /// SSA claim with the software's roles (`role_mapping`).
     pub roles_claim: String,
+    /// SSA claim with the software's scopes (`ssa_scope`).
     pub ssa_scope_claim: String,
+    /// Each scope and the roles that allow it (`role_mapping`).
     pub scope_roles: Vec<(String, Vec<String>)>,
+    /// Scopes any software may request.
     pub free_scopes: Vec<String>,
 }
 
 /// The claim rules, each `None` when switched off.
 #[derive(Debug, Clone, Default)]
 pub struct ClaimRules {
+    /// `software_status`.
     pub software_status: Option<SoftwareStatus>,
+    /// `required_attributes`.
     pub required_attributes: Option<RequiredAttributes>,
+    /// `issuer`: the request comes from the software the SSA describes.
     pub issuer: bool,
+    /// `audience`.
     pub audience: Option<Audience>,
+    /// `redirect_uri_format`.
     pub redirect_uri_format: bool,
+    /// `redirect_uri_subset`.
     pub redirect_uri_subset: bool,
+    /// `uri_hostname`.
     pub uri_hostname: bool,
+    /// What the three redirect rules read.
     pub redirect_uris: RedirectUris,
+    /// `token_endpoint_auth`.
     pub token_endpoint_auth: Option<TokenEndpointAuth>,
+    /// `signing_algorithms`.
     pub signing_algorithms: Option<SigningAlgorithms>,
+    /// `grant_and_response_types`.
     pub grant_and_response_types: Option<GrantTypes>,
+    /// `software_roles`.
     pub software_roles: Option<SoftwareRoles>,
 }
 
 /// The claim rules in the order of spec §4a (step 8).
-pub const CLAIM_RULE_ORDER: [RuleId; 11] = [
+pub(crate) const CLAIM_RULE_ORDER: [RuleId; 11] = [
     RuleId::SoftwareStatus,
     RuleId::RequiredAttributes,
     RuleId::Issuer,
@@ -145,10 +184,10 @@ pub const CLAIM_RULE_ORDER: [RuleId; 11] = [
 /// Claim rules that read nothing but the SSA (and the configuration): their outcome for one exact
 /// SSA never changes, so a TPP reusing its SSA need not run them again (see
 /// [`crate::keys::SsaMemo`]).
-pub const SSA_ONLY_RULES: [RuleId; 2] = [RuleId::SoftwareStatus, RuleId::UriHostname];
+pub(crate) const SSA_ONLY_RULES: [RuleId; 2] = [RuleId::SoftwareStatus, RuleId::UriHostname];
 
 /// A claim rule's bit in the masks of [`ClaimRules::run_known`].
-pub fn rule_bit(id: RuleId) -> u32 {
+pub(crate) fn rule_bit(id: RuleId) -> u32 {
     CLAIM_RULE_ORDER
         .iter()
         .position(|r| *r == id)
@@ -157,7 +196,7 @@ pub fn rule_bit(id: RuleId) -> u32 {
 
 impl ClaimRules {
     /// Run one rule; `None` when it is switched off (or not a claim rule).
-    pub fn check(&self, id: RuleId, ctx: &Ctx<'_>) -> Option<Result<(), String>> {
+    pub(crate) fn check(&self, id: RuleId, ctx: &Ctx<'_>) -> Option<Result<(), String>> {
         let r = &self.redirect_uris;
         match id {
             RuleId::SoftwareStatus => self
@@ -202,7 +241,7 @@ impl ClaimRules {
     /// [`ClaimRules::run`], skipping the rules of [`SSA_ONLY_RULES`] in `passed` (a mask of
     /// [`rule_bit`]s: rules known to pass for this exact SSA under this configuration). Returns
     /// the mask of the SSA-only rules that passed, the skipped ones included.
-    pub fn run_known(
+    pub(crate) fn run_known(
         &self,
         ctx: &Ctx<'_>,
         stop_at_first: bool,

@@ -10,7 +10,7 @@ use crate::error::clip;
 
 /// Every redirect URI of the request and of the SSA: absolute `https` with a host that is not
 /// `localhost`, `*.localhost`, a loopback or unspecified address; no fragment; not too long.
-pub fn format(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
+pub(crate) fn format(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
     let request = opt_str_array(ctx.request, "redirect_uris")?.unwrap_or_default();
     let ssa = opt_str_array(ctx.ssa, &p.ssa_claim)
         .map_err(|m| format!("SSA {m}"))?
@@ -66,7 +66,7 @@ impl std::fmt::Display for Shown<'_> {
 /// parsers would read differently), `https://` followed by a non-empty authority without user
 /// information, no fragment, at most `max_length` characters, and its host not `localhost`,
 /// `*.localhost`, a loopback or an unspecified address.
-pub fn check_https_uri(what: &str, uri: &str, max_length: usize) -> Result<(), String> {
+pub(crate) fn check_https_uri(what: &str, uri: &str, max_length: usize) -> Result<(), String> {
     check_https_uri_with(what, uri, max_length, true)
 }
 
@@ -219,7 +219,7 @@ fn local_ip(what: &str, ip: IpAddr, shown: &Shown<'_>) -> Result<(), String> {
 
 /// Every request redirect URI is one of the SSA's, by exact string comparison. A missing or empty
 /// request list is never a silent pass.
-pub fn subset(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
+pub(crate) fn subset(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
     let request = opt_str_array(ctx.request, "redirect_uris")?.ok_or("redirect_uris not found")?;
     if request.is_empty() {
         return Err("redirect_uris cannot be empty".to_string());
@@ -238,7 +238,7 @@ pub fn subset(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
 
 /// The hosts of the SSA's redirect URIs and of its client, logo, terms and policy URIs are all the
 /// same (case-insensitively). Missing URI claims are skipped.
-pub fn hostname(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
+pub(crate) fn hostname(ctx: &Ctx<'_>, p: &RedirectUris) -> Result<(), String> {
     let mut first: Option<(String, String)> = None;
     let redirects = opt_str_array(ctx.ssa, &p.ssa_claim)
         .map_err(|m| format!("SSA {m}"))?

@@ -4,7 +4,7 @@ use super::{Ctx, RolesMode, SoftwareRoles};
 use crate::claims::{opt_str, scope_tokens};
 use crate::error::clip;
 
-pub fn software_roles(ctx: &Ctx<'_>, p: &SoftwareRoles) -> Result<(), String> {
+pub(crate) fn software_roles(ctx: &Ctx<'_>, p: &SoftwareRoles) -> Result<(), String> {
     let scope = match opt_str(ctx.request, "scope")? {
         Some(s) => s,
         None => return Ok(()), // nothing requested (required_attributes decides if scope is mandatory)

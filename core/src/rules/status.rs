@@ -7,7 +7,7 @@ use super::{Ctx, SoftwareStatus};
 use crate::claims::{opt_str, type_name, Claims};
 use crate::error::clip;
 
-pub fn software_status(ctx: &Ctx<'_>, p: &SoftwareStatus) -> Result<(), String> {
+pub(crate) fn software_status(ctx: &Ctx<'_>, p: &SoftwareStatus) -> Result<(), String> {
     for check in &p.checks {
         match lookup(ctx.ssa, &check.claim)? {
             None if check.required => {

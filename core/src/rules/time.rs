@@ -5,7 +5,12 @@ use crate::claims::{opt_date, Claims};
 
 /// `issuance_time`: `exp` present and in the future; `iat` present, not in the future, and at most
 /// `max_age` seconds old; `nbf`, when present, not in the future.
-pub fn check_request(claims: &Claims, now: i64, leeway: i64, max_age: i64) -> Result<(), String> {
+pub(crate) fn check_request(
+    claims: &Claims,
+    now: i64,
+    leeway: i64,
+    max_age: i64,
+) -> Result<(), String> {
     let exp = opt_date(claims, "exp")?.ok_or("claim `exp` not found")?;
     let iat = opt_date(claims, "iat")?.ok_or("claim `iat` not found")?;
     expiry(exp, now, leeway, "request JWT")?;
@@ -22,7 +27,7 @@ pub fn check_request(claims: &Claims, now: i64, leeway: i64, max_age: i64) -> Re
 /// The SSA time checks of `ssa_signature`: `iat` not in the future and, when the directory sets a
 /// maximum age, present and not older than it; `exp` in the future when present, and present when
 /// the directory requires it; `nbf` not in the future.
-pub fn check_ssa(
+pub(crate) fn check_ssa(
     claims: &Claims,
     now: i64,
     leeway: i64,

@@ -1,0 +1,143 @@
+//! Where the filter keeps state between requests, and for how long: the JWKS cache (`jwks_cache`)
+//! and the replay store (`replay`).
+
+use super::checks::{bounded, ConfigError};
+use super::raw::{RawJwksCache, RawReplay};
+use crate::keys::CachePolicy;
+use crate::replay::ReplayConfig;
+
+/// The replay store (`replay`): how long entries are kept and how the store is laid out. Which
+/// `jti`s are remembered is `rules.request_jti` and `rules.ssa_jti` ([`super::Rules`]).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// No entry is kept longer than this.
+    pub max_retention: u64,
+    /// The store's layout in shared data.
+    pub store: ReplayConfig,
+}
+
+impl Replay {
+    /// What a request pair is remembered for past `min(exp, iat + max_age)`: `leeway`, and at least
+    /// one second. The age check accepts `now − iat = max_age` itself, so with no leeway an entry
+    /// expiring at `iat + max_age` (live while `expires_at > now`) would miss that last second.
+    pub fn retention_margin(leeway: u64) -> u64 {
+        leeway.max(1)
+    }
+
+    /// The shortest `max_retention_seconds` allowed: what covers the longest-lived request entry,
+    /// one whose `iat` is `leeway` in the future (the most `issuance_time` accepts): `leeway +
+    /// max_age + retention margin`, i.e. `max_age + 2 × leeway` (`max_age + 1` with no leeway).
+    /// With that cap no request entry is cut short, so a request is remembered through the last
+    /// second at which it could be accepted.
+    pub fn retention_floor(max_request_age: u64, leeway: u64) -> u64 {
+        leeway
+            .saturating_add(max_request_age)
+            .saturating_add(Self::retention_margin(leeway))
+    }
+}
+
+/// `replay`: the retention cap (at least what covers the longest-lived request entry) and the
+/// store's bounds.
+pub(super) fn resolve_replay(
+    raw: RawReplay,
+    max_request_age: u64,
+    leeway: u64,
+) -> Result<Replay, ConfigError> {
+    let floor = Replay::retention_floor(max_request_age, leeway);
+    let max_retention = raw.max_retention_seconds.unwrap_or(floor.max(86_400));
+    if max_retention < floor {
+        return Err(ConfigError::new(
+            "replay.max_retention_seconds",
+            format!("must be at least rules.issuance_time.max_age_seconds + 2 × leeway_seconds ({floor}; max_age_seconds + 1 with no leeway): a request whose `iat` is leeway_seconds ahead is accepted until iat + max_age_seconds, and a shorter memory lets its replay through"),
+        ));
+    }
+    let defaults = ReplayConfig::default();
+    let store = ReplayConfig {
+        buckets: bounded("replay.buckets", raw.buckets, defaults.buckets, 1, 4096)?,
+        entries_per_bucket: bounded(
+            "replay.entries_per_bucket",
+            raw.entries_per_bucket,
+            defaults.entries_per_bucket,
+            1,
+            4096,
+        )?,
+        issuer_share_percent: bounded(
+            "replay.issuer_share_percent",
+            raw.issuer_share_percent,
+            defaults.issuer_share_percent,
+            1,
+            100,
+        )?,
+        ..defaults
+    };
+    Ok(Replay {
+        max_retention,
+        store,
+    })
+}
+
+pub(super) fn resolve_cache(
+    raw: RawJwksCache,
+    callout_timeout_ms: u64,
+) -> Result<CachePolicy, ConfigError> {
+    let d = CachePolicy::default();
+    let f = "jwks_cache";
+    let min_ttl = bounded(
+        &format!("{f}.min_ttl_seconds"),
+        raw.min_ttl_seconds,
+        d.min_ttl,
+        1,
+        86_400,
+    )?;
+    let max_ttl = bounded(
+        &format!("{f}.max_ttl_seconds"),
+        raw.max_ttl_seconds,
+        d.max_ttl,
+        1,
+        7 * 86_400,
+    )?;
+    if max_ttl < min_ttl {
+        return Err(ConfigError::new(
+            format!("{f}.max_ttl_seconds"),
+            "must not be below min_ttl_seconds",
+        ));
+    }
+    let default_ttl = bounded(
+        &format!("{f}.default_ttl_seconds"),
+        raw.default_ttl_seconds,
+        d.default_ttl,
+        min_ttl,
+        max_ttl,
+    )?;
+    Ok(CachePolicy {
+        default_ttl,
+        min_ttl,
+        max_ttl,
+        kid_refetch_cooldown: bounded(
+            &format!("{f}.kid_refetch_cooldown_seconds"),
+            raw.kid_refetch_cooldown_seconds,
+            d.kid_refetch_cooldown,
+            1,
+            3600,
+        )?,
+        stale_if_error: bounded(
+            &format!("{f}.stale_if_error_seconds"),
+            raw.stale_if_error_seconds,
+            d.stale_if_error,
+            0,
+            7 * 86_400,
+        )?,
+        // A lease outlives the callout it covers.
+        lease_ttl: callout_timeout_ms.div_ceil(1000).saturating_add(2),
+        refresh_ahead: bounded(
+            &format!("{f}.refresh_ahead_seconds"),
+            raw.refresh_ahead_seconds,
+            d.refresh_ahead,
+            0,
+            3600,
+        )?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! Who is trusted and where keys may come from: the directories (SSA issuers and their JWKS
+//! URLs) and the software-JWKS host allow-list (`software_jwks_hosts`).
+
+use super::checks::{non_empty_name, parse_algs, ConfigError};
+use super::raw::{RawDirectory, RawHostRule};
+use crate::jose::Alg;
+use crate::keys::{jwks_source, JwksSource};
+use crate::profile::Defaults;
+
+/// A trusted directory (`directories[]`): the SSA issuer it signs as, and how its SSAs are checked.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    /// The SSA `iss` this directory signs as.
+    pub issuer: String,
+    /// Where its signing keys are fetched from.
+    pub jwks: Vec<JwksSource>,
+    /// Algorithms its SSAs may be signed with.
+    pub algorithms: Vec<Alg>,
+    /// Oldest SSA accepted (`now − iat`), seconds; `None`: no limit.
+    pub max_ssa_age: Option<u64>,
+    /// An SSA without `exp` is refused.
+    pub require_exp: bool,
+}
+
+/// One entry of the software-JWKS host allow-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this host (lower case).
+    Exact(String),
+    /// Any host ending in `.suffix` with at least one more label (suffix stored with its dot).
+    Suffix(String),
+}
+
+/// One entry of the software-JWKS host allow-list (`software_jwks_hosts[]`).
+#[derive(Debug, Clone)]
+pub struct HostRule {
+    /// The host (or `*.` suffix) allowed.
+    pub pattern: HostPattern,
+    /// The one port this entry allows: 443 unless the entry names another (`host:8443`).
+    pub port: u16,
+    /// The upstream (Envoy cluster) that fetches from it.
+    pub upstream: String,
+}
+
+/// The port of a software-JWKS host entry that names none.
+const DEFAULT_SOFTWARE_JWKS_PORT: u16 = 443;
+
+/// `directories`: at least one, each issuer once, each with at least one JWKS URL; algorithms,
+/// maximum SSA age and `require_exp` default to the profile's.
+pub(super) fn resolve_directories(
+    raw: Option<Vec<RawDirectory>>,
+    defaults: &Defaults,
+) -> Result<Vec<Directory>, ConfigError> {
+    let raw_dirs = raw.unwrap_or_default();
+    if raw_dirs.is_empty() {
+        return Err(ConfigError::new(
+            "directories",
+            "at least one trusted directory (SSA issuer and its JWKS URLs) is required",
+        ));
+    }
+    let mut directories: Vec<Directory> = Vec::new();
+    for (i, d) in raw_dirs.into_iter().enumerate() {
+        let f = format!("directories[{i}]");
+        let issuer = non_empty_name(&format!("{f}.issuer"), &d.issuer)?;
+        if directories.iter().any(|x| x.issuer == issuer) {
+            return Err(ConfigError::new(
+                format!("{f}.issuer"),
+                "the same issuer is configured twice",
+            ));
+        }
+        if d.jwks.is_empty() {
+            return Err(ConfigError::new(
+                format!("{f}.jwks"),
+                "at least one JWKS URL is required",
+            ));
+        }
+        let mut jwks = Vec::new();
+        for (j, s) in d.jwks.into_iter().enumerate() {
+            let sf = format!("{f}.jwks[{j}]");
+            let upstream = non_empty_name(&format!("{sf}.upstream"), &s.upstream)?;
+            let src = jwks_source(&s.url, &upstream)
+                .map_err(|m| ConfigError::new(format!("{sf}.url"), m))?;
+            jwks.push(src);
+        }
+        let algorithms = match d.algorithms {
+            Some(a) => parse_algs(&format!("{f}.algorithms"), &a)?,
+            None => defaults.algorithms.to_vec(),
+        };
+        directories.push(Directory {
+            issuer,
+            jwks,
+            algorithms,
+            max_ssa_age: d.max_ssa_age_seconds.or(defaults.max_ssa_age),
+            require_exp: d.require_exp.unwrap_or(defaults.require_ssa_exp),
+        });
+    }
+    Ok(directories)
+}
+
+/// `software_jwks_hosts`: the hosts a verified SSA's software JWKS URL may name.
+pub(super) fn resolve_software_hosts(
+    raw: Option<Vec<RawHostRule>>,
+) -> Result<Vec<HostRule>, ConfigError> {
+    let mut software_hosts = Vec::new();
+    for (i, h) in raw.unwrap_or_default().into_iter().enumerate() {
+        let f = format!("software_jwks_hosts[{i}]");
+        let upstream = non_empty_name(&format!("{f}.upstream"), &h.upstream)?;
+        let (pattern, port) = host_entry(&format!("{f}.host"), &h.host)?;
+        software_hosts.push(HostRule {
+            pattern,
+            port,
+            upstream,
+        });
+    }
+    Ok(software_hosts)
+}
+
+/// The upstream of the first entry of `hosts` that allows `host` (lower case) at `port`.
+pub(super) fn allowed_upstream<'a>(
+    hosts: &'a [HostRule],
+    host: &str,
+    port: u16,
+) -> Option<&'a str> {
+    if is_ip_literal(host) {
+        return None;
+    }
+    hosts
+        .iter()
+        .find(|r| {
+            r.port == port
+                && match &r.pattern {
+                    HostPattern::Exact(h) => h == host,
+                    HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+                }
+        })
+        .map(|r| r.upstream.as_str())
+}
+
+fn is_ip_literal(host: &str) -> bool {
+    host.starts_with('[')
+        || host.contains(':')
+        || host.parse::<std::net::Ipv4Addr>().is_ok()
+        // A DNS name's last label is never all digits (the WHATWG parser would read such a
+        // host as an IPv4 address in another notation).
+        || host
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A `software_jwks_hosts[].host` entry: `host`, `*.domain`, either with `:port`.
+fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigError> {
+    let entry = entry.trim().to_ascii_lowercase();
+    let (host, port) = match entry.split_once(':') {
+        None => (entry.as_str(), DEFAULT_SOFTWARE_JWKS_PORT),
+        Some((host, port)) => {
+            let valid = !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !port.starts_with('0');
+            match port.parse::<u16>() {
+                Ok(p) if valid && p > 0 => (host, p),
+                _ => {
+                    return Err(ConfigError::new(
+                        field,
+                        "a port must follow the host as `:` and a number from 1 to 65535 (IPv6 addresses are not allowed)",
+                    ))
+                }
+            }
+        }
+    };
+    if is_ip_literal(host) {
+        return Err(ConfigError::new(
+            field,
+            "must be a DNS host name, not an IP address",
+        ));
+    }
+    let pattern = if let Some(suffix) = host.strip_prefix("*.") {
+        if !valid_dns_name(suffix) || !suffix.contains('.') {
+            return Err(ConfigError::new(
+                field,
+                "a wildcard must be `*.` followed by a domain of at least two labels",
+            ));
+        }
+        HostPattern::Suffix(format!(".{suffix}"))
+    } else if valid_dns_name(host) {
+        HostPattern::Exact(host.to_string())
+    } else {
+        return Err(ConfigError::new(
+            field,
+            "must be a DNS host name or `*.` followed by a domain, optionally with `:port`",
+        ));
+    };
+    Ok((pattern, port))
+}
+
+fn valid_dns_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests;

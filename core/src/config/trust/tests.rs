@@ -1,0 +1,99 @@
+//! The software-JWKS host allow-list: which host and port each entry allows, and which entries
+//! are refused.
+#![allow(clippy::type_complexity)]
+
+use serde_json::json;
+
+use super::*;
+use crate::config::tests::{minimal, parse};
+
+#[test]
+fn host_allow_list() {
+    let mut v = minimal();
+    v["software_jwks_hosts"] = json!([
+        {"host": "Keystore.Example.COM", "upstream": "a"},
+        {"host": "*.tpp.example", "upstream": "b"}
+    ]);
+    let c = parse(&v).unwrap();
+    assert_eq!(c.software_upstream("keystore.example.com", 443), Some("a"));
+    assert_eq!(c.software_upstream("x.tpp.example", 443), Some("b"));
+    assert_eq!(c.software_upstream("a.b.tpp.example", 443), Some("b"));
+    assert_eq!(c.software_upstream("tpp.example", 443), None);
+    assert_eq!(c.software_upstream("eviltpp.example", 443), None);
+    assert_eq!(c.software_upstream("other.example.com", 443), None);
+}
+
+#[test]
+fn host_allow_list_matches_host_and_port() {
+    let mut v = minimal();
+    v["software_jwks_hosts"] = json!([
+        {"host": "keys.example.com", "upstream": "default-port"},
+        {"host": "keys.example.com:8443", "upstream": "explicit"},
+        {"host": "*.tpp.example", "upstream": "wild"},
+        {"host": "*.alt.example:9443", "upstream": "wild-port"},
+        {"host": "443.Example.COM:443", "upstream": "explicit-443"}
+    ]);
+    let c = parse(&v).unwrap();
+    // The software JWKS URL from a verified SSA → the upstream allowed (None: refused).
+    let cases: Vec<(&str, Option<&str>)> = vec![
+        ("https://keys.example.com/jwks", Some("default-port")),
+        ("https://keys.example.com:443/jwks", Some("default-port")),
+        ("https://KEYS.example.com/jwks", Some("default-port")),
+        ("https://keys.example.com:8443/jwks", Some("explicit")),
+        ("https://keys.example.com:8080/jwks", None),
+        ("https://keys.example.com:1/jwks", None),
+        ("https://keys.example.com:65535/jwks", None),
+        ("https://a.tpp.example/jwks", Some("wild")),
+        ("https://a.b.tpp.example:443/jwks", Some("wild")),
+        ("https://a.tpp.example:8443/jwks", None),
+        ("https://a.tpp.example:22/jwks", None),
+        ("https://a.alt.example:9443/jwks", Some("wild-port")),
+        ("https://a.alt.example/jwks", None),
+        ("https://a.alt.example:9444/jwks", None),
+        ("https://443.example.com/jwks", Some("explicit-443")),
+        // IP literals and odd forms never match.
+        ("https://127.0.0.1/jwks", None),
+        ("https://[::1]/jwks", None),
+        ("https://[::ffff:7f00:1]:8443/jwks", None),
+        ("https://0x7f.1/jwks", None),
+        ("https://keys.example.com./jwks", None),
+    ];
+    for (url, want) in cases {
+        let got = jwks_source(url, "")
+            .ok()
+            .and_then(|s| c.software_upstream(&s.host, s.port));
+        assert_eq!(got, want, "{url}");
+    }
+    let src = jwks_source("https://keys.example.com:8443/jwks", "").unwrap();
+    assert_eq!(
+        (src.port, src.authority.as_str()),
+        (8443, "keys.example.com:8443")
+    );
+
+    // Entries: the forms refused.
+    for bad in [
+        "keys.example.com:",
+        "keys.example.com:0",
+        "keys.example.com:65536",
+        "keys.example.com:08443",
+        "keys.example.com:+443",
+        "keys.example.com:44 3",
+        "keys.example.com:443:443",
+        "*.tpp.example:x",
+        "[::1]",
+        "[::1]:443",
+        "::1",
+        "127.0.0.1",
+        "127.0.0.1:8443",
+        "10.0.0.1",
+        "*.0.0.1",
+        "keys.example.com/path",
+        "user@keys.example.com",
+        "*.com:443",
+    ] {
+        let mut v = minimal();
+        v["software_jwks_hosts"] = json!([{"host": bad, "upstream": "u"}]);
+        let e = parse(&v).err().unwrap_or_else(|| panic!("{bad}: accepted"));
+        assert_eq!(e.field, "software_jwks_hosts[0].host", "{bad}");
+    }
+}
