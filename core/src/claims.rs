@@ -6,17 +6,8 @@ use serde_json::{Map, Value};
 /// A JWT's (or a JSON body's) claims.
 pub type Claims = Map<String, Value>;
 
-/// A string claim: `Ok(None)` when absent, `Err` naming the claim when present but not a string.
-pub(crate) fn opt_str<'a>(claims: &'a Claims, name: &str) -> Result<Option<&'a str>, String> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(format!(
-            "claim `{name}` must be a string, not {}",
-            type_name(other)
-        )),
-    }
-}
+/// The member helpers every JSON object of the engine shares (JOSE headers, JWKs, claims).
+pub(crate) use crate::jose::{opt_str, type_name};
 
 /// A required, non-blank string claim.
 pub(crate) fn req_str<'a>(claims: &'a Claims, name: &str) -> Result<&'a str, String> {
@@ -87,17 +78,6 @@ pub(crate) fn opt_str_or_array<'a>(
 /// The space-separated tokens of a `scope` value.
 pub(crate) fn scope_tokens(scope: &str) -> Vec<&str> {
     scope.split(' ').filter(|t| !t.is_empty()).collect()
-}
-
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -174,8 +174,8 @@ fn parse_jwk(entry: &Value) -> Option<Jwk> {
     if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
         return None;
     }
-    let kid = crate::claims::opt_str(obj, "kid").ok()?.map(str::to_owned);
-    let use_ = crate::claims::opt_str(obj, "use").ok()?.map(str::to_owned);
+    let kid = super::opt_str(obj, "kid").ok()?.map(str::to_owned);
+    let use_ = super::opt_str(obj, "use").ok()?.map(str::to_owned);
     if use_.as_deref().is_some_and(|u| u != "sig") {
         return None;
     }
@@ -187,13 +187,11 @@ fn parse_jwk(entry: &Value) -> Option<Jwk> {
     if !verify_allowed {
         return None;
     }
-    let alg = crate::claims::opt_str(obj, "alg").ok()?.map(str::to_owned);
+    let alg = super::opt_str(obj, "alg").ok()?.map(str::to_owned);
     if alg.as_deref().is_some_and(|a| !SIG_ALGS.contains(&a)) {
         return None;
     }
-    let x5t_s256 = crate::claims::opt_str(obj, "x5t#S256")
-        .ok()?
-        .map(str::to_owned);
+    let x5t_s256 = super::opt_str(obj, "x5t#S256").ok()?.map(str::to_owned);
     let x5c_first = match obj.get("x5c") {
         Some(Value::Array(certs)) => certs
             .first()

@@ -156,3 +156,32 @@ impl std::fmt::Display for JoseError {
 }
 
 impl std::error::Error for JoseError {}
+
+/// A string member of a JSON object (claims, a JWK): `Ok(None)` when absent, `Err` naming the
+/// member when present but not a string. The one such helper of the engine (`crate::claims`
+/// re-exports it); it lives here because this module builds on its own (bench/bare).
+pub(crate) fn opt_str<'a>(
+    claims: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<&'a str>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => Err(format!(
+            "claim `{name}` must be a string, not {}",
+            type_name(other)
+        )),
+    }
+}
+
+/// A JSON value's type, as an error message names it.
+pub(crate) fn type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
