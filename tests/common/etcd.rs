@@ -354,3 +354,45 @@ async fn call(port: u16, service: &str, method: &str, message: &[u8]) -> io::Res
         body: data.get(5..).unwrap_or_default().to_vec(),
     })
 }
+
+/// An Envoy cluster `name` reaching every member's client port over HTTP/2 (what the filter's
+/// gRPC callouts need), with the active health check and outlier detection the README
+/// recommends: a member that is down leaves the rotation within a second instead of failing
+/// one registration in three.
+pub fn envoy_cluster(name: &str, cluster: &Cluster) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = cluster
+        .members
+        .iter()
+        .map(|m| {
+            serde_json::json!({"endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": m.client_port}}}})
+        })
+        .collect();
+    serde_json::json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "0.25s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        },
+        "health_checks": [{
+            "timeout": "0.25s",
+            "interval": "0.5s",
+            "no_traffic_interval": "0.5s",
+            "unhealthy_threshold": 1,
+            "healthy_threshold": 1,
+            "tcp_health_check": {}
+        }],
+        "outlier_detection": {
+            "consecutive_local_origin_failure": 1,
+            "split_external_local_origin_errors": true,
+            "base_ejection_time": "1s",
+            "interval": "0.5s"
+        },
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints}]}
+    })
+}
