@@ -193,6 +193,24 @@ impl ClaimRules {
         }
     }
 
+    /// Whether claim rule `id` is switched on (`false` for a rule that is not a claim rule).
+    pub fn is_on(&self, id: RuleId) -> bool {
+        match id {
+            RuleId::SoftwareStatus => self.software_status.is_some(),
+            RuleId::RequiredAttributes => self.required_attributes.is_some(),
+            RuleId::Issuer => self.issuer,
+            RuleId::Audience => self.audience.is_some(),
+            RuleId::RedirectUriFormat => self.redirect_uri_format,
+            RuleId::RedirectUriSubset => self.redirect_uri_subset,
+            RuleId::UriHostname => self.uri_hostname,
+            RuleId::TokenEndpointAuth => self.token_endpoint_auth.is_some(),
+            RuleId::SigningAlgorithms => self.signing_algorithms.is_some(),
+            RuleId::GrantAndResponseTypes => self.grant_and_response_types.is_some(),
+            RuleId::SoftwareRoles => self.software_roles.is_some(),
+            _ => false,
+        }
+    }
+
     /// Run the enabled claim rules in order, calling `fail` for each failure; with
     /// `stop_at_first` (enforcing mode) stop at the first.
     pub fn run(&self, ctx: &Ctx<'_>, stop_at_first: bool, fail: &mut dyn FnMut(RuleId, String)) {
