@@ -96,9 +96,13 @@ fn cli_verdict_equals_envoys_for_a_table_of_requests() {
     let mut filter = tpp.filter_config("keystore", "keystore");
     // The replay rules' checks of the claims' form run in the CLI too (only the store is not).
     filter["rules"]["request_jti"] = json!({"format": "uuid4"});
-    let envoy = Envoy::start(
-        &EnvoyConfig::new(filter.clone(), upstream.port()).cluster("keystore", keystore.port()),
-    );
+    let mut envoy_cfg =
+        EnvoyConfig::new(filter.clone(), upstream.port()).cluster("keystore", keystore.port());
+    if std::env::var_os("DCR_GUARD_TEST_WITHOUT_FILTER").is_some() {
+        // Proof that this test tests the filter: it must fail without it.
+        envoy_cfg = envoy_cfg.without_filter();
+    }
+    let envoy = Envoy::start(&envoy_cfg);
     let dir = Scratch::new("table");
     let cfg = dir.write("guard.json", filter.to_string());
     let d = dir.write("directory.jwks", tpp.directory_jwks().to_string());

@@ -68,7 +68,13 @@ impl Keystores {
             None => ("https".to_string(), self.https(cfg, &src.url)?),
         };
         let (result, detail) = match &fetched {
-            Fetched::Keys(set) => ("keys", Some(format!("{} keys", set.keys.len()))),
+            Fetched::Keys(set) => {
+                let n = set.keys.len();
+                (
+                    "keys",
+                    Some(format!("{n} key{}", if n == 1 { "" } else { "s" })),
+                )
+            }
             Fetched::Unavailable(m) => ("unavailable", Some(m.clone())),
             Fetched::Unusable(m) => ("unusable", Some(m.clone())),
         };

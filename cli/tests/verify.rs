@@ -375,3 +375,31 @@ fn usage_and_input_errors_exit_2() {
         );
     }
 }
+
+/// `--now` validates at another time: a request that has expired by now passed when it was sent.
+#[test]
+fn now_pins_the_time_of_validation() {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let dir = Scratch::new("now");
+    let (cfg, jwks) = uk(&dir, &tpp);
+    let sent = now() - 7200;
+    let ssa = tpp.ssa_with(|c| c["iat"] = json!(sent));
+    let mut claims = tpp.request_claims(&ssa);
+    claims["iat"] = json!(sent);
+    claims["exp"] = json!(sent + 300);
+    let body = tpp.key.sign_default(&claims);
+    let at = (sent + 10).to_string();
+    // (arguments, exit status, issuance_time's outcome)
+    for (extra, code, outcome) in [(vec![], 1, "fail"), (vec!["--now", at.as_str()], 0, "pass")] {
+        let (got, report) = verify(&dir, &cfg, &jwks, &body, &extra);
+        assert_eq!(got, code, "{extra:?}: {report:#}");
+        assert_eq!(
+            rule(&report, "issuance_time")["outcome"],
+            outcome,
+            "{extra:?}"
+        );
+        if !extra.is_empty() {
+            assert_eq!(report["now"], json!(sent + 10));
+        }
+    }
+}
