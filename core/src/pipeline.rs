@@ -305,7 +305,6 @@ impl Create {
     /// Steps 4 and the algorithm checks that need no key: refuse before fetching anything.
     fn checks_before_fetch(&mut self, cfg: &Config) -> Result<(), DcrError> {
         let ssa = Rc::clone(&self.ssa);
-        let request_alg = self.request.as_ref().map(|r| r.header.alg.clone());
         // Step 4: ssa_issuer.
         let ssa_iss = opt_str(&ssa.claims, "iss")
             .map_err(|m| format!("SSA {m}"))
@@ -334,13 +333,15 @@ impl Create {
                 }
             }
         }
-        if let (true, Some(alg)) = (cfg.rules.request_signature, request_alg) {
-            if let Err(m) = check_alg(&alg, &cfg.request_algorithms) {
-                self.fail(DcrError::rule(
-                    RuleId::RequestSignature,
-                    format!("request JWT {m}"),
-                ))?;
-            }
+        let refused = match (cfg.rules.request_signature, &self.request) {
+            (true, Some(request)) => check_alg(&request.header.alg, &cfg.request_algorithms).err(),
+            _ => None,
+        };
+        if let Some(m) = refused {
+            self.fail(DcrError::rule(
+                RuleId::RequestSignature,
+                format!("request JWT {m}"),
+            ))?;
         }
         Ok(())
     }
@@ -701,7 +702,8 @@ impl Create {
             if found.is_empty() || self.report_only {
                 match self.certificate_check(cfg, p, &ctx) {
                     Some(e) => found.push(e),
-                    None => passes.push(RuleId::CertificateBinding),
+                    None if self.trace.is_some() => passes.push(RuleId::CertificateBinding),
+                    None => {}
                 }
             }
         }
