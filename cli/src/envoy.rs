@@ -11,7 +11,9 @@
 //!   `client_certificate.source` reads it;
 //! - the HTTP connection manager normalises paths (`normalize_path`, `merge_slashes`) and does
 //!   not keep escaped slashes (`path_with_escaped_slashes_action`);
-//! - the filter fails closed (`failure_policy`, Istio `failStrategy`).
+//! - the filter fails closed (`failure_policy`, Istio `failStrategy`);
+//! - an introspection client secret's environment variable is passed to the VM
+//!   (`vm_config.environment_variables.host_env_keys`, Istio `spec.vmConfig.env`).
 //!
 //! Each finding names the field by its path in the file and says what to change.
 
@@ -182,6 +184,18 @@ fn envoy_wasm_filters(doc: &Value, bootstrap: Option<&Value>, r: &mut Report) {
             ));
         }
         failure_policy(&config, &cpath, r);
+        if let Some(env) = secret_env(&doc) {
+            let listed = config
+                .pointer("/vm_config/environment_variables/host_env_keys")
+                .and_then(Value::as_array)
+                .is_some_and(|keys| keys.iter().any(|k| k.as_str() == Some(env.as_str())));
+            if !listed {
+                r.findings.push(finding(
+                    format!("{cpath}.vm_config.environment_variables.host_env_keys"),
+                    format!("the introspection secret is read from `{env}`: list it here (and set it in Envoy's environment), or the filter refuses the configuration"),
+                ));
+            }
+        }
         if let Some(boot) = bootstrap {
             clusters(boot, &doc, &vpath, r);
             around_filter(boot, &path, &cfg, r);
@@ -206,6 +220,14 @@ fn failure_policy(config: &Value, cpath: &str, r: &mut Report) {
             format!("`{other}` does not fail closed: set FAIL_RELOAD (or FAIL_CLOSED)"),
         )),
     }
+}
+
+/// The environment variable the configuration reads the introspection client secret from.
+fn secret_env(doc: &str) -> Option<String> {
+    let raw: Value = serde_json::from_str(doc).ok()?;
+    raw.pointer("/rules/token_client_binding/introspection/client_secret_env")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// Every `upstream` in the configuration must be a cluster of the bootstrap.
@@ -356,6 +378,21 @@ fn istio_wasm_plugin(doc: &Value, r: &mut Report) {
     } else {
         plugin.to_string()
     };
+    if let Some(env) = secret_env(&text) {
+        let passed = doc
+            .pointer("/spec/vmConfig/env")
+            .and_then(Value::as_array)
+            .is_some_and(|e| {
+                e.iter()
+                    .any(|v| v.get("name").and_then(Value::as_str) == Some(env.as_str()))
+            });
+        if !passed {
+            r.findings.push(finding(
+                "spec.vmConfig.env",
+                format!("the introspection secret is read from `{env}`: add {{name: {env}, valueFrom: HOST}} (the variable set on the gateway pod)"),
+            ));
+        }
+    }
     if let Some(cfg) = validate(text.as_bytes(), "spec.pluginConfig", r) {
         if cfg.hold_headers {
             r.findings.push(finding(

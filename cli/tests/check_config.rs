@@ -75,7 +75,7 @@ fn a_configuration_file_is_judged_by_the_filters_parser_with_its_messages() {
 #[test]
 fn secrets_named_by_environment_variable_come_from_the_clis_environment() {
     let dir = Scratch::new("secret");
-    let env = "DCR_GUARD_CLI_TEST_SECRET";
+    let env = SECRET;
     let mut cfg = uk_config();
     cfg["rules"]["token_client_binding"] = json!({
         "mode": "introspection",
@@ -198,6 +198,44 @@ fn with_filter(b: &mut Value, edit: impl FnOnce(&mut Value)) {
 }
 
 type Edit = Box<dyn Fn(&mut Value)>;
+
+const SECRET: &str = "DCR_GUARD_CLI_TEST_SECRET";
+
+/// Token binding by introspection, its client secret in `SECRET`.
+fn introspection(f: &mut Value) {
+    f["rules"]["token_client_binding"] = json!({
+        "mode": "introspection",
+        "introspection": {"url": "https://as.bank.test/introspect", "upstream": "as",
+                          "client_id": "dcr guard", "client_secret_env": SECRET},
+        "scope": "dcr"
+    });
+}
+
+#[test]
+fn an_introspection_secret_listed_for_the_vm_passes() {
+    let dir = Scratch::new("secret-ok");
+    let mut b = bootstrap(&uk_config());
+    with_filter(&mut b, introspection);
+    set(
+        &mut b,
+        WASM,
+        "vm_config",
+        json!({"environment_variables": {"host_env_keys": [SECRET]}}),
+    );
+    let path = dir.write("ok.yaml", b.to_string());
+    let out = run_env(&["check-config", "--envoy", &path], &[(SECRET, "s3cr3t")]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(!out.stdout.contains("s3cr3t"));
+    // And without the variable in the CLI's environment: the filter's own refusal.
+    let out = run(&["check-config", "--envoy", &path]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("environment variable `{SECRET}` is not set")),
+        "{}",
+        out.stdout
+    );
+}
 
 #[test]
 fn each_envoy_check_fails_on_its_broken_bootstrap() {
@@ -323,6 +361,26 @@ fn each_envoy_check_fails_on_its_broken_bootstrap() {
             "fails open",
         ),
         (
+            "introspection secret not passed to the VM",
+            Box::new(|b| with_filter(b, introspection)),
+            format!("{WASM_PATH}.vm_config.environment_variables.host_env_keys"),
+            "the introspection secret is read from `DCR_GUARD_CLI_TEST_SECRET`: list it here",
+        ),
+        (
+            "introspection secret passed under another name",
+            Box::new(|b| {
+                with_filter(b, introspection);
+                set(
+                    b,
+                    WASM,
+                    "vm_config",
+                    json!({"environment_variables": {"host_env_keys": ["OTHER"]}}),
+                );
+            }),
+            format!("{WASM_PATH}.vm_config.environment_variables.host_env_keys"),
+            "list it here",
+        ),
+        (
             "invalid filter configuration",
             Box::new(|b| with_filter(b, |f| f["profile"] = json!("mars"))),
             value_path.clone(),
@@ -333,7 +391,7 @@ fn each_envoy_check_fails_on_its_broken_bootstrap() {
         let mut b = good.clone();
         edit(&mut b);
         let path = dir.write("broken.yaml", b.to_string());
-        let out = run(&["check-config", "--envoy", &path]);
+        let out = run_env(&["check-config", "--envoy", &path], &[(SECRET, "s3cr3t")]);
         assert_eq!(out.code, 1, "{name}: {}", out.stdout);
         let findings: Vec<&str> = out
             .stdout
@@ -380,6 +438,25 @@ fn istio_and_kong_findings() {
         ("plugin ok", plugin(false, "FAIL_RELOAD"), vec![]),
         ("plugin holds headers", plugin(true, "FAIL_CLOSE"), vec!["spec.pluginConfig.hold_headers"]),
         ("plugin fails open", plugin(false, "FAIL_OPEN"), vec!["spec.failStrategy"]),
+        (
+            "plugin's introspection secret not passed",
+            {
+                let mut p = plugin(false, "FAIL_RELOAD");
+                introspection(&mut p["spec"]["pluginConfig"]);
+                p
+            },
+            vec!["spec.vmConfig.env"],
+        ),
+        (
+            "plugin's introspection secret passed",
+            {
+                let mut p = plugin(false, "FAIL_RELOAD");
+                introspection(&mut p["spec"]["pluginConfig"]);
+                p["spec"]["vmConfig"] = json!({"env": [{"name": SECRET, "valueFrom": "HOST"}]});
+                p
+            },
+            vec![],
+        ),
         ("kong ok", kong("keystore.directory.test:443", false), vec![]),
         (
             "kong cluster-style upstream",
@@ -394,7 +471,7 @@ fn istio_and_kong_findings() {
     ];
     for (name, doc, want) in cases {
         let path = dir.write("doc.yaml", doc.to_string());
-        let out = run(&["check-config", "--envoy", &path]);
+        let out = run_env(&["check-config", "--envoy", &path], &[(SECRET, "s3cr3t")]);
         assert_eq!(
             out.code,
             if want.is_empty() { 0 } else { 1 },
