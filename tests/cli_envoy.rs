@@ -316,6 +316,27 @@ fn cli_fetches_jwks_over_https_and_verifies_the_server() {
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["refusal"]["status"], 503, "{report:#}");
     assert_eq!(report["fetches"][0]["result"], "unavailable", "{report:#}");
+    // A document larger than limits.jwks_bytes: read no further than the bound, refused as the
+    // filter refuses it.
+    let mut small = filter.clone();
+    small["limits"] = json!({"jwks_bytes": 1024});
+    let padded = tls_keystore(
+        &pki,
+        vec![(
+            DIRECTORY_JWKS_PATH.to_string(),
+            json!({"keys": tpp.directory_jwks()["keys"], "padding": "x".repeat(4096)}),
+        )],
+    );
+    small["directories"][0]["jwks"][0]["url"] =
+        json!(format!("https://localhost:{padded}{DIRECTORY_JWKS_PATH}"));
+    let cfg_small = dir.write("small.json", small.to_string());
+    let (code, report) = verify(&["--config", &cfg_small, "--cacert", ca, &req]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["fetches"][0]["result"], "unusable", "{report:#}");
+    assert_eq!(
+        report["fetches"][0]["detail"], "document larger than 1024 bytes",
+        "{report:#}"
+    );
     // A document missing on the server (404): the filter's 400 for an unusable keystore.
     let mut missing = filter.clone();
     missing["directories"][0]["jwks"][0]["url"] =

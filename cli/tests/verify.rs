@@ -403,3 +403,37 @@ fn now_pins_the_time_of_validation() {
         }
     }
 }
+
+/// Report-only mode: every failure listed, the rules depending on a failed one skipped, and the
+/// verdict is to forward (as the filter forwards), exit status 0.
+#[test]
+fn report_only_lists_the_failures_and_forwards() {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let dir = Scratch::new("report-only");
+    let mut cfg = tpp.filter_config("directory", "software");
+    cfg["report_only"] = json!(true);
+    let cfg = dir.write("guard.json", cfg.to_string());
+    let jwks = jwks_args(&dir, &tpp);
+    let body = tpp.key.sign_default(&tpp.request_claims(&corrupt_signature(
+        &tpp.ssa_with(|c| c["software_redirect_uris"] = json!(["https://elsewhere.example/cb"])),
+    )));
+    let (code, report) = verify(&dir, &cfg, &jwks, &body, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "forward");
+    assert_eq!(report["report_only"], true);
+    // (rule, outcome)
+    for (name, outcome) in [
+        ("ssa_issuer", "pass"),
+        ("ssa_signature", "fail"),
+        ("request_signature", "skipped"),
+        ("issuance_time", "pass"),
+        ("redirect_uri_subset", "fail"),
+        ("software_roles", "pass"),
+    ] {
+        assert_eq!(
+            rule(&report, name)["outcome"],
+            outcome,
+            "{name}: {report:#}"
+        );
+    }
+}
