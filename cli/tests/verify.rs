@@ -437,3 +437,33 @@ fn report_only_lists_the_failures_and_forwards() {
         );
     }
 }
+
+/// The software JWKS named by an SSA that did not verify is never fetched: offline with only the
+/// directory's document, a forged SSA pointing elsewhere is refused (exit 1), not stopped for
+/// want of its URL (exit 2).
+#[test]
+fn a_url_from_an_unverified_ssa_is_never_fetched() {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let dir = Scratch::new("unverified");
+    let (cfg, _) = uk(&dir, &tpp);
+    let d = dir.write("directory.jwks", tpp.directory_jwks().to_string());
+    let only_directory = vec![
+        "--jwks".to_string(),
+        format!("{DIRECTORY_JWKS_URL}={d}"),
+        "--offline".to_string(),
+    ];
+    let forged = corrupt_signature(&tpp.ssa_with(|c| {
+        c["software_jwks_endpoint"] = json!("https://keystore.tpp.test/attacker.jwks")
+    }));
+    let body = tpp.key.sign_default(&tpp.request_claims(&forged));
+    let (code, report) = verify(&dir, &cfg, &only_directory, &body, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(rule(&report, "ssa_signature")["outcome"], "fail");
+    let fetched: Vec<&str> = report["fetches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(fetched, vec![DIRECTORY_JWKS_URL], "{report:#}");
+}
