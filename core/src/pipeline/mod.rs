@@ -17,7 +17,7 @@ pub mod manage;
 pub mod replay;
 pub mod update;
 
-pub use create::{Create, Facts};
+pub use create::{Create, Facts, Outcome, Trace};
 pub use manage::Binding;
 pub use replay::ReplayCheck;
 pub use update::Update;

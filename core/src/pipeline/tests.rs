@@ -887,6 +887,60 @@ fn finish(cfg: &Config, work: &mut Work, docs: &[(String, Value)]) -> Option<Dcr
     panic!("validation did not finish");
 }
 
+/// Validate `body` traced ([`Create::parse_traced`]): the verdict and each rule's outcome, in order
+/// (`P` pass, `F` fail, `S` skipped).
+fn traced(
+    cfg: &Config,
+    body: &str,
+    docs: &[(String, Value)],
+) -> (Result<(), DcrError>, Vec<(RuleId, char)>) {
+    let short = |t: &[(RuleId, Outcome)]| -> Vec<(RuleId, char)> {
+        t.iter()
+            .map(|(r, o)| {
+                let c = match o {
+                    Outcome::Pass => 'P',
+                    Outcome::Fail(_) => 'F',
+                    Outcome::Skipped => 'S',
+                };
+                (*r, c)
+            })
+            .collect()
+    };
+    let mut verdicts = Verdicts::default();
+    let mut create = match Create::parse_traced(cfg, body.as_bytes(), &verdicts) {
+        Ok(c) => c,
+        Err((e, t)) => {
+            // The failing rule, when there is one, is the trace's last entry, with this error.
+            if let Some((_, o)) = t.last() {
+                assert_eq!(*o, Outcome::Fail(e.clone()));
+            }
+            return (Err(e), short(&t));
+        }
+    };
+    for _ in 0..10 {
+        match create.step(cfg, now() as i64, &mut verdicts) {
+            Step::Forward => return (Ok(()), short(create.trace())),
+            Step::Reject(e) => {
+                assert_eq!(
+                    create.trace().last().map(|(_, o)| o.clone()),
+                    Some(Outcome::Fail(e.clone()))
+                );
+                return (Err(e), short(create.trace()));
+            }
+            Step::Fetch(srcs) | Step::Refetch(srcs) => {
+                for src in srcs {
+                    let doc = docs.iter().find(|(u, _)| *u == src.url).unwrap();
+                    let bytes = doc.1.to_string().into_bytes();
+                    let f = Fetched::from_response(Some(200), &bytes, bytes.len(), 1 << 20, 100);
+                    create.supply(&src.url, f);
+                }
+            }
+            Step::Call(_) => panic!("a create makes no calls"),
+        }
+    }
+    panic!("validation did not finish");
+}
+
 #[test]
 fn forwarding_says_how_a_request_that_passed_goes_on() {
     use crate::config::Forward;
@@ -958,4 +1012,113 @@ fn forwarding_says_how_a_request_that_passed_goes_on() {
     .unwrap();
     let work = Work::manage(binding, "client-1");
     assert!(matches!(work.forwarding(&cfg), Forwarding::Management));
+}
+
+/// (name, config, body, forwarded, trace)
+type TraceCase<'a> = (&'a str, &'a Config, String, bool, Vec<(RuleId, char)>);
+
+#[test]
+fn trace_records_each_rule_in_order_and_stops_where_the_filter_stops() {
+    use RuleId::*;
+    let (tpp, cfg, docs) = uk();
+    let mut report_only = cfg.clone();
+    report_only.report_only = true;
+    let claims = [
+        SoftwareStatus,
+        RequiredAttributes,
+        Issuer,
+        Audience,
+        RedirectUriFormat,
+        RedirectUriSubset,
+        UriHostname,
+        TokenEndpointAuth,
+        SigningAlgorithms,
+        GrantAndResponseTypes,
+        SoftwareRoles,
+    ];
+    assert!(claims.iter().all(|r| cfg.rules.claims.is_on(*r)));
+    let head = [
+        (SsaIssuer, 'P'),
+        (SsaSignature, 'P'),
+        (RequestSignature, 'P'),
+        (IssuanceTime, 'P'),
+    ];
+    let all_pass: Vec<(RuleId, char)> = head
+        .into_iter()
+        .chain(claims.iter().map(|r| (*r, 'P')))
+        .collect();
+    let bad_aud = tpp.request_with(|c| c["aud"] = json!("another-bank"));
+    let mut aud_fails = all_pass.clone();
+    aud_fails[7] = (Audience, 'F');
+    let bad_ssa = tpp
+        .key
+        .sign_default(&tpp.request_claims(&dcr_guard_testkit::dcr::corrupt_signature(&tpp.ssa())));
+    let evil = tpp
+        .key
+        .sign_default(&tpp.request_claims(&tpp.ssa_with(|c| c["iss"] = json!("Evil"))));
+    let unsigned = dcr_guard_testkit::keys::unsigned_none(&tpp.request_claims(&tpp.ssa()));
+    let cases: Vec<TraceCase<'_>> = vec![
+        ("valid", &cfg, tpp.request(), true, all_pass.clone()),
+        (
+            "wrong audience",
+            &cfg,
+            bad_aud.clone(),
+            false,
+            aud_fails[..8].to_vec(),
+        ),
+        (
+            "bad SSA signature",
+            &cfg,
+            bad_ssa.clone(),
+            false,
+            vec![(SsaIssuer, 'P'), (SsaSignature, 'F')],
+        ),
+        (
+            "untrusted issuer",
+            &cfg,
+            evil,
+            false,
+            vec![(SsaIssuer, 'F')],
+        ),
+        // Refused while parsing, before the create exists.
+        (
+            "alg none",
+            &cfg,
+            unsigned,
+            false,
+            vec![(RequestSignature, 'F')],
+        ),
+        ("not a JWS", &cfg, "hello".into(), false, vec![]),
+        // Report-only: every rule runs; one that depends on a failed one is skipped.
+        (
+            "report-only wrong audience",
+            &report_only,
+            bad_aud,
+            true,
+            aud_fails.clone(),
+        ),
+        (
+            "report-only bad SSA signature",
+            &report_only,
+            bad_ssa,
+            true,
+            [
+                (SsaIssuer, 'P'),
+                (SsaSignature, 'F'),
+                (RequestSignature, 'S'),
+                (IssuanceTime, 'P'),
+            ]
+            .into_iter()
+            .chain(claims.iter().map(|r| (*r, 'P')))
+            .collect(),
+        ),
+    ];
+    for (name, cfg, body, forwarded, want) in cases {
+        let (verdict, trace) = traced(cfg, &body, &docs);
+        assert_eq!(verdict.is_ok(), forwarded, "{name}: {verdict:?}");
+        assert_eq!(trace, want, "{name}");
+        // The untraced create is not affected: same verdict.
+        let plain = run(cfg, &body, &docs);
+        assert_eq!(plain.result, verdict, "{name}");
+    }
 }

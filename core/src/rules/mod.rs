@@ -167,7 +167,7 @@ pub struct ClaimRules {
 }
 
 /// The claim rules in the order of spec §4a (step 8).
-pub(crate) const CLAIM_RULE_ORDER: [RuleId; 11] = [
+pub const CLAIM_RULE_ORDER: [RuleId; 11] = [
     RuleId::SoftwareStatus,
     RuleId::RequiredAttributes,
     RuleId::Issuer,
@@ -229,6 +229,24 @@ impl ClaimRules {
                 .as_ref()
                 .map(|p| roles::software_roles(ctx, p)),
             _ => None,
+        }
+    }
+
+    /// Whether claim rule `id` is switched on (`false` for a rule that is not a claim rule).
+    pub fn is_on(&self, id: RuleId) -> bool {
+        match id {
+            RuleId::SoftwareStatus => self.software_status.is_some(),
+            RuleId::RequiredAttributes => self.required_attributes.is_some(),
+            RuleId::Issuer => self.issuer,
+            RuleId::Audience => self.audience.is_some(),
+            RuleId::RedirectUriFormat => self.redirect_uri_format,
+            RuleId::RedirectUriSubset => self.redirect_uri_subset,
+            RuleId::UriHostname => self.uri_hostname,
+            RuleId::TokenEndpointAuth => self.token_endpoint_auth.is_some(),
+            RuleId::SigningAlgorithms => self.signing_algorithms.is_some(),
+            RuleId::GrantAndResponseTypes => self.grant_and_response_types.is_some(),
+            RuleId::SoftwareRoles => self.software_roles.is_some(),
+            _ => false,
         }
     }
 
