@@ -1273,6 +1273,14 @@ fn kitchen_sink_configurations_cover_the_schema() {
         "scope": "registration",
         "client_id_claims": ["client_id"]
     });
+    // The fleet replay store.
+    introspection["replay"]["store"] = json!("etcd");
+    introspection["replay"]["etcd"] = json!({
+        "upstream": "outbound|2379||etcd.db.svc.cluster.local",
+        "authority": "etcd.db.svc",
+        "key_prefix": "/dcr-guard/replay/",
+        "timeout_ms": 500
+    });
 
     let schema = schema();
     let mut used = BTreeSet::new();

@@ -68,6 +68,11 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_status(
+        return_code: *mut u32,
+        return_message_data: *mut *mut u8,
+        return_message_size: *mut usize,
+    ) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -359,6 +364,19 @@ pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), u32> {
     let path = property_path(path);
     // SAFETY: both slices are live for the duration of the call.
     status(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
+/// The status message of the gRPC call being delivered (lossy UTF-8; the SDK's wrapper panics on
+/// bytes that are not UTF-8).
+pub fn grpc_status_message() -> Result<String, u32> {
+    let mut code: u32 = 0;
+    let (mut data, mut size): (*mut u8, usize) = (std::ptr::null_mut(), 0);
+    // SAFETY: the host writes a code, and a pointer and size it allocated for us (see `take`).
+    let rc = unsafe { proxy_get_status(&mut code, &mut data, &mut size) };
+    status(rc)?;
+    Ok(take(data, size)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default())
 }
 
 /// The host's clock, nanoseconds since the Unix epoch.

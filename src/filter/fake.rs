@@ -53,6 +53,12 @@ pub struct Fake {
     pub shared: std::rc::Rc<std::cell::RefCell<MemoryStore>>,
     pub state: HashMap<String, String>,
     pub next_token: u32,
+    /// gRPC calls made: (token, target, service, method, message).
+    pub grpc_calls: Vec<(u32, String, String, String, Vec<u8>)>,
+    /// Make gRPC dispatch fail with this reason.
+    pub grpc_refused: Option<String>,
+    /// The gRPC answer being delivered: (status message, response).
+    pub grpc_current: Option<(String, Vec<u8>)>,
 }
 
 impl RequestIo for Fake {
@@ -134,6 +140,34 @@ impl Callouts for Fake {
 
     fn call_response_header(&self, _name: &str) -> Option<String> {
         None
+    }
+
+    fn dispatch_grpc(
+        &mut self,
+        target: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        _timeout_ms: u64,
+    ) -> Result<u32, String> {
+        if let Some(why) = &self.grpc_refused {
+            return Err(why.clone());
+        }
+        self.next_token += 1;
+        self.grpc_calls.push((
+            self.next_token,
+            target.to_string(),
+            service.to_string(),
+            method.to_string(),
+            message.to_vec(),
+        ));
+        Ok(self.next_token)
+    }
+
+    fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>) {
+        let (m, b) = self.grpc_current.clone().unwrap_or_default();
+        assert_eq!(b.len(), size);
+        (m, if size > max { vec![] } else { b })
     }
 
     fn set_effective_context(&mut self, _ctx: u32) -> bool {

@@ -14,7 +14,9 @@ use dcr_guard_core::keys::{Decision, Need};
 use dcr_guard_core::path::{classify, Route};
 use dcr_guard_core::pipeline::envelope::{self, Bodiless, Request, SINGLETON_HEADERS};
 use dcr_guard_core::pipeline::forward::Forwarding;
-use dcr_guard_core::pipeline::{Binding, Create, Facts, Fetched, ReplayCheck, Step, Work};
+use dcr_guard_core::pipeline::{
+    Binding, Create, Facts, Fetched, FleetReplay, FleetStep, ReplayCheck, Step, Work,
+};
 use dcr_guard_core::replay::{SharedData, StoreError};
 
 #[cfg(target_arch = "wasm32")]
@@ -73,6 +75,19 @@ pub trait Callouts {
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>);
     /// A header of the callout response being delivered.
     fn call_response_header(&self, name: &str) -> Option<String>;
+    /// Start a unary gRPC call (the fleet replay store): `target` is the serialized
+    /// `GrpcService` naming the cluster; the answer comes back through
+    /// [`Engine::on_grpc_call_response`].
+    fn dispatch_grpc(
+        &mut self,
+        target: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
+    /// The gRPC call being delivered: its status message and up to `max` bytes of its response.
+    fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>);
     /// Make later host calls act on the HTTP stream `ctx` (used from the root context's tick
     /// and for callouts the root dispatched on a stream's behalf). `false` if it is gone.
     fn set_effective_context(&mut self, ctx: u32) -> bool;
@@ -134,6 +149,12 @@ enum Phase {
         work: Box<Work>,
         pending: Vec<u32>,
         waiting: Vec<String>,
+    },
+    /// Every check passed; the fleet replay store (etcd) is deciding: `token` is the call out.
+    Recording {
+        work: Box<Work>,
+        fleet: Box<FleetReplay>,
+        token: u32,
     },
     /// A GET or DELETE with held headers that may still carry a body: it must end without one;
     /// the management checks start when it does.
@@ -228,12 +249,30 @@ impl Engine {
                     s.on_call_answer(host, &mut self.worker, token, body_size);
                 }
             }
-            Some(Owner::Call { .. }) => {}
+            Some(Owner::Call { .. } | Owner::Grpc { .. }) => {}
             Some(Owner::Refresh { url, lease }) => {
                 self.worker
                     .read_answer(host, &cfg, &url, Some(lease), body_size);
             }
             None => {}
+        }
+    }
+
+    /// A gRPC call answered (the fleet replay store), whichever context the host delivered it to:
+    /// `status` is the gRPC status (`None` when the host had none), `size` the response's size.
+    pub fn on_grpc_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        status: Option<u32>,
+        size: usize,
+    ) {
+        if let Some(Owner::Grpc { ctx }) = self.worker.tokens.remove(&token) {
+            if self.streams.contains_key(&ctx) && host.set_effective_context(ctx) {
+                if let Some(s) = self.streams.get_mut(&ctx) {
+                    s.on_grpc_answer(host, &mut self.worker, token, status, size);
+                }
+            }
         }
     }
 
@@ -275,7 +314,7 @@ impl Engine {
                 }
                 false
             }
-            Owner::Call { ctx: c } => *c != ctx,
+            Owner::Call { ctx: c } | Owner::Grpc { ctx: c } => *c != ctx,
             Owner::Stream { .. } | Owner::Refresh { .. } => true,
         });
     }
@@ -479,7 +518,10 @@ impl Stream {
         }
         match self.phase {
             Phase::Pass => return Flow::Continue,
-            Phase::Done | Phase::Validating { .. } | Phase::Bodiless { .. } => return Flow::Pause,
+            Phase::Done
+            | Phase::Validating { .. }
+            | Phase::Recording { .. }
+            | Phase::Bodiless { .. } => return Flow::Pause,
             Phase::Buffering { .. } => {}
         }
         let cfg = Rc::clone(&self.cfg);
@@ -543,6 +585,10 @@ impl Stream {
                         Ok(ReplayCheck::Passed | ReplayCheck::Skipped { request_jti: false }) => {}
                         Ok(ReplayCheck::Skipped { request_jti: true }) => {
                             host.count("dcr_guard.skipped.request_jti")
+                        }
+                        Ok(ReplayCheck::Fleet(mut fleet)) => {
+                            let first = fleet.start();
+                            return self.fleet(host, worker, cfg, work, fleet, first, in_callback);
                         }
                         Err(e) => {
                             let facts = work.facts();
@@ -772,6 +818,88 @@ impl Stream {
     }
 
     /// A callout of this stream answered (`url`, under `lease` when this worker holds it).
+    /// Drive the fleet replay store: send its next call, or act on its verdict.
+    #[allow(clippy::too_many_arguments)]
+    fn fleet(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        cfg: &Config,
+        work: Box<Work>,
+        mut fleet: Box<FleetReplay>,
+        mut step: FleetStep,
+        in_callback: bool,
+    ) -> Flow {
+        loop {
+            match step {
+                FleetStep::Done(Ok(())) => return self.forward(host, cfg, &work, in_callback),
+                FleetStep::Done(Err(e)) => {
+                    let facts = work.facts();
+                    return self.refuse(host, e, &facts, in_callback);
+                }
+                FleetStep::Call(call) => {
+                    match host.dispatch_grpc(
+                        fleet.target(),
+                        call.service,
+                        call.method,
+                        &call.message,
+                        fleet.timeout_ms(),
+                    ) {
+                        Ok(token) => {
+                            worker.tokens.insert(token, Owner::Grpc { ctx: self.ctx });
+                            self.phase = Phase::Recording { work, fleet, token };
+                            return Flow::Pause;
+                        }
+                        Err(why) => {
+                            host.log(
+                                Level::Warn,
+                                &format!(
+                                    "dcr-guard: gRPC call to the fleet replay store (`{}/{}`) could not start: {why}",
+                                    call.service, call.method
+                                ),
+                            );
+                            step = fleet.not_sent(&why);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fleet replay store's answer.
+    pub fn on_grpc_answer(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        token: u32,
+        status: Option<u32>,
+        size: usize,
+    ) {
+        let Phase::Recording { token: t, .. } = &self.phase else {
+            return;
+        };
+        if *t != token {
+            return;
+        }
+        let Phase::Recording {
+            work, mut fleet, ..
+        } = std::mem::replace(&mut self.phase, Phase::Pass)
+        else {
+            return;
+        };
+        let (message, body) =
+            host.grpc_response(size, dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES);
+        let body = if size > dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES {
+            // Refused by the engine as too large, without reading it.
+            vec![0u8; dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES + 1]
+        } else {
+            body
+        };
+        let cfg = Rc::clone(&self.cfg);
+        let step = fleet.answer(&cfg, &mut HostStore(host), status, &message, &body);
+        self.fleet(host, worker, &cfg, work, fleet, step, true);
+    }
+
     pub fn on_call_response(
         &mut self,
         host: &mut dyn Host,

@@ -1765,3 +1765,118 @@ fn a_later_fetch_failure_replaces_the_failure_record_on_envoy_and_on_kong() {
         }
     }
 }
+
+/// A world whose replay store is the fleet's etcd (`replay.store: etcd`).
+fn fleet_world() -> World {
+    world_with(|v| {
+        v["replay"] = json!({"store": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 300}});
+    })
+}
+
+impl World {
+    /// Deliver a gRPC answer to the latest gRPC call.
+    fn answer_grpc(&mut self, status: Option<u32>, message: &str, body: &[u8]) {
+        let token = self.host.grpc_calls.last().unwrap().0;
+        self.host.grpc_current = Some((message.to_string(), body.to_vec()));
+        self.engine
+            .on_grpc_call_response(&mut self.host, token, status, body.len());
+    }
+}
+
+/// etcd's TxnResponse{succeeded: true}.
+const TXN_RECORDED: &[u8] = &[0x10, 0x01];
+/// etcd's TxnResponse{succeeded: false, responses: [range{count: 1}]}.
+const TXN_SEEN: &[u8] = &[0x1a, 0x04, 0x0a, 0x02, 0x20, 0x01];
+
+#[test]
+fn with_the_fleet_store_etcd_decides_and_the_worker_remembers() {
+    let mut w = fleet_world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    // Every check passed: held while one Txn goes to the etcd cluster.
+    assert_eq!(w.host.resumed, 0);
+    assert_eq!(w.host.grpc_calls.len(), 1);
+    let (_, target, service, method, _) = &w.host.grpc_calls[0];
+    assert_eq!(
+        (service.as_str(), method.as_str()),
+        ("etcdserverpb.KV", "Txn")
+    );
+    assert!(target.contains("etcd"), "{target:?}");
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 1);
+    assert!(w.host.responses.is_empty());
+    // The same registration again on this worker: refused from its own memory, no call.
+    w.engine.remove(1);
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    assert_eq!(w.host.grpc_calls.len(), 1);
+}
+
+#[test]
+fn with_the_fleet_store_a_pair_seen_elsewhere_is_a_replay() {
+    let mut w = fleet_world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    w.answer_grpc(Some(0), "", TXN_SEEN);
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    assert_eq!(w.host.resumed, 0);
+    assert_eq!(
+        w.host.counters.get("dcr_guard.failed.request_jti"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn with_the_fleet_store_a_missing_lease_is_granted_then_the_txn_sent_again() {
+    let mut w = fleet_world();
+    w.post(&w.tpp.request());
+    w.answer_callouts();
+    w.answer_grpc(Some(5), "etcdserver: requested lease not found", &[]);
+    assert_eq!(w.host.grpc_calls.len(), 2);
+    assert_eq!(w.host.grpc_calls[1].3, "LeaseGrant");
+    w.answer_grpc(Some(0), "", &[]);
+    assert_eq!(w.host.grpc_calls.len(), 3);
+    assert_eq!(w.host.grpc_calls[2].3, "Txn");
+    assert_eq!(w.host.grpc_calls[2].4, w.host.grpc_calls[0].4);
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 1);
+}
+
+#[test]
+fn with_the_fleet_store_every_fault_is_a_503_and_nothing_goes_upstream() {
+    // (what goes wrong, the gRPC status, its message)
+    let cases: [(&str, Option<u32>, &str); 4] = [
+        ("no leader", Some(14), "etcdserver: no leader"),
+        ("deadline", Some(4), ""),
+        ("no answer", None, ""),
+        ("junk", Some(0), "\u{1}"),
+    ];
+    for (name, status, message) in cases {
+        let mut w = fleet_world();
+        w.post(&w.tpp.request());
+        w.answer_callouts();
+        let body: &[u8] = if name == "junk" { &[0xff, 0xff] } else { &[] };
+        w.answer_grpc(status, message, body);
+        assert_eq!(
+            w.rejected(),
+            Some((503, "temporarily_unavailable".into())),
+            "{name}"
+        );
+        assert_eq!(w.host.resumed, 0, "{name}");
+        let retry = w.host.responses[0]
+            .1
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("retry-after"));
+        assert!(retry, "{name}");
+    }
+    // A call the host refuses to start.
+    let mut w = fleet_world();
+    w.host.grpc_refused = Some("BadArgument".into());
+    w.post(&w.tpp.request());
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((503, "temporarily_unavailable".into())));
+    assert_eq!(w.host.resumed, 0);
+}

@@ -57,6 +57,16 @@ fn holder_id() -> u64 {
 }
 
 impl Context for Root {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if let Some(engine) = &self.engine {
+            if let Ok(mut e) = engine.try_borrow_mut() {
+                bury(&mut e, &self.graveyard);
+                e.on_grpc_call_response(&mut WasmHost, token_id, Some(status_code), response_size);
+            }
+            let _ = abi::set_effective_context(self.ctx);
+        }
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -326,6 +336,38 @@ impl Callouts for WasmHost {
         (status, body)
     }
 
+    fn dispatch_grpc(
+        &mut self,
+        target: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        hostcalls::dispatch_grpc_call(
+            target,
+            service,
+            method,
+            vec![],
+            Some(message),
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| format!("{s:?}"))
+    }
+
+    fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>) {
+        let message = abi::grpc_status_message().unwrap_or_default();
+        let body = if size == 0 || size > max {
+            Vec::new()
+        } else {
+            abi::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        (message, body)
+    }
+
     fn call_response_header(&self, name: &str) -> Option<String> {
         abi::get_header(MapType::HttpCallResponseHeaders, name)
             .ok()
@@ -435,6 +477,13 @@ impl HttpContext for Unconfigured {
 }
 
 impl Context for Http {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let _ = self.with(|e| {
+            e.on_grpc_call_response(&mut WasmHost, token_id, Some(status_code), response_size);
+            Flow::Continue
+        });
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,

@@ -24,6 +24,8 @@ pub enum Owner {
     },
     /// A stream's one-off call (token introspection).
     Call { ctx: u32 },
+    /// A stream's gRPC call to the fleet replay store.
+    Grpc { ctx: u32 },
     /// A background refresh from the root context's tick.
     Refresh { url: String, lease: u64 },
 }

@@ -98,6 +98,17 @@ pub(super) struct RawReplay {
     pub(super) entries_per_bucket: Option<u32>,
     pub(super) max_retention_seconds: Option<u64>,
     pub(super) issuer_share_percent: Option<u32>,
+    pub(super) store: Option<String>,
+    pub(super) etcd: Option<RawEtcd>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEtcd {
+    pub(super) upstream: String,
+    pub(super) authority: Option<String>,
+    pub(super) key_prefix: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -2,8 +2,9 @@
 //! and the replay store (`replay`).
 
 use super::checks::{bounded, ConfigError};
-use super::raw::{RawJwksCache, RawReplay};
+use super::raw::{RawEtcd, RawJwksCache, RawReplay};
 use crate::keys::CachePolicy;
+use crate::replay::etcd::{EtcdSettings, MAX_NAME_LEN};
 use crate::replay::ReplayConfig;
 
 /// The replay store (`replay`): how long entries are kept and how the store is laid out. Which
@@ -12,8 +13,11 @@ use crate::replay::ReplayConfig;
 pub struct Replay {
     /// No entry is kept longer than this.
     pub max_retention: u64,
-    /// The store's layout in shared data.
+    /// The store's layout in shared data (the only store with `replay.store: local`, the first
+    /// tier with `etcd`).
     pub store: ReplayConfig,
+    /// `replay.store: etcd`: the fleet store, authoritative (shared data is its first tier).
+    pub fleet: Option<EtcdSettings>,
 }
 
 impl Replay {
@@ -70,9 +74,83 @@ pub(super) fn resolve_replay(
         )?,
         ..defaults
     };
+    let fleet = match (raw.store.as_deref(), raw.etcd) {
+        (None | Some("local"), None) => None,
+        (None | Some("local"), Some(_)) => {
+            return Err(ConfigError::new(
+                "replay.etcd",
+                "is only used with replay.store `etcd` (the store is `local`)",
+            ))
+        }
+        (Some("etcd"), Some(etcd)) => Some(resolve_etcd(etcd, max_retention)?),
+        (Some("etcd"), None) => {
+            return Err(ConfigError::new(
+                "replay.etcd",
+                "is required with replay.store `etcd` (at least `upstream`, the Envoy cluster of the etcd members)",
+            ))
+        }
+        (Some(_), _) => {
+            return Err(ConfigError::new(
+                "replay.store",
+                "must be `local` (this gateway's shared data) or `etcd` (the fleet's etcd)",
+            ))
+        }
+    };
     Ok(Replay {
         max_retention,
         store,
+        fleet,
+    })
+}
+
+/// Default `replay.etcd.key_prefix`.
+pub const DEFAULT_ETCD_KEY_PREFIX: &str = "/dcr-guard/replay/";
+
+/// `replay.etcd`: the cluster and authority the gRPC calls go to (short ASCII names), the key
+/// prefix, the call deadline; lease slots of an eighth of the retention (5 s – 1 h), so that a
+/// pair is forgotten at most about an eighth of the retention after its own end.
+fn resolve_etcd(raw: RawEtcd, max_retention: u64) -> Result<EtcdSettings, ConfigError> {
+    let name = |field: &str, v: &str| -> Result<String, ConfigError> {
+        let ok = !v.is_empty()
+            && v.len() <= MAX_NAME_LEN
+            && v.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        if ok {
+            Ok(v.to_string())
+        } else {
+            Err(ConfigError::new(
+                field,
+                format!(
+                    "must be 1–{MAX_NAME_LEN} printable ASCII characters without spaces or quotes"
+                ),
+            ))
+        }
+    };
+    let upstream = name("replay.etcd.upstream", &raw.upstream)?;
+    let authority = match raw.authority {
+        None => None,
+        Some(a) => Some(name("replay.etcd.authority", &a)?),
+    };
+    let key_prefix = raw
+        .key_prefix
+        .unwrap_or_else(|| DEFAULT_ETCD_KEY_PREFIX.to_string());
+    if key_prefix.is_empty()
+        || key_prefix.len() > 128
+        || !key_prefix.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ConfigError::new(
+            "replay.etcd.key_prefix",
+            "must be 1–128 printable ASCII characters without spaces",
+        ));
+    }
+    let timeout_ms = bounded("replay.etcd.timeout_ms", raw.timeout_ms, 500, 10, 10_000)?;
+    let slot_seconds = i64::try_from((max_retention / 8).clamp(5, 3600)).unwrap_or(3600);
+    Ok(EtcdSettings {
+        upstream,
+        authority,
+        key_prefix,
+        timeout_ms,
+        slot_seconds,
     })
 }
 

@@ -19,7 +19,7 @@ pub mod update;
 
 pub use create::{Create, Facts, Outcome, Trace};
 pub use manage::Binding;
-pub use replay::ReplayCheck;
+pub use replay::{FleetReplay, FleetStep, ReplayCheck};
 pub use update::Update;
 
 use crate::config::Config;

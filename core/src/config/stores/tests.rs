@@ -64,3 +64,95 @@ fn replay_issuer_share() {
     v["replay"] = json!({"issuer_share": 10});
     assert!(refused(v).to_string().contains("issuer_share"));
 }
+
+#[test]
+fn replay_store_local_or_etcd() {
+    let with = |replay: serde_json::Value| {
+        let mut v = minimal();
+        v["replay"] = replay;
+        parse(&v)
+    };
+    // Default and explicit local: no fleet store.
+    assert!(parse(&minimal()).unwrap().replay.fleet.is_none());
+    assert!(with(json!({"store": "local"}))
+        .unwrap()
+        .replay
+        .fleet
+        .is_none());
+    // etcd with defaults.
+    let cfg =
+        with(json!({"store": "etcd", "etcd": {"upstream": "outbound|2379||etcd.db.svc"}})).unwrap();
+    let f = cfg.replay.fleet.unwrap();
+    assert_eq!(f.upstream, "outbound|2379||etcd.db.svc");
+    assert_eq!(f.authority, None);
+    assert_eq!(f.key_prefix, DEFAULT_ETCD_KEY_PREFIX);
+    assert_eq!(f.timeout_ms, 500);
+    // Slots of an eighth of the retention (86 400 s by default), at most an hour.
+    assert_eq!(f.slot_seconds, 3600);
+    let f = with(json!({"store": "etcd", "max_retention_seconds": 4000,
+        "etcd": {"upstream": "etcd", "authority": "etcd.bank.internal", "key_prefix": "/bank/", "timeout_ms": 250}}))
+    .unwrap()
+    .replay
+    .fleet
+    .unwrap();
+    assert_eq!(
+        (
+            f.authority.as_deref(),
+            f.key_prefix.as_str(),
+            f.timeout_ms,
+            f.slot_seconds
+        ),
+        (Some("etcd.bank.internal"), "/bank/", 250, 500)
+    );
+    // Refused, naming the field.
+    let long = "e".repeat(61);
+    for (replay, field) in [
+        (json!({"store": "redis"}), "replay.store"),
+        (json!({"store": "etcd"}), "replay.etcd"),
+        (json!({"etcd": {"upstream": "etcd"}}), "replay.etcd"),
+        (
+            json!({"store": "local", "etcd": {"upstream": "etcd"}}),
+            "replay.etcd",
+        ),
+        (json!({"store": "etcd", "etcd": {}}), "replay.etcd"),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": ""}}),
+            "replay.etcd.upstream",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": long}}),
+            "replay.etcd.upstream",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etc d"}}),
+            "replay.etcd.upstream",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etcd", "authority": "a\"b"}}),
+            "replay.etcd.authority",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etcd", "key_prefix": ""}}),
+            "replay.etcd.key_prefix",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etcd", "key_prefix": "/a b/"}}),
+            "replay.etcd.key_prefix",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 5}}),
+            "replay.etcd.timeout_ms",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etcd", "timeout_ms": 20000}}),
+            "replay.etcd.timeout_ms",
+        ),
+        (
+            json!({"store": "etcd", "etcd": {"upstream": "etcd", "tls": true}}),
+            "replay.etcd",
+        ),
+    ] {
+        let e = with(replay.clone()).unwrap_err();
+        assert!(e.field.starts_with(field), "{replay}: {e}");
+    }
+}
