@@ -5,7 +5,8 @@
 //!
 //! - `hold_headers` needs `allow_on_headers_stop_iteration: true` on the wasm filter (a WasmPlugin
 //!   cannot set it);
-//! - every `upstream` the configuration names is a cluster of the bootstrap;
+//! - every `upstream` the configuration names is a cluster of the bootstrap, and the fleet replay
+//!   store's (`replay.etcd.upstream`) speaks HTTP/2;
 //! - the listener's `per_connection_buffer_limit_bytes` is above `limits.body_bytes`;
 //! - `forward_client_cert_details` lets the `x-forwarded-client-cert` header through when
 //!   `client_certificate.source` reads it;
@@ -263,6 +264,42 @@ fn clusters(boot: &Value, doc: &str, vpath: &str, r: &mut Report) {
             }
         }
     });
+    etcd_cluster(boot, &raw, vpath, r);
+}
+
+/// The fleet replay store's cluster (`replay.etcd.upstream`) carries gRPC: it must speak HTTP/2;
+/// without an active health check a stopped etcd member keeps getting calls (each a 503).
+fn etcd_cluster(boot: &Value, raw: &Value, vpath: &str, r: &mut Report) {
+    let Some(name) = raw.pointer("/replay/etcd/upstream").and_then(Value::as_str) else {
+        return;
+    };
+    let Some((ci, cluster)) = boot
+        .pointer("/static_resources/clusters")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .enumerate()
+                .find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(name))
+        })
+    else {
+        return; // reported above as a missing cluster
+    };
+    let cpath = format!("static_resources.clusters[{ci}]");
+    let http2 = cluster.get("http2_protocol_options").is_some()
+        || cluster
+            .pointer("/typed_extension_protocol_options/envoy.extensions.upstreams.http.v3.HttpProtocolOptions/explicit_http_config/http2_protocol_options")
+            .is_some();
+    if !http2 {
+        r.findings.push(finding(
+            format!("{cpath} ({} → replay.etcd.upstream)", vpath.trim_start_matches('.')),
+            format!("`{name}` does not speak HTTP/2: etcd is reached over gRPC; set typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http2_protocol_options: {{}}"),
+        ));
+    }
+    if cluster.get("health_checks").is_none() {
+        r.lines.push(format!(
+            "{cpath}: `{name}` has no health_checks: a stopped etcd member keeps receiving calls (answered 503) until it is back; see README, \"Fleet replay store\""
+        ));
+    }
 }
 
 /// The listener and HTTP connection manager the filter at `filter_path` sits in.

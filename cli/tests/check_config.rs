@@ -381,6 +381,21 @@ fn each_envoy_check_fails_on_its_broken_bootstrap() {
             "list it here",
         ),
         (
+            "fleet replay store cluster without HTTP/2",
+            Box::new(|b| {
+                with_filter(b, |f| {
+                    f["replay"] = json!({"store": "etcd", "etcd": {"upstream": "etcd"}})
+                });
+                b.pointer_mut("/static_resources/clusters")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "etcd", "health_checks": [{"tcp_health_check": {}}]}));
+            }),
+            format!("static_resources.clusters[3] ({value_path} → replay.etcd.upstream)"),
+            "does not speak HTTP/2",
+        ),
+        (
             "invalid filter configuration",
             Box::new(|b| with_filter(b, |f| f["profile"] = json!("mars"))),
             value_path.clone(),
@@ -491,6 +506,44 @@ fn istio_and_kong_findings() {
     assert_eq!(out.code, 1);
     assert!(
         out.stdout.contains("no dcr-guard filter found"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_fleet_replay_store_cluster_with_http2_passes() {
+    let dir = Scratch::new("etcd-ok");
+    let mut b = bootstrap(&uk_config());
+    with_filter(&mut b, |f| {
+        f["replay"] = json!({"store": "etcd", "etcd": {"upstream": "etcd"}})
+    });
+    b.pointer_mut("/static_resources/clusters")
+        .unwrap()
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": "etcd",
+            "health_checks": [{"tcp_health_check": {}}],
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            }
+        }));
+    let path = dir.write("ok.yaml", b.to_string());
+    let out = run(&["check-config", "--envoy", &path]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    // Not a cluster of the bootstrap at all: named.
+    with_filter(&mut b, |f| {
+        f["replay"]["etcd"]["upstream"] = json!("etcd-fleet")
+    });
+    let path = dir.write("missing.yaml", b.to_string());
+    let out = run(&["check-config", "--envoy", &path]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("replay.etcd.upstream: `etcd-fleet` is not a cluster"),
         "{}",
         out.stdout
     );
