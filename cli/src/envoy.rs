@@ -497,6 +497,12 @@ fn kong(doc: &Value, r: &mut Report) {
                 "Kong's kit runs with hold_headers: false (README \"Kong\"): set it",
             ));
         }
+        if cfg.replay.fleet.is_some() {
+            r.findings.push(finding(
+                format!("{path}.replay.store"),
+                "`etcd` needs gRPC callouts, which Kong's proxy-wasm host does not offer (every registration would get 503): use `local`",
+            ));
+        }
     }
 }
 

@@ -483,6 +483,16 @@ fn istio_and_kong_findings() {
             kong("keystore.directory.test:443", true),
             vec!["services[0].routes[0].filter_chains[0].filters[0].config.hold_headers"],
         ),
+        (
+            "kong with the fleet replay store",
+            {
+                let mut k = kong("keystore.directory.test:443", false);
+                k["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"]["replay"] =
+                    json!({"store": "etcd", "etcd": {"upstream": "etcd.db.test:2379"}});
+                k
+            },
+            vec!["services[0].routes[0].filter_chains[0].filters[0].config.replay.store"],
+        ),
     ];
     for (name, doc, want) in cases {
         let path = dir.write("doc.yaml", doc.to_string());
