@@ -230,7 +230,7 @@ bench-micro:
 	cargo build --release --example bench_micro
 	@if command -v taskset >/dev/null && [ "$$(nproc)" -ge 2 ]; then taskset -c 1 target/release/examples/bench_micro; else target/release/examples/bench_micro; fi
 
-bench: build deps-envoy
+bench: build deps-envoy deps-etcd
 	@command -v taskset >/dev/null || echo "taskset not found (Debian: apt-get install util-linux): running unpinned, numbers will be noisier"
 	cargo build --release --target $(TARGET) --target-dir target/bench --manifest-path bench/bare/Cargo.toml
 	cargo build --release --example bench

@@ -989,6 +989,61 @@ fn main() {
         );
     }
 
+    // 8. the fleet replay store: the same all-unique registrations with replay.store local (8a)
+    // and etcd (8b, a 3-member cluster on loopback), side by side; etcd's own CPU is measured
+    // over the block (its members run on the load CPU, not pinned with Envoy).
+    let fleet = if selected("8a") || selected("8b") {
+        match common::etcd::etcd_bin() {
+            None => {
+                eprintln!("bench: 8 skipped: etcd not found (make deps-etcd)");
+                None
+            }
+            Some(_) => Some(common::etcd::Cluster::start(3)),
+        }
+    } else {
+        None
+    };
+    let mut etcd_cpu_ns = 0u64;
+    if let Some(cluster) = &fleet {
+        let mut fleet_scenarios: Vec<Scenario> = Vec::new();
+        for (id, store) in [("8a", "local"), ("8b", "etcd")] {
+            let mut cfg = guard_config(tpp, &keystore, &ctx, false);
+            let mut filter = cfg.get_filter_config().clone();
+            if store == "etcd" {
+                filter["replay"]["store"] = json!("etcd");
+                filter["replay"]["etcd"] = json!({"upstream": "etcd", "key_prefix": "/bench/"});
+            }
+            let etcd = common::etcd::envoy_cluster("etcd", cluster);
+            cfg = cfg.filter_config(filter).edit(move |b| {
+                b["static_resources"]["clusters"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(etcd.clone())
+            });
+            fleet_scenarios.push(Scenario {
+                id,
+                name: format!("dcr-guard, all-unique, replay.store {store}"),
+                cfg,
+                warm: Arc::clone(&warm),
+                pool: Arc::clone(&unique),
+                total: n,
+            });
+        }
+        fleet_scenarios.retain(|sc| selected(sc.id));
+        let etcd_before: u64 = cluster.pids().iter().map(|p| cpu_ns(*p)).sum();
+        let measured = measure_side_by_side(&ctx, &fleet_scenarios, rounds);
+        etcd_cpu_ns = cluster
+            .pids()
+            .iter()
+            .map(|p| cpu_ns(*p))
+            .sum::<u64>()
+            .saturating_sub(etcd_before);
+        for (sc, m) in fleet_scenarios.iter().zip(measured) {
+            let extra = json!({"accepted": m.envoy.stat("dcr_guard.accepted")});
+            rows.push(row(&ctx, sc, m, extra).0);
+        }
+    }
+
     // 6. cold burst: fresh Envoy, 200 concurrent registrations of one TPP, keystore answering
     // after 50 ms.
     let (res, res_warm, burst_secs, dir_fetches, sw_fetches, fetch_stat, waits) = if selected("6") {
@@ -1154,6 +1209,22 @@ fn main() {
         rows.iter().find(|r| r.id == "7b").map_or(0.0, |r| r.rss_kb as f64 / 1024.0),
         rows.iter().find(|r| r.id == "7a").map_or(0.0, |r| r.rss_kb as f64 / 1024.0),
     );
+    let (c8a, c8b) = (get("8a"), get("8b"));
+    let r8 = c8b / c8a;
+    let s8 = spread(&|c| c("8b") / c("8a"));
+    let p = |id: &str, q: f64| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .map_or(0, |r| pct(&r.load.lat_us, q))
+    };
+    let n8b = rows.iter().find(|r| r.id == "8b").map_or(0, |r| r.load.n);
+    let etcd_us = etcd_cpu_ns as f64 / 1e3 / n8b.max(1) as f64;
+    println!(
+        "  fleet store  8b/8a              = {r8:.3}  target ≤ 1.10  {}  {s8}  added latency p50 {} µs, p99 {} µs; etcd CPU {etcd_us:.0} µs per registration (3 members)",
+        judged(r8, r8 <= 1.10),
+        p("8b", 0.5) as i64 - p("8a", 0.5) as i64,
+        p("8b", 0.99) as i64 - p("8a", 0.99) as i64,
+    );
     println!();
     println!("(CPU µs are the Envoy process's run time over its {rounds} interleaved rounds (schedstat; /proc/<pid>/stat utime+stime agrees, see results.json) / requests; \"blocks\" is the range of the same ratio over {BLOCKS} consecutive blocks of rounds. Whole run {:.0} s. Load average before: {load_before}; after: {}. This machine's speed changes under other tenants: compare ratios, not µs.)", began.elapsed().as_secs_f64(), loadavg());
 
@@ -1183,6 +1254,8 @@ fn main() {
             "replay_7b_over_7a": r7, "replay_target": 1.10,
             "es256_all_unique_4em1_over_3em1": r43e,
             "es256_mix_5em1_over_half_3em1": r5e,
+            "fleet_8b_over_8a": r8, "fleet_target": 1.10,
+            "fleet_etcd_cpu_us_per_registration": etcd_us,
         },
     });
     let path = root.join("target/bench/results.json");

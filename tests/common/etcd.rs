@@ -249,6 +249,14 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The members' process ids (running members only).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Where the members' logs are.
     pub fn log_dir(&self) -> &std::path::Path {
         &self.dir
