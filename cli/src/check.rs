@@ -31,19 +31,7 @@ pub fn main(args: &[String]) -> Result<u8, String> {
 /// The exit status and the one line that says whether `doc` is a valid configuration.
 pub fn check(doc: &[u8]) -> (u8, String) {
     match Config::parse(doc, &|name| std::env::var(name).ok()) {
-        Ok(cfg) => (EXIT_OK, format!("valid ({})", summary(&cfg))),
+        Ok(cfg) => (EXIT_OK, format!("valid ({})", cfg.summary())),
         Err(e) => (EXIT_REFUSED, e.to_string()),
     }
-}
-
-/// What the filter logs when it accepts a configuration.
-pub fn summary(cfg: &Config) -> String {
-    format!(
-        "profile={} path={} directories={} hold_headers={} report_only={}",
-        cfg.profile.as_str(),
-        cfg.path,
-        cfg.directories.len(),
-        cfg.hold_headers,
-        cfg.report_only
-    )
 }

@@ -119,7 +119,7 @@ fn validate(doc: &[u8], path: &str, r: &mut Report) -> Option<Config> {
             r.lines.push(format!(
                 "{}: valid ({})",
                 path.trim_start_matches('.'),
-                crate::check::summary(&cfg)
+                cfg.summary()
             ));
             Some(cfg)
         }

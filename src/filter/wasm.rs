@@ -109,14 +109,7 @@ impl RootContext for Root {
             Ok(cfg) => {
                 log(
                     Level::Info,
-                    &format!(
-                        "dcr-guard: configured profile={} path={} directories={} hold_headers={} report_only={}",
-                        cfg.profile.as_str(),
-                        cfg.path,
-                        cfg.directories.len(),
-                        cfg.hold_headers,
-                        cfg.report_only
-                    ),
+                    &format!("dcr-guard: configured {}", cfg.summary()),
                 );
                 let mut store = super::HostStore(&mut WasmHost);
                 if let Err(e) = dcr_guard_core::replay::precreate(&mut store, &cfg.replay.store) {

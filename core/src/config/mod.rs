@@ -123,6 +123,19 @@ const MAX_CALLOUT_TIMEOUT_MS: u64 = 60_000;
 const MAX_LEEWAY: u64 = 600;
 
 impl Config {
+    /// One line saying what was configured (the filter logs it as `dcr-guard: configured …`; the
+    /// CLI prints it for a valid configuration).
+    pub fn summary(&self) -> String {
+        format!(
+            "profile={} path={} directories={} hold_headers={} report_only={}",
+            self.profile.as_str(),
+            self.path,
+            self.directories.len(),
+            self.hold_headers,
+            self.report_only
+        )
+    }
+
     /// Parse and validate a configuration document, looking up the secrets it names with
     /// `secrets`. An empty document is refused: at least one trusted directory must be configured.
     pub fn parse(doc: &[u8], secrets: Secrets<'_>) -> Result<Config, ConfigError> {
