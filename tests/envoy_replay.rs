@@ -122,3 +122,18 @@ fn one_issuer_over_its_share_gets_503_while_another_registers() {
     }
     assert_eq!(upstream.requests().len(), 8);
 }
+
+#[test]
+fn every_counter_exists_from_the_start() {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let keystore = common::keystore(&tpp, Vec::new());
+    let upstream = TestServer::always(Reply::json(201, &json!({"client_id": "c1"})));
+    let cfg = EnvoyConfig::new(tpp.filter_config("keystore", "keystore"), upstream.port())
+        .cluster("keystore", keystore.port());
+    let envoy = Envoy::start(&cfg);
+    // Before any request: every counter the filter can touch is there, at 0 (a dashboard sees a
+    // zero, not a missing series).
+    for name in dcr_guard_core::metrics::all() {
+        assert_eq!(envoy.stat(&name), Some(0), "{name}");
+    }
+}

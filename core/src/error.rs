@@ -78,6 +78,29 @@ pub enum RuleId {
 }
 
 impl RuleId {
+    /// Every rule, in the order of the enum.
+    pub const ALL: [RuleId; 19] = [
+        RuleId::TokenClientBinding,
+        RuleId::SsaIssuer,
+        RuleId::SsaSignature,
+        RuleId::RequestSignature,
+        RuleId::IssuanceTime,
+        RuleId::SoftwareStatus,
+        RuleId::RequiredAttributes,
+        RuleId::Issuer,
+        RuleId::Audience,
+        RuleId::RedirectUriFormat,
+        RuleId::RedirectUriSubset,
+        RuleId::UriHostname,
+        RuleId::TokenEndpointAuth,
+        RuleId::SigningAlgorithms,
+        RuleId::GrantAndResponseTypes,
+        RuleId::SoftwareRoles,
+        RuleId::CertificateBinding,
+        RuleId::RequestJti,
+        RuleId::SsaJti,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RuleId::TokenClientBinding => "token_client_binding",

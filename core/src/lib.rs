@@ -14,6 +14,7 @@ pub mod escape;
 pub mod fuzzing;
 pub mod jose;
 pub mod keys;
+pub mod metrics;
 pub mod path;
 pub mod pipeline;
 pub mod profile;

@@ -204,6 +204,15 @@ impl Telemetry for Fake {
     }
 
     fn count(&mut self, name: &str) {
+        // Every counter the filter touches is one the plugin defines when it is configured.
+        thread_local! {
+            static KNOWN: std::collections::HashSet<String> =
+                dcr_guard_core::metrics::all().into_iter().collect();
+        }
+        assert!(
+            KNOWN.with(|k| k.contains(name)),
+            "counter `{name}` is not in dcr_guard_core::metrics::all()"
+        );
         *self.counters.entry(name.to_string()).or_default() += 1;
     }
 }

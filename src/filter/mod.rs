@@ -11,6 +11,7 @@ use dcr_guard_core::config::{CertSource, Config, JwksSource};
 use dcr_guard_core::error::{DcrError, RuleId};
 use dcr_guard_core::escape::escape;
 use dcr_guard_core::keys::{Decision, Need};
+use dcr_guard_core::metrics;
 use dcr_guard_core::path::{classify, Route};
 use dcr_guard_core::pipeline::envelope::{self, Bodiless, Request, SINGLETON_HEADERS};
 use dcr_guard_core::pipeline::forward::Forwarding;
@@ -373,7 +374,7 @@ impl Stream {
         if route == Route::NotDcr {
             return Flow::Continue;
         }
-        host.count("dcr_guard.requests");
+        host.count(metrics::REQUESTS);
         let method = host.request_header(":method").unwrap_or_default();
         let repeated = host.repeated_request_header(&SINGLETON_HEADERS);
         let checked = envelope::check_headers(
@@ -584,7 +585,7 @@ impl Stream {
                     match work.check_replay(cfg, &mut HostStore(host), now) {
                         Ok(ReplayCheck::Passed | ReplayCheck::Skipped { request_jti: false }) => {}
                         Ok(ReplayCheck::Skipped { request_jti: true }) => {
-                            host.count("dcr_guard.skipped.request_jti")
+                            host.count(&metrics::skipped(RuleId::RequestJti))
                         }
                         Ok(ReplayCheck::Fleet(mut fleet)) => {
                             let first = fleet.start();
@@ -722,7 +723,7 @@ impl Stream {
                     None
                 }
             };
-        host.count("dcr_guard.jwks_fetches");
+        host.count(metrics::JWKS_FETCHES);
         match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
             Ok(token) => {
                 worker.tokens.insert(
@@ -736,7 +737,7 @@ impl Stream {
                 round.pending.push(token);
             }
             Err(why) => {
-                host.count("dcr_guard.jwks_fetch_failures");
+                host.count(metrics::JWKS_FETCH_FAILURES);
                 host.log(
                     Level::Warn,
                     &format!(
@@ -1038,30 +1039,31 @@ impl Stream {
         skipped: &[RuleId],
         facts: &Facts,
     ) {
-        host.count("dcr_guard.reported");
+        host.count(metrics::REPORTED);
         host.set_state("dcr_guard.verdict", "reported");
         if let Some(first) = failures.first() {
             host.set_state("dcr_guard.rule", first.source.as_str());
         }
         record_facts(host, facts);
         for e in failures {
-            host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
+            host.count(&metrics::failed(e.source));
             if e.is_dependency_fault() {
-                host.count("dcr_guard.dependency_failures");
+                host.count(metrics::DEPENDENCY_FAILURES);
             }
             host.log(
                 Level::Info,
-                &log_line("report-only: would reject", e, facts),
+                &log_line(host, "report-only: would reject", e, facts),
             );
         }
         for rule in skipped {
-            host.count(&format!("dcr_guard.skipped.{}", rule.as_str()));
+            host.count(&metrics::skipped(*rule));
             host.log(
                 Level::Info,
                 &format!(
-                    "dcr-guard: report-only: skipped rule={} {} (it depends on a check that failed)",
+                    "dcr-guard: report-only: skipped rule={} {}{} (it depends on a check that failed)",
                     rule.as_str(),
                     log_id(&facts.software_id, &facts.claimed_software_id, "software_id"),
+                    trace_ids(host),
                 ),
             );
         }
@@ -1087,10 +1089,10 @@ pub fn unconfigured(host: &mut dyn Host) -> Flow {
 
 /// Answer `e` locally: counters, filter state, one log line, the RFC 7591 / 6750 reply.
 fn reject(host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
-    host.count("dcr_guard.rejected");
-    host.count(&format!("dcr_guard.failed.{}", e.source.as_str()));
+    host.count(metrics::REJECTED);
+    host.count(&metrics::failed(e.source));
     if e.is_dependency_fault() {
-        host.count("dcr_guard.dependency_failures");
+        host.count(metrics::DEPENDENCY_FAILURES);
     }
     host.set_state("dcr_guard.verdict", "rejected");
     host.set_state("dcr_guard.rule", e.source.as_str());
@@ -1100,7 +1102,8 @@ fn reject(host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
     } else {
         Level::Info
     };
-    host.log(level, &log_line("rejected", &e, facts));
+    let line = log_line(host, "rejected", &e, facts);
+    host.log(level, &line);
     let headers = e.headers();
     let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     host.respond(e.status, &refs, e.body().as_bytes());
@@ -1111,9 +1114,9 @@ fn reject(host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
 /// `claimed_…` while the token carrying them has not verified); never a token, a key or a
 /// payload. Every client-derived part (the ids, and the description, which may quote a claim) is
 /// escaped: one request is one line.
-fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
+fn log_line(host: &dyn Host, what: &str, e: &DcrError, facts: &Facts) -> String {
     format!(
-        "dcr-guard: {what} status={} error={} rule={} {} {} reason=\"{}\"",
+        "dcr-guard: {what} status={} error={} rule={} {} {}{} reason=\"{}\"",
         e.status,
         e.code.as_str(),
         e.source.as_str(),
@@ -1123,8 +1126,27 @@ fn log_line(what: &str, e: &DcrError, facts: &Facts) -> String {
             "software_id"
         ),
         log_id(&facts.jti, &facts.claimed_jti, "jti"),
+        trace_ids(host),
         escape(&e.description, dcr_guard_core::escape::MAX_REASON),
     )
+}
+
+/// ` request_id="…"` (Envoy's `x-request-id`) and ` traceparent="…"` (W3C trace context) when the
+/// request carries them, escaped and bounded: a log line joins the access log and the trace.
+fn trace_ids(host: &dyn Host) -> String {
+    let mut out = String::new();
+    for (header, name) in [
+        ("x-request-id", "request_id"),
+        ("traceparent", "traceparent"),
+    ] {
+        if let Some(v) = host.request_header(header).filter(|v| !v.is_empty()) {
+            out.push_str(&format!(
+                " {name}=\"{}\"",
+                escape(&v, dcr_guard_core::escape::MAX_ID)
+            ));
+        }
+    }
+    out
 }
 
 /// `name="value"` for a verified value, `claimed_name="value"` for an unverified one, `name=-`

@@ -1880,3 +1880,41 @@ fn with_the_fleet_store_every_fault_is_a_503_and_nothing_goes_upstream() {
     assert_eq!(w.rejected(), Some((503, "temporarily_unavailable".into())));
     assert_eq!(w.host.resumed, 0);
 }
+
+#[test]
+fn log_lines_carry_the_request_id_and_traceparent_escaped() {
+    let mut w = world();
+    let body = w.tpp.request_with(|c| c["exp"] = json!(1));
+    w.host
+        .headers
+        .insert("x-request-id".into(), "4f1c0e3a-\nforged=\"1\"".into());
+    w.host.headers.insert(
+        "traceparent".into(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+    );
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    let logs = w.host.logs.borrow();
+    let line = logs.iter().find(|l| l.contains("rejected")).unwrap();
+    assert!(
+        line.contains(r#" request_id="4f1c0e3a-\nforged=\"1\"""#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#" traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01""#),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "{line}");
+    // Without them, nothing is added.
+    let mut w = world();
+    let body = w.tpp.request_with(|c| c["exp"] = json!(1));
+    w.post(&body);
+    w.answer_callouts();
+    let logs = w.host.logs.borrow();
+    let line = logs.iter().find(|l| l.contains("rejected")).unwrap();
+    assert!(
+        !line.contains("request_id") && !line.contains("traceparent"),
+        "{line}"
+    );
+}

@@ -117,6 +117,10 @@ impl RootContext for Root {
                     // that cannot be written makes replay checks fail closed (503).
                     log(Level::Warn, &format!("dcr-guard: replay store: {e}"));
                 }
+                // Every counter exists from now on (a dashboard sees 0, not no series).
+                for name in dcr_guard_core::metrics::all() {
+                    let _ = metric_id(&name);
+                }
                 let engine = Engine::new(Rc::new(cfg), holder_id());
                 engine.worker.precreate(&mut WasmHost, engine.config());
                 self.engine = Some(Rc::new(RefCell::new(engine)));

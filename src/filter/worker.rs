@@ -12,6 +12,7 @@ use dcr_guard_core::jose::JwkSet;
 use dcr_guard_core::keys::{
     ttl_from_cache_control, Cache, Entry, Fetched, JwksSource, Parsed, Poll, Settled, Verdicts,
 };
+use dcr_guard_core::metrics;
 
 /// Who a callout answers to.
 #[derive(Debug, Clone)]
@@ -63,8 +64,7 @@ pub struct Worker {
     next_refresh: i64,
 }
 
-/// Counter: leased fetches started again by the root context because their stream went away.
-pub const COUNTER_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
+pub use dcr_guard_core::metrics::JWKS_ORPHANED_FETCHES as COUNTER_ORPHANED_FETCHES;
 
 /// How often the root context looks for directory documents to refresh.
 const REFRESH_CHECK_SECONDS: i64 = 1;
@@ -251,7 +251,7 @@ impl Worker {
         lease: u64,
         now: i64,
     ) {
-        host.count("dcr_guard.jwks_fetches");
+        host.count(metrics::JWKS_FETCHES);
         match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
             Ok(token) => {
                 self.tokens.insert(
@@ -263,7 +263,7 @@ impl Worker {
                 );
             }
             Err(why) => {
-                host.count("dcr_guard.jwks_fetch_failures");
+                host.count(metrics::JWKS_FETCH_FAILURES);
                 host.log(
                     Level::Warn,
                     &format!(
@@ -345,7 +345,7 @@ impl Worker {
         let (status, body) = host.call_response(body_size, max);
         let fetched = Fetched::from_response(status, &body, body_size, max, cfg.limits.jwks_keys);
         if let Fetched::Unavailable(why) | Fetched::Unusable(why) = &fetched {
-            host.count("dcr_guard.jwks_fetch_failures");
+            host.count(metrics::JWKS_FETCH_FAILURES);
             host.log(
                 Level::Info,
                 &format!(

@@ -62,12 +62,11 @@ pub const FAILURE_REASON_BYTES: usize = 200;
 pub const MAX_ATTEMPTS: usize = 4;
 
 /// Counter names (the glue increments them; see [`Decision::counter`]).
-pub const COUNTER_FETCHES: &str = "dcr_guard.jwks_fetches";
-pub const COUNTER_FETCH_FAILURES: &str = "dcr_guard.jwks_fetch_failures";
-pub const COUNTER_CACHE_HITS: &str = "dcr_guard.jwks_cache_hits";
-pub const COUNTER_STALE_SERVES: &str = "dcr_guard.jwks_stale_serves";
-pub const COUNTER_KID_REFETCHES: &str = "dcr_guard.jwks_kid_refetches";
-pub const COUNTER_LEASE_WAITS: &str = "dcr_guard.jwks_lease_waits";
+pub use crate::metrics::{
+    JWKS_CACHE_HITS as COUNTER_CACHE_HITS, JWKS_FETCHES as COUNTER_FETCHES,
+    JWKS_FETCH_FAILURES as COUNTER_FETCH_FAILURES, JWKS_KID_REFETCHES as COUNTER_KID_REFETCHES,
+    JWKS_LEASE_WAITS as COUNTER_LEASE_WAITS, JWKS_STALE_SERVES as COUNTER_STALE_SERVES,
+};
 
 /// Cache lifetimes and limits, all in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
