@@ -208,6 +208,17 @@ impl Drop for Http {
     }
 }
 
+/// Why a callout could not start, for the log: Envoy answers `BadArgument` when the cluster does
+/// not exist (the most common mistake), so name it.
+fn dispatch_error(s: proxy_wasm::types::Status, upstream: &str) -> String {
+    match s {
+        proxy_wasm::types::Status::BadArgument => format!(
+            "the host refused the call (BadArgument): is `{upstream}` a cluster of this Envoy?"
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
 /// The proxy-wasm host, for the current HTTP context.
 struct WasmHost;
 
@@ -291,7 +302,7 @@ impl Callouts for WasmHost {
             vec![],
             Duration::from_millis(timeout_ms),
         )
-        .map_err(|s| format!("{s:?}"))
+        .map_err(|s| dispatch_error(s, &src.upstream))
     }
 
     fn dispatch(
@@ -314,7 +325,7 @@ impl Callouts for WasmHost {
             vec![],
             Duration::from_millis(timeout_ms),
         )
-        .map_err(|s| format!("{s:?}"))
+        .map_err(|s| dispatch_error(s, &call.upstream))
     }
 
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
@@ -349,7 +360,14 @@ impl Callouts for WasmHost {
             Some(message),
             Duration::from_millis(timeout_ms),
         )
-        .map_err(|s| format!("{s:?}"))
+        .map_err(|s| match s {
+            // The target is a serialized GrpcService: say what the operator configured.
+            proxy_wasm::types::Status::BadArgument => {
+                "the host refused the call (BadArgument): is replay.etcd.upstream a cluster of this Envoy?"
+                    .to_string()
+            }
+            other => format!("{other:?}"),
+        })
     }
 
     fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>) {
