@@ -1,5 +1,6 @@
-//! The fleet replay store on etcd v3 (`replay.fleet: etcd`): the few `etcdserverpb` messages it
-//! uses, encoded with `prost` from hand-written structs, and the decisions around them. No I/O:
+//! The fleet replay store on etcd v3 (`replay.store: etcd`): the few `etcdserverpb` messages it
+//! uses, with a small protobuf codec of its own (`wire`: a few fields of five messages; prost,
+//! which cost the module about 40 KB, checks it in the tests), and the decisions around them. No I/O:
 //! the host sends the gRPC calls (`dispatch_grpc_call` through an Envoy cluster) and hands the
 //! answers back.
 //!
@@ -143,46 +144,49 @@ pub struct PairKey {
 }
 
 /// The `KV/Txn` request: create every key if none exists, else read which exist.
+///
+/// `TxnRequest { compare: [Compare { result: EQUAL, target: CREATE, key, create_revision: 0 }],
+/// success: [RequestOp { request_put: PutRequest { key, value, lease } }], failure: [RequestOp {
+/// request_range: RangeRequest { key, count_only: true } }] }` (field numbers of etcd's
+/// `rpc.proto`; EQUAL is 0, the default, so it is not written; the `create_revision` oneof is
+/// written even at 0).
 pub fn txn_request(pairs: &[PairKey], lease: i64) -> Vec<u8> {
-    let req = pb::TxnRequest {
-        compare: pairs
-            .iter()
-            .map(|p| pb::Compare {
-                result: pb::CompareResult::Equal as i32,
-                target: pb::CompareTarget::Create as i32,
-                key: p.key.clone(),
-                target_union: Some(pb::TargetUnion::CreateRevision(0)),
-            })
-            .collect(),
-        success: pairs
-            .iter()
-            .map(|p| pb::RequestOp {
-                request: Some(pb::Request::Put(pb::PutRequest {
-                    key: p.key.clone(),
-                    value: p.until.to_string().into_bytes(),
-                    lease,
-                })),
-            })
-            .collect(),
-        failure: pairs
-            .iter()
-            .map(|p| pb::RequestOp {
-                request: Some(pb::Request::Range(pb::RangeRequest {
-                    key: p.key.clone(),
-                    count_only: true,
-                })),
-            })
-            .collect(),
-    };
-    prost::Message::encode_to_vec(&req)
+    let mut out = Vec::new();
+    for p in pairs {
+        let mut compare = Vec::new();
+        wire::varint_field(&mut compare, 2, 1); // target: CREATE
+        wire::bytes_field(&mut compare, 3, &p.key);
+        wire::varint_field(&mut compare, 5, 0); // create_revision (oneof: present at 0)
+        wire::bytes_field(&mut out, 1, &compare);
+    }
+    for p in pairs {
+        let mut put = Vec::new();
+        wire::bytes_field(&mut put, 1, &p.key);
+        wire::bytes_field(&mut put, 2, p.until.to_string().as_bytes());
+        if lease != 0 {
+            wire::varint_field(&mut put, 3, lease as u64);
+        }
+        let mut op = Vec::new();
+        wire::bytes_field(&mut op, 2, &put); // request_put
+        wire::bytes_field(&mut out, 2, &op);
+    }
+    for p in pairs {
+        let mut range = Vec::new();
+        wire::bytes_field(&mut range, 1, &p.key);
+        wire::varint_field(&mut range, 9, 1); // count_only
+        let mut op = Vec::new();
+        wire::bytes_field(&mut op, 1, &range); // request_range
+        wire::bytes_field(&mut out, 3, &op);
+    }
+    out
 }
 
-/// The `Lease/LeaseGrant` request for `lease`.
+/// The `Lease/LeaseGrant` request for `lease`: `LeaseGrantRequest { TTL, ID }`.
 pub fn lease_grant_request(lease: &Lease) -> Vec<u8> {
-    prost::Message::encode_to_vec(&pb::LeaseGrantRequest {
-        ttl: lease.ttl,
-        id: lease.id,
-    })
+    let mut out = Vec::new();
+    wire::varint_field(&mut out, 1, lease.ttl as u64);
+    wire::varint_field(&mut out, 2, lease.id as u64);
+    out
 }
 
 /// What a Txn answer says.
@@ -218,8 +222,8 @@ pub fn read_txn(
     if body.len() > MAX_ANSWER_BYTES {
         return Err(Fault("etcd answer too large".to_string()));
     }
-    let resp: pb::TxnResponse = prost::Message::decode(body)
-        .map_err(|e| Fault(format!("etcd answer does not parse: {e}")))?;
+    let resp =
+        wire::txn_response(body).map_err(|e| Fault(format!("etcd answer does not parse: {e}")))?;
     if resp.succeeded {
         return Ok(TxnOutcome::Recorded);
     }
@@ -230,12 +234,10 @@ pub fn read_txn(
         )));
     }
     for (i, r) in resp.responses.iter().enumerate() {
-        match &r.response {
-            Some(pb::Response::Range(range)) if range.count > 0 => {
-                return Ok(TxnOutcome::Replayed(i))
-            }
-            Some(pb::Response::Range(_)) => {}
-            _ => return Err(Fault("etcd answered an unexpected operation".to_string())),
+        match r {
+            Some(count) if *count > 0 => return Ok(TxnOutcome::Replayed(i)),
+            Some(_) => {}
+            None => return Err(Fault("etcd answered an unexpected operation".to_string())),
         }
     }
     // The compare failed but no key exists now: it expired in between (its lease ran out). The
@@ -251,12 +253,12 @@ pub fn read_lease_grant(status: Option<u32>, message: &str, body: &[u8]) -> Resu
             if body.len() > MAX_ANSWER_BYTES {
                 return Err(Fault("etcd answer too large".to_string()));
             }
-            let resp: pb::LeaseGrantResponse = prost::Message::decode(body)
+            let error = wire::lease_grant_error(body)
                 .map_err(|e| Fault(format!("etcd answer does not parse: {e}")))?;
-            if resp.error.is_empty() {
+            if error.is_empty() {
                 Ok(())
             } else {
-                Err(Fault(format!("etcd lease grant: {}", clip(&resp.error))))
+                Err(Fault(format!("etcd lease grant: {}", clip(&error))))
             }
         }
         Some(GRPC_FAILED_PRECONDITION) if message.contains("lease already exists") => Ok(()),
@@ -401,8 +403,152 @@ impl Recording {
     }
 }
 
-/// The `etcdserverpb` messages used (field numbers as in etcd's `rpc.proto`, v3.4+); fields not
-/// used are left out (protobuf skips unknown fields when decoding).
+/// The protobuf wire format, as far as these messages need it: varint and length-delimited
+/// fields written; any field read, the unknown ones skipped, everything bounds-checked.
+mod wire {
+    /// A varint.
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A varint field (wire type 0); int64 values go as their two's-complement u64.
+    pub(super) fn varint_field(out: &mut Vec<u8>, field: u32, v: u64) {
+        varint(out, u64::from(field) << 3);
+        varint(out, v);
+    }
+
+    /// A length-delimited field (wire type 2).
+    pub(super) fn bytes_field(out: &mut Vec<u8>, field: u32, v: &[u8]) {
+        varint(out, u64::from(field) << 3 | 2);
+        varint(out, v.len() as u64);
+        out.extend_from_slice(v);
+    }
+
+    /// One field read: its number and value.
+    enum Value<'a> {
+        Varint(u64),
+        Bytes(&'a [u8]),
+        Fixed,
+    }
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl<'a> Reader<'a> {
+        fn varint(&mut self) -> Result<u64, &'static str> {
+            let mut v: u64 = 0;
+            for i in 0..10 {
+                let (&b, rest) = self.0.split_first().ok_or("truncated varint")?;
+                self.0 = rest;
+                v |= u64::from(b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    return Ok(v);
+                }
+            }
+            Err("varint longer than 10 bytes")
+        }
+
+        fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+            if n > self.0.len() {
+                return Err("truncated field");
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Ok(head)
+        }
+
+        /// The next field, or `None` at the end.
+        fn field(&mut self) -> Result<Option<(u64, Value<'a>)>, &'static str> {
+            if self.0.is_empty() {
+                return Ok(None);
+            }
+            let key = self.varint()?;
+            let value = match key & 7 {
+                0 => Value::Varint(self.varint()?),
+                1 => {
+                    self.take(8)?;
+                    Value::Fixed
+                }
+                2 => {
+                    let n = usize::try_from(self.varint()?).map_err(|_| "length too large")?;
+                    Value::Bytes(self.take(n)?)
+                }
+                5 => {
+                    self.take(4)?;
+                    Value::Fixed
+                }
+                _ => return Err("unsupported wire type"),
+            };
+            Ok(Some((key >> 3, value)))
+        }
+    }
+
+    /// `TxnResponse`: `succeeded` (2) and, for each `ResponseOp` (3), the `count` (4) of its
+    /// `response_range` (1), or `None` for another operation.
+    pub(super) struct TxnResponse {
+        pub(super) succeeded: bool,
+        pub(super) responses: Vec<Option<i64>>,
+    }
+
+    pub(super) fn txn_response(body: &[u8]) -> Result<TxnResponse, &'static str> {
+        let mut resp = TxnResponse {
+            succeeded: false,
+            responses: Vec::new(),
+        };
+        let mut r = Reader(body);
+        while let Some((field, value)) = r.field()? {
+            match (field, value) {
+                (2, Value::Varint(v)) => resp.succeeded = v != 0,
+                (3, Value::Bytes(op)) => resp.responses.push(range_count(op)?),
+                (2 | 3, _) => return Err("a field of the wrong type"),
+                _ => {}
+            }
+        }
+        Ok(resp)
+    }
+
+    /// A `ResponseOp`: the count of its `response_range`, `None` when it holds another operation.
+    fn range_count(op: &[u8]) -> Result<Option<i64>, &'static str> {
+        let mut r = Reader(op);
+        let mut count = None;
+        while let Some((field, value)) = r.field()? {
+            match (field, value) {
+                (1, Value::Bytes(range)) => {
+                    let mut n = 0i64;
+                    let mut rr = Reader(range);
+                    while let Some((f, v)) = rr.field()? {
+                        if let (4, Value::Varint(c)) = (f, v) {
+                            n = c as i64;
+                        }
+                    }
+                    count = Some(n);
+                }
+                (2..=4, _) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(count)
+    }
+
+    /// `LeaseGrantResponse.error` (4); empty when granted.
+    pub(super) fn lease_grant_error(body: &[u8]) -> Result<String, &'static str> {
+        let mut r = Reader(body);
+        let mut error = String::new();
+        while let Some((field, value)) = r.field()? {
+            if let (4, Value::Bytes(e)) = (field, value) {
+                error = String::from_utf8_lossy(e).into_owned();
+            }
+        }
+        Ok(error)
+    }
+}
+
+/// The `etcdserverpb` messages (field numbers as in etcd's `rpc.proto`, v3.4+), derived with prost:
+/// the tests' independent oracle for `wire`.
+#[cfg(test)]
 pub(crate) mod pb {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TxnRequest {

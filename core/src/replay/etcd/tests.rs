@@ -412,3 +412,74 @@ fn recording_is_one_txn_or_grant_then_txn_once() {
         assert!(matches!(r.answer(fault.0, fault.1, &[]), Next::Fault(_)));
     }
 }
+
+mod against_prost {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any TxnResponse prost writes (header, succeeded, range or put results) reads back the
+        /// same through the codec.
+        #[test]
+        fn txn_answers_read_as_prost_wrote_them(
+            succeeded: bool,
+            ops in proptest::collection::vec(proptest::option::of(0i64..5), 0..4),
+            revision: i64,
+        ) {
+            let answer = pb::TxnResponse {
+                header: Some(pb::ResponseHeader { cluster_id: 7, member_id: 8, revision, raft_term: 9 }),
+                succeeded,
+                responses: ops
+                    .iter()
+                    .map(|o| pb::ResponseOp {
+                        response: Some(match o {
+                            Some(count) => pb::Response::Range(pb::RangeResponse { header: None, count: *count }),
+                            None => pb::Response::Put(pb::PutResponse { header: None }),
+                        }),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec();
+            let got = wire::txn_response(&answer).unwrap();
+            prop_assert_eq!(got.succeeded, succeeded);
+            prop_assert_eq!(got.responses, ops);
+        }
+
+        /// What the codec writes, prost reads as the request meant (any keys, expiries, lease IDs).
+        #[test]
+        fn requests_read_by_prost_as_meant(
+            keys in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..3),
+            until in 0i64..i64::MAX,
+            lease in 1i64..i64::MAX,
+            ttl in 1i64..1_000_000,
+        ) {
+            let pairs: Vec<PairKey> = keys.iter().map(|k| PairKey { key: k.clone(), until }).collect();
+            let req = pb::TxnRequest::decode(txn_request(&pairs, lease).as_slice()).unwrap();
+            prop_assert_eq!(req.compare.len(), pairs.len());
+            for ((c, s), (f, p)) in req.compare.iter().zip(&req.success).zip(req.failure.iter().zip(&pairs)) {
+                prop_assert_eq!(&c.key, &p.key);
+                prop_assert_eq!(c.target, pb::CompareTarget::Create as i32);
+                prop_assert_eq!(c.result, pb::CompareResult::Equal as i32);
+                prop_assert_eq!(&c.target_union, &Some(pb::TargetUnion::CreateRevision(0)));
+                prop_assert_eq!(
+                    &s.request,
+                    &Some(pb::Request::Put(pb::PutRequest { key: p.key.clone(), value: until.to_string().into_bytes(), lease }))
+                );
+                prop_assert_eq!(
+                    &f.request,
+                    &Some(pb::Request::Range(pb::RangeRequest { key: p.key.clone(), count_only: true }))
+                );
+            }
+            let g = pb::LeaseGrantRequest::decode(lease_grant_request(&Lease { slot: 1, id: lease, ttl }).as_slice()).unwrap();
+            prop_assert_eq!((g.id, g.ttl), (lease, ttl));
+        }
+
+        /// Any bytes: a verdict or a fault, never a panic, never "recorded" from junk that is not
+        /// a TxnResponse saying so.
+        #[test]
+        fn any_answer_bytes_are_read_without_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = read_txn(Some(0), "", &body, 2);
+            let _ = read_lease_grant(Some(0), "", &body);
+        }
+    }
+}
