@@ -363,3 +363,23 @@ fn image_is_what_istio_reads_and_survives_a_registry_round_trip_byte_for_byte() 
     );
     drop(registry);
 }
+
+/// The module `make build` ships fits a Kubernetes ConfigMap (1 MiB), the way the Istio kit's
+/// ConfigMap variant takes it. (When `make build` ran without wasm-opt, it ships cargo's module,
+/// which is larger: that build says so, and this test names the cause.)
+#[test]
+fn the_module_fits_a_configmap() {
+    let wasm = wasm_path();
+    let size = std::fs::metadata(&wasm).unwrap().len();
+    let optimised = wasm.with_file_name("dcr_guard.opt.wasm");
+    assert!(
+        size < 1024 * 1024,
+        "{} is {size} bytes, over the 1 MiB a ConfigMap holds{}",
+        wasm.display(),
+        if optimised.exists() {
+            ""
+        } else {
+            " (wasm-opt did not run: install binaryen and `make build`)"
+        }
+    );
+}
