@@ -33,7 +33,11 @@ struct Fleet {
 }
 
 fn fleet(edit: impl Fn(&mut Value)) -> Fleet {
-    let etcd = Cluster::start(3);
+    fleet_on(Cluster::start(3), edit, |_| {})
+}
+
+/// A fleet on `etcd`; `cluster_edit` adjusts the Envoy cluster of the etcd members.
+fn fleet_on(etcd: Cluster, edit: impl Fn(&mut Value), cluster_edit: impl Fn(&mut Value)) -> Fleet {
     let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
     let keystore = common::keystore(&tpp, Vec::new());
     let upstream = TestServer::always(Reply::json(201, &json!({"client_id": "c1"})));
@@ -45,7 +49,8 @@ fn fleet(edit: impl Fn(&mut Value)) -> Fleet {
         "etcd": {"upstream": "etcd", "key_prefix": prefix, "timeout_ms": 500}
     });
     edit(&mut filter);
-    let cluster = envoy_cluster("etcd", &etcd);
+    let mut cluster = envoy_cluster("etcd", &etcd);
+    cluster_edit(&mut cluster);
     let cfg = EnvoyConfig::new(filter, upstream.port())
         .cluster("keystore", keystore.port())
         .concurrency(2)
@@ -292,4 +297,77 @@ fn pairs_are_forgotten_with_their_lease_and_the_store_stays_bounded() {
     let r = post(&f.envoys[1], &body);
     assert_eq!(r.status, 400);
     assert_eq!(f.envoys[1].stat("dcr_guard.failed.issuance_time"), Some(1));
+}
+
+#[test]
+fn mutual_tls_to_etcd_through_the_envoy_cluster() {
+    use common::tls::{DnKind, Pki};
+    let pki = Pki::new();
+    let server = pki.server(&["localhost", "127.0.0.1"]);
+    let client = pki.client(&[(DnKind::Cn, "dcr-guard")]);
+    let (client_cert, client_key) = (
+        pki.dir().join("client.pem"),
+        pki.dir().join("client-key.pem"),
+    );
+    std::fs::write(&client_cert, &client.cert_pem).unwrap();
+    std::fs::write(&client_key, &client.key_pem).unwrap();
+    let tls = common::etcd::Tls {
+        cert: server.cert.clone(),
+        key: server.key.clone(),
+        ca: server.ca.clone(),
+        client_cert: client_cert.clone(),
+        client_key: client_key.clone(),
+    };
+    let transport = |with_client_cert: bool| {
+        let mut ctx = json!({
+            "alpn_protocols": ["h2"],
+            "validation_context": {"trusted_ca": {"filename": server.ca}}
+        });
+        if with_client_cert {
+            ctx["tls_certificates"] = json!([{
+                "certificate_chain": {"filename": client_cert},
+                "private_key": {"filename": client_key}
+            }]);
+        }
+        json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": "localhost",
+                "common_tls_context": ctx
+            }
+        })
+    };
+    // The gateway presents its client certificate: registrations are recorded, replays refused.
+    let with_cert = transport(true);
+    let f = fleet_on(
+        Cluster::start_tls(3, tls.clone()),
+        |_| {},
+        move |c| c["transport_socket"] = with_cert.clone(),
+    );
+    until_accepted(&f, 0, Duration::from_secs(10));
+    let body = f.tpp.request();
+    assert_eq!(post(&f.envoys[0], &body).status, 201);
+    let r = post(&f.envoys[1], &body);
+    assert_eq!(
+        (r.status, error(&r)),
+        (400, "invalid_client_metadata".into())
+    );
+    assert!(f.etcd.count(&f.prefix) >= 2);
+    drop(f);
+
+    // Without a client certificate etcd refuses the connection: fail closed, nothing upstream.
+    let without_cert = transport(false);
+    let f = fleet_on(
+        Cluster::start_tls(3, tls),
+        |_| {},
+        move |c| c["transport_socket"] = without_cert.clone(),
+    );
+    for e in &f.envoys {
+        let r = post(e, &f.tpp.request());
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(error(&r), "temporarily_unavailable");
+    }
+    assert!(f.upstream.requests().is_empty());
+    assert_eq!(f.etcd.count(&f.prefix), 0);
 }

@@ -42,16 +42,38 @@ pub struct Member {
     child: Option<Child>,
 }
 
+/// TLS on the members' client port, with client certificates required (etcd's client
+/// authentication): PEM files.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// A client certificate and key etcdctl presents.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
 /// A 3-member (or n-member) etcd cluster; stopped and removed on drop.
 pub struct Cluster {
     pub members: Vec<Member>,
     dir: PathBuf,
     token: String,
+    tls: Option<Tls>,
 }
 
 impl Cluster {
     /// Start `n` members and wait until the cluster has a leader and answers writes.
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, None)
+    }
+
+    /// [`Cluster::start`] with TLS and client-certificate authentication on the client port.
+    pub fn start_tls(n: usize, tls: Tls) -> Cluster {
+        Cluster::start_with(n, Some(tls))
+    }
+
+    fn start_with(n: usize, tls: Option<Tls>) -> Cluster {
         let bin = etcd_bin().expect(
             "etcd not found: `make test` installs it (Debian: apt-get install etcd-server etcd-client), or set ETCD",
         );
@@ -74,6 +96,7 @@ impl Cluster {
             members,
             token: format!("dcr-guard-{}", free_port()),
             dir,
+            tls,
         };
         for i in 0..n {
             cluster.spawn(i, "new");
@@ -94,6 +117,8 @@ impl Cluster {
         let initial = self.initial_cluster();
         let dir = self.dir.clone();
         let token = self.token.clone();
+        let tls = self.tls.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let m = &mut self.members[i];
         let data = dir.join(&m.name);
         let log = fs::OpenOptions::new()
@@ -101,16 +126,26 @@ impl Cluster {
             .append(true)
             .open(dir.join(format!("{}.log", m.name)))
             .unwrap();
-        let child = Command::new(etcd_bin().unwrap())
+        let mut cmd = Command::new(etcd_bin().unwrap());
+        if let Some(t) = &tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args([
                 "--name",
                 &m.name,
                 "--data-dir",
                 data.to_str().unwrap(),
                 "--listen-client-urls",
-                &format!("http://127.0.0.1:{}", m.client_port),
+                &format!("{scheme}://127.0.0.1:{}", m.client_port),
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", m.client_port),
+                &format!("{scheme}://127.0.0.1:{}", m.client_port),
                 "--listen-peer-urls",
                 &format!("http://127.0.0.1:{}", m.peer_port),
                 "--initial-advertise-peer-urls",
@@ -142,7 +177,10 @@ impl Cluster {
     pub fn endpoints(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| {
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://127.0.0.1:{}", m.client_port)
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -189,17 +227,26 @@ impl Cluster {
 
     /// Run etcdctl (API v3) against every member; stdout on success.
     pub fn etcdctl(&self, args: &[&str]) -> io::Result<String> {
-        let out = Command::new(
+        let mut cmd = Command::new(
             etcdctl_bin()
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "etcdctl not found"))?,
-        )
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(self.endpoints())
-        .args(["--command-timeout", "3s", "--dial-timeout", "2s"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
+        );
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        let out = cmd
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.endpoints())
+            .args(["--command-timeout", "3s", "--dial-timeout", "2s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
