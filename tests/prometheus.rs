@@ -4,8 +4,10 @@
 //! - prometheus/alerts.yaml passes `promtool check rules` and its unit tests
 //!   (`promtool test rules prometheus/alerts.test.yaml`);
 //! - grafana/dcr-guard.json is a well-formed dashboard;
-//! - a real Envoy with the built filter and the kits' recipe, scraped by a real Prometheus on
-//!   `/stats/prometheus`: every dcr-guard counter arrives under its Prometheus name with the value
+//! - a real Envoy with the built filter, the kits' recipe and the stats-only listener of
+//!   prometheus/envoy-stats-listener.yaml (it serves `GET /stats/prometheus` and nothing else of the
+//!   admin interface), scraped through that listener by a real Prometheus: every dcr-guard counter
+//!   arrives under its Prometheus name with the value
 //!   Envoy counts (failures and skips as `dcr_guard_failed{rule="…"}`, never
 //!   `dcr_guard_failed_<rule>`), every dashboard query evaluates (non-empty where the test sent
 //!   traffic for it), and every alert rule, loaded into that Prometheus, evaluates without error.
@@ -221,7 +223,7 @@ const NOT_EXERCISED: &[(&str, &str, &str)] = &[
     (
         "JWKS cache",
         "D",
-        "one worker: nobody waits for another's fetch",
+        "requests are sent one at a time: none waits for another's fetch",
     ),
     ("JWKS cache", "E", "no client hangs up mid-fetch"),
 ];
