@@ -98,6 +98,12 @@ fn every_kit_uses_the_one_stats_tags_recipe() {
             "{kit}: stats_config differs from envoy/production.yaml's"
         );
     }
+    // The README shows the same recipe.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for tag in recipe["stats_tags"].as_array().unwrap() {
+        let line = format!("regex: '{}'", tag["regex"].as_str().unwrap());
+        assert!(readme.contains(&line), "README.md lacks `{line}`");
+    }
     let istio = yaml::file("envoy/istio/stats.yaml");
     assert_eq!(istio["kind"], "EnvoyFilter");
     assert_eq!(
