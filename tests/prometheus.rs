@@ -1,0 +1,456 @@
+//! dcr-guard's metrics the way operators watch them, with real tools:
+//!
+//! - the `stats_tags` recipe is in every Envoy kit and in the Istio kit (one recipe);
+//! - prometheus/alerts.yaml passes `promtool check rules` and its unit tests
+//!   (`promtool test rules prometheus/alerts.test.yaml`);
+//! - grafana/dcr-guard.json is a well-formed dashboard;
+//! - a real Envoy with the built filter, the kits' recipe and the stats-only listener of
+//!   prometheus/envoy-stats-listener.yaml (it serves `GET /stats/prometheus` and nothing else of the
+//!   admin interface), scraped through that listener by a real Prometheus: every dcr-guard counter
+//!   arrives under its Prometheus name with the value
+//!   Envoy counts (failures and skips as `dcr_guard_failed{rule="…"}`, never
+//!   `dcr_guard_failed_<rule>`; rules that never failed as 0), every dashboard query evaluates to a
+//!   non-empty result, and every alert rule, loaded into that Prometheus, evaluates without error.
+//!
+//! Needs the built filter, Envoy, and the Debian package `prometheus` (`make test` provides them).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::dcr::{corrupt_signature, Tpp};
+use common::http::free_port;
+use common::keys::TestKey;
+use common::prometheus::{promtool, Prometheus};
+use common::{yaml, Envoy, EnvoyConfig, Reply, TestServer, DIRECTORY_JWKS_PATH};
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kits' `stats_config` (envoy/production.yaml).
+fn recipe() -> Value {
+    let v = yaml::file("envoy/production.yaml")["stats_config"].clone();
+    assert!(
+        v.is_object(),
+        "envoy/production.yaml has no stats_config (the stats_tags recipe)"
+    );
+    v
+}
+
+fn dashboard() -> Value {
+    let p = repo().join("grafana/dcr-guard.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+/// Every (panel title, refId, expr) of the dashboard.
+fn dashboard_queries(d: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap().to_string();
+        for t in p["targets"].as_array().unwrap() {
+            out.push((
+                title.clone(),
+                t["refId"].as_str().unwrap().to_string(),
+                t["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// A dashboard query as Prometheus evaluates it once Grafana has filled in its variables.
+fn grafana_expand(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__range", "5m")
+        .replace("$instance", ".*")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The files
+
+#[test]
+fn every_kit_uses_the_one_stats_tags_recipe() {
+    let recipe = recipe();
+    let tags: BTreeSet<&str> = recipe["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, BTreeSet::from(["rule", "wasm_plugin"]));
+    for kit in ["envoy/demo.yaml", "envoy/compose-envoy.yaml"] {
+        assert_eq!(
+            yaml::file(kit)["stats_config"],
+            recipe,
+            "{kit}: stats_config differs from envoy/production.yaml's"
+        );
+    }
+    // The README shows the same recipe.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for tag in recipe["stats_tags"].as_array().unwrap() {
+        let line = format!("regex: '{}'", tag["regex"].as_str().unwrap());
+        assert!(readme.contains(&line), "README.md lacks `{line}`");
+    }
+    let istio = yaml::file("envoy/istio/stats.yaml");
+    assert_eq!(istio["kind"], "EnvoyFilter");
+    assert_eq!(
+        istio["spec"]["workloadSelector"]["labels"]["istio"],
+        "ingressgateway"
+    );
+    let patch = &istio["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "BOOTSTRAP");
+    assert_eq!(patch["patch"]["operation"], "MERGE");
+    assert_eq!(
+        patch["patch"]["value"],
+        json!({ "stats_config": { "stats_tags": recipe["stats_tags"] } }),
+        "envoy/istio/stats.yaml must merge the Envoy kits' stats_tags"
+    );
+}
+
+#[test]
+fn alert_rules_pass_promtool_check() {
+    let out = promtool(&repo(), &["check", "rules", "prometheus/alerts.yaml"]);
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn alert_rules_pass_their_unit_tests() {
+    let out = promtool(
+        &repo().join("prometheus"),
+        &["test", "rules", "alerts.test.yaml"],
+    );
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every alert of the rule file has a unit test.
+    let rules = yaml::file("prometheus/alerts.yaml");
+    let tests = yaml::file("prometheus/alerts.test.yaml");
+    let tested: BTreeSet<String> = tests["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().unwrap().iter())
+        .filter(|c| !c["exp_alerts"].as_array().unwrap().is_empty())
+        .map(|c| c["alertname"].as_str().unwrap().to_string())
+        .collect();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let name = rule["alert"].as_str().unwrap();
+            assert!(
+                tested.contains(name),
+                "alert {name} has no firing case in alerts.test.yaml"
+            );
+        }
+    }
+}
+
+#[test]
+fn dashboard_is_well_formed() {
+    let d = dashboard();
+    assert_eq!(d["uid"], "dcr-guard");
+    let vars: BTreeSet<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(vars, BTreeSet::from(["datasource", "instance"]));
+    let mut ids = BTreeSet::new();
+    for p in d["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap();
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "{title}: duplicate id"
+        );
+        assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        let refs: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t["refId"].as_str().unwrap())
+            .collect();
+        assert_eq!(refs.len(), targets.len(), "{title}: duplicate refId");
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(
+                expr.contains("instance=~\"$instance\""),
+                "{title}: {expr} ignores the instance selector"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy → Prometheus
+
+/// Polls `f` every 250 ms until it returns Some, for at most `limit`.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The Prometheus series (name and labels) Envoy's `wasmcustom.dcr_guard.…` counter becomes with
+/// the recipe.
+fn prometheus_series(envoy_name: &str) -> String {
+    let name = envoy_name.strip_prefix("wasmcustom.").unwrap();
+    for kind in ["failed", "skipped"] {
+        if let Some(rule) = name.strip_prefix(&format!("dcr_guard.{kind}.")) {
+            return format!("dcr_guard_{kind}{{rule=\"{rule}\"}}");
+        }
+    }
+    name.replace('.', "_")
+}
+
+#[test]
+fn prometheus_scrapes_labelled_dcr_guard_series_from_envoy() {
+    // A keystore that can go down, an AS that answers 201.
+    let tpp = Tpp::new(TestKey::ec("dir-1"), TestKey::ec("tpp-1"));
+    let down = Arc::new(Mutex::new(false));
+    let (directory_doc, software_doc, software_path) =
+        (tpp.directory_jwks(), tpp.software_jwks(), tpp.jwks_path());
+    let d = Arc::clone(&down);
+    let keystore = TestServer::start(move |r| {
+        if *d.lock().unwrap() {
+            Reply::text(500, "text/plain", "down")
+        } else if r.path == DIRECTORY_JWKS_PATH {
+            Reply::json(200, &directory_doc)
+        } else if r.path == software_path {
+            Reply::json(200, &software_doc)
+        } else {
+            Reply::status(404)
+        }
+    });
+    let upstream = TestServer::always(Reply::json(201, &json!({"client_id": "c1"})));
+    let mut filter = tpp.filter_config("keystore", "keystore");
+    // Short JWKS lifetimes, so that an outage is served stale and then refused within seconds.
+    filter["jwks_cache"] =
+        json!({"min_ttl_seconds": 1, "default_ttl_seconds": 1, "stale_if_error_seconds": 3});
+    // The kits' stats_tags recipe, and the stats-only listener of
+    // prometheus/envoy-stats-listener.yaml on free loopback ports (the admin interface on a fixed
+    // one, which that listener forwards to).
+    let recipe = recipe();
+    let (stats_port, admin_port) = (free_port(), free_port());
+    let mut stats = yaml::file("prometheus/envoy-stats-listener.yaml");
+    stats["listeners"][0]["address"] =
+        json!({"socket_address": {"address": "127.0.0.1", "port_value": stats_port}});
+    let admin_address = stats["clusters"][0]
+        .pointer_mut("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address")
+        .unwrap();
+    assert_eq!(admin_address["port_value"], 9901);
+    admin_address["port_value"] = json!(admin_port);
+    let cfg = EnvoyConfig::new(filter, upstream.port())
+        .cluster("keystore", keystore.port())
+        .edit(move |b| {
+            b["stats_config"] = recipe.clone();
+            b["admin"]["address"]["socket_address"]["port_value"] = json!(admin_port);
+            let resources = &mut b["static_resources"];
+            for kind in ["listeners", "clusters"] {
+                let add = stats[kind].as_array().unwrap().clone();
+                resources[kind].as_array_mut().unwrap().extend(add);
+            }
+        });
+    let envoy = Envoy::start(&cfg);
+    assert_eq!(envoy.admin_port, admin_port);
+    // The stats listener serves the metrics and nothing else of the admin interface.
+    let scraped = common::http::get(stats_port, "/stats/prometheus");
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.text().contains("# TYPE "), "{}", scraped.text());
+    for path in [
+        "/stats",
+        "/config_dump",
+        "/quitquitquit",
+        "/stats/prometheus/x",
+    ] {
+        assert_eq!(common::http::get(stats_port, path).status, 404, "{path}");
+    }
+    let post = common::http::send(stats_port, "POST", "/stats/prometheus", &[], b"");
+    assert_eq!(post.status, 404, "POST /stats/prometheus");
+
+    // Prometheus scrapes /stats/prometheus through the stats listener every second and evaluates
+    // the alert rules.
+    let rules = repo().join("prometheus/alerts.yaml");
+    let prometheus = Prometheus::start(&format!(
+        "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+         rule_files: [\"{}\"]\n\
+         scrape_configs:\n\
+         - job_name: envoy\n  metrics_path: /stats/prometheus\n  \
+         static_configs: [{{ targets: [\"127.0.0.1:{}\"] }}]\n",
+        rules.display(),
+        stats_port
+    ));
+
+    // Traffic: accepted, rejected by three rules, served stale, refused 503.
+    let post = |body: &str, content_type: &str| {
+        envoy
+            .send(
+                "POST",
+                "/register",
+                &[("content-type", content_type)],
+                body.as_bytes(),
+            )
+            .status
+    };
+    let jwt = "application/jwt";
+    for _ in 0..3 {
+        assert_eq!(post(&tpp.request(), jwt), 201);
+    }
+    for _ in 0..2 {
+        let wrong_aud = tpp.request_with(|c| c["aud"] = json!("someone-else"));
+        assert_eq!(post(&wrong_aud, jwt), 400);
+    }
+    let forged_ssa = corrupt_signature(&tpp.ssa());
+    let forged = tpp.key.sign_default(&tpp.request_claims(&forged_ssa));
+    assert_eq!(post(&forged, jwt), 400);
+    assert_eq!(post(&tpp.request(), "text/plain"), 400);
+    *down.lock().unwrap() = true;
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(post(&tpp.request(), jwt), 201, "served stale");
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(post(&tpp.request(), jwt), 503, "past the stale bound");
+
+    // What Envoy counted, as Prometheus series (Envoy name, value).
+    let counted: BTreeMap<String, (String, u64)> = envoy
+        .stats("^wasmcustom\\.dcr_guard\\.")
+        .into_iter()
+        .map(|(n, v)| (prometheus_series(&n), (n, v)))
+        .collect();
+    for series in [
+        "dcr_guard_failed{rule=\"audience\"}",
+        "dcr_guard_failed{rule=\"ssa_signature\"}",
+        "dcr_guard_failed{rule=\"envelope\"}",
+        "dcr_guard_accepted",
+        "dcr_guard_dependency_failures",
+        "dcr_guard_jwks_stale_serves",
+    ] {
+        assert!(
+            counted.contains_key(series),
+            "Envoy did not count {series}: {counted:?}"
+        );
+    }
+    assert_eq!(counted["dcr_guard_failed{rule=\"audience\"}"].1, 2);
+    assert_eq!(counted["dcr_guard_accepted"].1, 4);
+
+    // Prometheus has every one of them, labelled, with Envoy's value once scraped: at least what
+    // Envoy had counted after the traffic, at most what it counts now (background JWKS refreshes
+    // keep counting fetches).
+    for (series, (envoy_name, before)) in &counted {
+        let got = eventually(Duration::from_secs(30), || {
+            let now = envoy.stat(envoy_name)?;
+            let v = prometheus.value(series)?;
+            (v >= *before as f64 && v <= now as f64).then_some(v)
+        });
+        assert!(
+            got.is_some(),
+            "Prometheus: {series} is {:?}, Envoy counted {before} ({envoy_name})\n{}",
+            prometheus.query(series),
+            prometheus.log()
+        );
+    }
+    assert_eq!(
+        prometheus.value("dcr_guard_failed{rule=\"audience\"}"),
+        Some(2.0),
+        "the audience failures sent"
+    );
+    // Defined when the filter was configured: a rule that never failed is 0, not absent.
+    assert_eq!(
+        prometheus.value("dcr_guard_failed{rule=\"redirect_uri_subset\"}"),
+        Some(0.0),
+        "a rule that never failed"
+    );
+    let unlabelled = prometheus
+        .query("{__name__=~\"dcr_guard_(failed|skipped)_.+\"}")
+        .unwrap();
+    assert!(
+        unlabelled.is_empty(),
+        "per-rule metric names instead of a rule label: {unlabelled:?}"
+    );
+    // Envoy's own wasm VM counters, with the plugin as a label.
+    assert_eq!(
+        prometheus.value("envoy_wasm_vm_reload_success{wasm_plugin=\"dcr_guard\"}"),
+        Some(0.0)
+    );
+
+    // Every dashboard query evaluates, and is non-empty: the filter defines every counter when it
+    // is configured (0 until it counts), and the test sent traffic for the rest.
+    let d = dashboard();
+    let mut empty = Vec::new();
+    for (title, ref_id, expr) in dashboard_queries(&d) {
+        let q = grafana_expand(&expr);
+        assert!(
+            !q.contains('$'),
+            "{title}/{ref_id}: unexpanded variable in {q}"
+        );
+        let result = eventually(Duration::from_secs(20), || match prometheus.query(&q) {
+            Err(e) => Some(Err(e)),
+            Ok(v) if v.is_empty() => None,
+            Ok(v) => Some(Ok(v)),
+        });
+        match result {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("{title}/{ref_id}: {q} does not evaluate: {e}"),
+            None => empty.push(format!("{title}/{ref_id}: {q}")),
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries with no result:\n{}",
+        empty.join("\n")
+    );
+
+    // Every alert rule, loaded into this Prometheus, has been evaluated without error.
+    let health = eventually(Duration::from_secs(20), || {
+        let groups = prometheus.api("/api/v1/rules").ok()?;
+        let rules: Vec<Value> = groups["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        (!rules.is_empty() && rules.iter().all(|r| r["health"] != "unknown")).then_some(rules)
+    })
+    .unwrap_or_else(|| panic!("the alert rules were not evaluated:\n{}", prometheus.log()));
+    let names: BTreeSet<&str> = health.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let file_rules = yaml::file("prometheus/alerts.yaml");
+    let expected: BTreeSet<&str> = file_rules["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, expected, "rules loaded");
+    for r in &health {
+        assert_eq!(
+            r["health"], "ok",
+            "rule {} does not evaluate: {}",
+            r["name"], r["lastError"]
+        );
+    }
+}
