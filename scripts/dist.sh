@@ -6,6 +6,7 @@
 #   dcr_guard.meta.json        Kong's filter metadata (Draft-4 config_schema), derived from the schema
 #   oci/                       the OCI image layout (`make image`; its manifest digest in oci.digest)
 #   envoy/                     the deployment kits (Envoy, Istio, Kong, docker-compose)
+#   prometheus/, grafana/      the alert rules (with their promtool tests) and the dashboard
 #   SHA256SUMS                 every file above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +28,11 @@ python3 scripts/oci-image.py --wasm "$DIST/dcr_guard.wasm" --out "$DIST/oci" --t
 
 # The kits: the files of envoy/ under version control (not envoy/as/node_modules), as in the tree.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  git ls-files -z envoy | while IFS= read -r -d '' f; do
+  git ls-files -z envoy prometheus grafana | while IFS= read -r -d '' f; do
     [ -f "$f" ] && install -D -m 0644 "$f" "$DIST/$f"
   done
 else
-  find envoy -path envoy/as/node_modules -prune -o -type f -print | sort | while read -r f; do
+  find envoy prometheus grafana -path envoy/as/node_modules -prune -o -type f -print | sort | while read -r f; do
     install -D -m 0644 "$f" "$DIST/$f"
   done
 fi

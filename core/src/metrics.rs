@@ -1,6 +1,6 @@
-//! Every counter the filter keeps, by name (Envoy shows them as `wasmcustom.dcr_guard.…`,
-//! Prometheus as `envoy_wasmcustom_dcr_guard_…` or, with the kits' `stats_tags`, with a `rule`
-//! label). The filter defines all of them when it is configured, so that a dashboard sees 0 for a
+//! Every counter the filter keeps, by name (Envoy's `/stats` shows them as
+//! `wasmcustom.dcr_guard.…`, `/stats/prometheus` as `dcr_guard_…`, and with the kits' `stats_tags`
+//! `failed.<rule>` / `skipped.<rule>` as `dcr_guard_failed{rule="…"}`). The filter defines all of them when it is configured, so that a dashboard sees 0 for a
 //! rule that never failed rather than no series at all.
 
 use crate::error::{RuleId, Source};
