@@ -53,6 +53,8 @@ pub struct Fake {
     pub shared: std::rc::Rc<std::cell::RefCell<MemoryStore>>,
     pub state: HashMap<String, String>,
     pub next_token: u32,
+    /// gRPC call tokens are numbered apart from HTTP callouts' (as Envoy does: both start at 1).
+    pub next_grpc_token: u32,
     /// gRPC calls made: (token, target, service, method, message).
     pub grpc_calls: Vec<(u32, String, String, String, Vec<u8>)>,
     /// Make gRPC dispatch fail with this reason.
@@ -153,15 +155,15 @@ impl Callouts for Fake {
         if let Some(why) = &self.grpc_refused {
             return Err(why.clone());
         }
-        self.next_token += 1;
+        self.next_grpc_token += 1;
         self.grpc_calls.push((
-            self.next_token,
+            self.next_grpc_token,
             target.to_string(),
             service.to_string(),
             method.to_string(),
             message.to_vec(),
         ));
-        Ok(self.next_token)
+        Ok(self.next_grpc_token)
     }
 
     fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>) {

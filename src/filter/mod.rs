@@ -250,7 +250,7 @@ impl Engine {
                     s.on_call_answer(host, &mut self.worker, token, body_size);
                 }
             }
-            Some(Owner::Call { .. } | Owner::Grpc { .. }) => {}
+            Some(Owner::Call { .. }) => {}
             Some(Owner::Refresh { url, lease }) => {
                 self.worker
                     .read_answer(host, &cfg, &url, Some(lease), body_size);
@@ -268,7 +268,7 @@ impl Engine {
         status: Option<u32>,
         size: usize,
     ) {
-        if let Some(Owner::Grpc { ctx }) = self.worker.tokens.remove(&token) {
+        if let Some(ctx) = self.worker.grpc.remove(&token) {
             if self.streams.contains_key(&ctx) && host.set_effective_context(ctx) {
                 if let Some(s) = self.streams.get_mut(&ctx) {
                     s.on_grpc_answer(host, &mut self.worker, token, status, size);
@@ -307,6 +307,7 @@ impl Engine {
         // The answers of a finished context's callouts never reach us (the SDK drops them with
         // the context). A fetch that held the document's lease is handed to the root context,
         // which fetches again and publishes for every worker (see `Worker::orphans`).
+        self.worker.grpc.retain(|_, c| *c != ctx);
         let orphans = &mut self.worker.orphans;
         self.worker.tokens.retain(|_, owner| match owner {
             Owner::Stream { ctx: c, src, lease } if *c == ctx => {
@@ -315,7 +316,7 @@ impl Engine {
                 }
                 false
             }
-            Owner::Call { ctx: c } | Owner::Grpc { ctx: c } => *c != ctx,
+            Owner::Call { ctx: c } => *c != ctx,
             Owner::Stream { .. } | Owner::Refresh { .. } => true,
         });
     }
@@ -847,7 +848,7 @@ impl Stream {
                         fleet.timeout_ms(),
                     ) {
                         Ok(token) => {
-                            worker.tokens.insert(token, Owner::Grpc { ctx: self.ctx });
+                            worker.grpc.insert(token, self.ctx);
                             self.phase = Phase::Recording { work, fleet, token };
                             return Flow::Pause;
                         }
@@ -888,16 +889,15 @@ impl Stream {
         else {
             return;
         };
-        let (message, body) =
-            host.grpc_response(size, dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES);
-        let body = if size > dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES {
-            // Refused by the engine as too large, without reading it.
-            vec![0u8; dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES + 1]
-        } else {
-            body
-        };
+        let max = dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES;
         let cfg = Rc::clone(&self.cfg);
-        let step = fleet.answer(&cfg, &mut HostStore(host), status, &message, &body);
+        let step = if size > max {
+            // Not read: a fault (etcd's answers to these calls are a few hundred bytes).
+            fleet.not_answered(&format!("etcd answer of {size} bytes is larger than {max}"))
+        } else {
+            let (message, body) = host.grpc_response(size, max);
+            fleet.answer(&cfg, &mut HostStore(host), status, &message, &body)
+        };
         self.fleet(host, worker, &cfg, work, fleet, step, true);
     }
 

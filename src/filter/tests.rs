@@ -1918,3 +1918,53 @@ fn log_lines_carry_the_request_id_and_traceparent_escaped() {
         "{line}"
     );
 }
+
+#[test]
+fn grpc_and_http_tokens_are_routed_apart_even_when_equal() {
+    // Envoy numbers gRPC calls and HTTP callouts separately: the same token can be in flight as
+    // both at once. Stream 1 waits on etcd (gRPC token 1) while stream 2 waits on a JWKS fetch
+    // that the host also numbers 1: each answer must reach its own stream.
+    let mut w = fleet_world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.grpc_calls.len(), 1);
+    let grpc_token = w.host.grpc_calls[0].0;
+
+    // A second TPP of the same directory: its software JWKS is not cached yet.
+    let mut other = Tpp::new(TestKey::ec("unused"), TestKey::ec("tpp-2"));
+    other.software_id = "Zq9OtherSoftware00001".to_string();
+    w.host.keystore.insert(
+        other.jwks_url(),
+        (Some(200), other.software_jwks().to_string().into_bytes()),
+    );
+    let ssa = w.tpp.directory.sign_default(&other.ssa_claims());
+    let body2 = other.key.sign_default(&other.request_claims(&ssa));
+    w.host.next_token = grpc_token - 1; // the host's next HTTP token equals the gRPC one
+    w.request("POST", "/register", "application/jwt", &body2);
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 2, false),
+        Flow::Pause
+    );
+    let len = w.host.body.len();
+    assert_eq!(
+        w.engine.on_request_body(&mut w.host, 2, len, true),
+        Flow::Pause
+    );
+    let (http_token, src) = w.host.dispatched.last().cloned().unwrap();
+    assert_eq!(src.url, other.jwks_url());
+    assert_eq!(http_token, grpc_token);
+
+    // etcd answers stream 1: it goes on.
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 1);
+    // The keystore answers stream 2: it reaches etcd in turn, and goes on.
+    let reply = w.host.keystore[&src.url].clone();
+    let size = reply.1.len();
+    w.host.current = Some(reply);
+    w.engine.on_call_response(&mut w.host, http_token, size);
+    assert_eq!(w.host.grpc_calls.len(), 2, "stream 2 lost its JWKS answer");
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 2);
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+}

@@ -25,8 +25,6 @@ pub enum Owner {
     },
     /// A stream's one-off call (token introspection).
     Call { ctx: u32 },
-    /// A stream's gRPC call to the fleet replay store.
-    Grpc { ctx: u32 },
     /// A background refresh from the root context's tick.
     Refresh { url: String, lease: u64 },
 }
@@ -51,7 +49,11 @@ pub struct Worker {
     pub parsed: Parsed<Rc<JwkSet>>,
     /// This worker's lease-holder id.
     pub holder: u64,
+    /// HTTP callouts in flight, by token.
     pub tokens: HashMap<u32, Owner>,
+    /// gRPC calls in flight (the fleet replay store), by token → the stream's context. A map of
+    /// its own: hosts number gRPC calls apart from HTTP callouts (Envoy starts both at 1).
+    pub grpc: HashMap<u32, u32>,
     pub waiters: Vec<Waiter>,
     /// SSA signature verdicts (TPPs reuse their SSA).
     pub verdicts: Verdicts,
@@ -76,6 +78,7 @@ impl Worker {
             parsed: Parsed::default(),
             holder,
             tokens: HashMap::new(),
+            grpc: HashMap::new(),
             waiters: Vec::new(),
             verdicts: Verdicts::default(),
             orphans: Vec::new(),

@@ -162,6 +162,14 @@ impl FleetReplay {
         )
     }
 
+    /// Tell the engine an answer came but was not read (too large): a fault.
+    pub fn not_answered(&mut self, why: &str) -> FleetStep {
+        self.step(
+            Next::Fault(crate::replay::etcd::Fault(why.to_string())),
+            None,
+        )
+    }
+
     fn step(
         &mut self,
         next: Next,
