@@ -143,3 +143,40 @@ fn every_counter_exists_from_the_start() {
         }
     }
 }
+
+#[test]
+fn validation_time_is_a_histogram() {
+    let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+    let keystore = common::keystore(&tpp, Vec::new());
+    let upstream = TestServer::always(Reply::json(201, &json!({"client_id": "c1"})));
+    let cfg = EnvoyConfig::new(tpp.filter_config("keystore", "keystore"), upstream.port())
+        .cluster("keystore", keystore.port());
+    let envoy = Envoy::start(&cfg);
+    for _ in 0..3 {
+        let r = envoy.send(
+            "POST",
+            "/register",
+            &[("content-type", "application/jwt")],
+            tpp.request().as_bytes(),
+        );
+        assert_eq!(r.status, 201);
+    }
+    // Envoy merges histograms when it flushes stats (every 5 s by default).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = envoy.admin("GET", "/stats?filter=validation_ms").text();
+        let line = text
+            .lines()
+            .find(|l| l.contains("dcr_guard.validation_ms"))
+            .unwrap_or_default()
+            .to_string();
+        if line.contains("P50(") && !line.contains("No recorded values") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recorded validation times: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

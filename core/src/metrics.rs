@@ -32,6 +32,13 @@ pub const JWKS_LEASE_WAITS: &str = "dcr_guard.jwks_lease_waits";
 /// Leased fetches started again by the root context because the client that started them left.
 pub const JWKS_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
 
+/// Histogram: milliseconds from a registration request's headers to its verdict (forwarded,
+/// refused or reported), key fetches and the replay store included.
+pub const VALIDATION_MS: &str = "dcr_guard.validation_ms";
+
+/// The histograms.
+pub const HISTOGRAMS: [&str; 1] = [VALIDATION_MS];
+
 /// The counters with a fixed name.
 pub const FIXED: [&str; 13] = [
     REQUESTS,

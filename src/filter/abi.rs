@@ -15,6 +15,8 @@ use dcr_guard_core::shared::StoreError;
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
 const CAS_MISMATCH: u32 = 8;
+/// `proxy_define_metric`'s metric type for a histogram.
+const METRIC_HISTOGRAM: u32 = 2;
 /// `proxy_define_metric`'s metric type for a counter.
 const METRIC_COUNTER: u32 = 0;
 /// `proxy_continue_stream`'s stream type for the HTTP request.
@@ -80,6 +82,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
@@ -393,6 +396,20 @@ pub fn define_counter(name: &str) -> Result<u32, u32> {
     // SAFETY: `name` is live for the call; the host writes one u32.
     let rc = unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) };
     status(rc).map(|()| id)
+}
+
+/// A histogram's id.
+pub fn define_histogram(name: &str) -> Result<u32, u32> {
+    let mut id: u32 = 0;
+    // SAFETY: `name` is live for the call; the host writes one u32.
+    let rc = unsafe { proxy_define_metric(METRIC_HISTOGRAM, name.as_ptr(), name.len(), &mut id) };
+    status(rc).map(|()| id)
+}
+
+/// Record one value in a histogram.
+pub fn record(id: u32, value: u64) -> Result<(), u32> {
+    // SAFETY: plain value arguments.
+    status(unsafe { proxy_record_metric(id, value) })
 }
 
 pub fn increment(id: u32, by: i64) -> Result<(), u32> {

@@ -40,6 +40,8 @@ pub struct Fake {
     pub responses: Vec<(u16, Vec<(String, String)>, Value)>,
     pub logs: std::cell::RefCell<Vec<String>>,
     pub counters: HashMap<String, u64>,
+    /// Values recorded per histogram.
+    pub histograms: HashMap<String, Vec<u64>>,
     /// Introspection calls made.
     pub calls: Vec<(u32, dcr_guard_core::binding::Callout)>,
     /// Seconds added to the real clock (time travel).
@@ -205,6 +207,17 @@ impl Telemetry for Fake {
         self.logs.borrow_mut().push(message.to_string());
     }
 
+    fn observe(&mut self, name: &str, value: u64) {
+        assert!(
+            dcr_guard_core::metrics::HISTOGRAMS.contains(&name),
+            "histogram `{name}` is not in dcr_guard_core::metrics::HISTOGRAMS"
+        );
+        self.histograms
+            .entry(name.to_string())
+            .or_default()
+            .push(value);
+    }
+
     fn count(&mut self, name: &str) {
         // Every counter the filter touches is one the plugin defines when it is configured.
         thread_local! {
@@ -222,6 +235,10 @@ impl Telemetry for Fake {
 impl Properties for Fake {
     fn now(&self) -> i64 {
         self.frozen.unwrap_or_else(wall_clock) + self.clock
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.now()).unwrap_or(0) * 1000
     }
 
     fn client_cert(

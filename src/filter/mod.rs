@@ -105,6 +105,8 @@ pub trait Telemetry {
     fn log(&self, level: Level, message: &str);
     /// Add one to the counter `name` (`dcr_guard.…`).
     fn count(&mut self, name: &str);
+    /// Record `value` in the histogram `name` (`dcr_guard.…`).
+    fn observe(&mut self, name: &str, value: u64);
 }
 
 /// Properties of the host, the connection and the request: the clock, the client certificate,
@@ -112,6 +114,8 @@ pub trait Telemetry {
 pub trait Properties {
     /// Unix time, seconds.
     fn now(&self) -> i64;
+    /// Unix time, milliseconds (for durations).
+    fn now_ms(&self) -> u64;
     /// The TPP's client certificate: `Ok(None)` when the connection has none.
     fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String>;
     /// Record a per-request fact for access logs (Envoy filter state `wasm.<key>`).
@@ -343,6 +347,8 @@ pub struct Stream {
     /// `GET` or `DELETE` on a client path whose headers did not end the stream: any body byte
     /// is refused, whatever phase the stream is in.
     no_body: Option<Bodiless>,
+    /// When the headers of a registration request arrived (ms), for `dcr_guard.validation_ms`.
+    started_ms: Option<u64>,
 }
 
 /// Largest introspection answer read.
@@ -355,6 +361,7 @@ impl Stream {
             phase: Phase::Pass,
             ctx,
             no_body: None,
+            started_ms: None,
         }
     }
 
@@ -376,6 +383,7 @@ impl Stream {
             return Flow::Continue;
         }
         host.count(metrics::REQUESTS);
+        self.started_ms = Some(host.now_ms());
         let method = host.request_header(":method").unwrap_or_default();
         let repeated = host.repeated_request_header(&SINGLETON_HEADERS);
         let checked = envelope::check_headers(
@@ -762,6 +770,7 @@ impl Stream {
         work: &Work,
         in_callback: bool,
     ) -> Flow {
+        self.observe(host);
         let facts = work.facts();
         let forwarding = work.forwarding(cfg);
         let management = matches!(forwarding, Forwarding::Management);
@@ -1021,6 +1030,7 @@ impl Stream {
         in_callback: bool,
     ) -> Flow {
         if self.cfg.report_only {
+            self.observe(host);
             self.report(host, std::slice::from_ref(&e), &[], facts);
             self.phase = Phase::Pass;
             if in_callback {
@@ -1071,7 +1081,15 @@ impl Stream {
 
     fn reject(&mut self, host: &mut dyn Host, e: DcrError, facts: &Facts) -> Flow {
         self.phase = Phase::Done;
+        self.observe(host);
         reject(host, e, facts)
+    }
+
+    /// Record how long the verdict took (once per request).
+    fn observe(&mut self, host: &mut dyn Host) {
+        if let Some(start) = self.started_ms.take() {
+            host.observe(metrics::VALIDATION_MS, host.now_ms().saturating_sub(start));
+        }
     }
 }
 

@@ -1968,3 +1968,23 @@ fn grpc_and_http_tokens_are_routed_apart_even_when_equal() {
     assert_eq!(w.host.resumed, 2);
     assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
 }
+
+#[test]
+fn every_verdict_records_its_validation_time_once() {
+    let mut w = world();
+    // Refused, then (another world) forwarded; a request that is not a registration records none.
+    let body = w.tpp.request_with(|c| c["exp"] = json!(1));
+    w.post(&body);
+    w.answer_callouts();
+    assert!(w.rejected().is_some());
+    assert_eq!(w.host.histograms["dcr_guard.validation_ms"].len(), 1);
+    let mut w = world();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1);
+    assert_eq!(w.host.histograms["dcr_guard.validation_ms"].len(), 1);
+    w.request("GET", "/accounts", "", "");
+    w.engine.on_request_headers(&mut w.host, 7, true);
+    assert_eq!(w.host.histograms["dcr_guard.validation_ms"].len(), 1);
+}

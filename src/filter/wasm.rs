@@ -121,6 +121,9 @@ impl RootContext for Root {
                 for name in dcr_guard_core::metrics::all() {
                     let _ = metric_id(&name);
                 }
+                for name in dcr_guard_core::metrics::HISTOGRAMS {
+                    let _ = histogram_id(name);
+                }
                 let engine = Engine::new(Rc::new(cfg), holder_id());
                 engine.worker.precreate(&mut WasmHost, engine.config());
                 self.engine = Some(Rc::new(RefCell::new(engine)));
@@ -414,9 +417,19 @@ impl Telemetry for WasmHost {
             let _ = abi::increment(id, 1);
         }
     }
+
+    fn observe(&mut self, name: &str, value: u64) {
+        if let Some(id) = histogram_id(name) {
+            let _ = abi::record(id, value);
+        }
+    }
 }
 
 impl Properties for WasmHost {
+    fn now_ms(&self) -> u64 {
+        abi::now_nanos().map(|ns| ns / 1_000_000).unwrap_or(0)
+    }
+
     fn now(&self) -> i64 {
         // No clock: 0, at which every token is expired (fail closed).
         abi::now_nanos()
@@ -459,6 +472,23 @@ impl Properties for WasmHost {
 thread_local! {
     /// Counter ids by name, defined on first use (one VM per worker thread).
     static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+thread_local! {
+    /// Histogram ids by name, defined when the filter is configured.
+    static HISTOGRAMS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn histogram_id(name: &str) -> Option<u32> {
+    HISTOGRAMS.with(|m| {
+        let mut m = m.try_borrow_mut().ok()?;
+        if let Some(id) = m.get(name) {
+            return Some(*id);
+        }
+        let id = abi::define_histogram(name).ok()?;
+        m.insert(name.to_string(), id);
+        Some(id)
+    })
 }
 
 fn metric_id(name: &str) -> Option<u32> {
