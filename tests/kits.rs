@@ -26,7 +26,6 @@ use std::process::Command;
 
 use dcr_guard_core::config::Config;
 use serde_json::{json, Value};
-use yaml_rust2::{Yaml, YamlLoader};
 
 const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const SCHEMA: &str = "envoy/kong/dcr-guard.schema.json";
@@ -71,40 +70,9 @@ impl Drop for TempDir {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// YAML → JSON
-
-fn yaml_to_json(y: &Yaml) -> Value {
-    match y {
-        Yaml::Null => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => json!(i),
-        Yaml::Real(r) => json!(r.parse::<f64>().unwrap_or_else(|_| panic!("YAML real {r}"))),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
-        Yaml::Hash(h) => Value::Object(
-            h.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        Yaml::Integer(i) => i.to_string(),
-                        Yaml::Boolean(b) => b.to_string(),
-                        other => panic!("unsupported YAML key {other:?}"),
-                    };
-                    (key, yaml_to_json(v))
-                })
-                .collect(),
-        ),
-        other => panic!("unsupported YAML node {other:?} (aliases are not used in the kits)"),
-    }
-}
-
 /// The single YAML document of a kit file, as JSON.
 fn yaml_file(rel: &str) -> Value {
-    let docs = YamlLoader::load_from_str(&read(rel))
-        .unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"));
-    assert_eq!(docs.len(), 1, "{rel}: expected exactly one YAML document");
-    yaml_to_json(&docs[0])
+    common::yaml::file(rel)
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str, what: &str) -> &'a str {
