@@ -869,7 +869,7 @@ impl Stream {
                                     call.service, call.method
                                 ),
                             );
-                            step = fleet.not_sent(&why);
+                            step = fleet.fault(format!("the call to etcd could not start: {why}"));
                         }
                     }
                 }
@@ -902,7 +902,7 @@ impl Stream {
         let cfg = Rc::clone(&self.cfg);
         let step = if size > max {
             // Not read: a fault (etcd's answers to these calls are a few hundred bytes).
-            fleet.not_answered(&format!("etcd answer of {size} bytes is larger than {max}"))
+            fleet.fault(format!("etcd answer of {size} bytes is larger than {max}"))
         } else {
             let (message, body) = host.grpc_response(size, max);
             fleet.answer(&cfg, &mut HostStore(host), status, &message, &body)

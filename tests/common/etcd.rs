@@ -74,10 +74,10 @@ impl Cluster {
     }
 
     fn start_with(n: usize, tls: Option<Tls>) -> Cluster {
-        let bin = etcd_bin().expect(
+        // Fail here, naming what is missing, rather than at the first spawn.
+        etcd_bin().expect(
             "etcd not found: `make test` installs it (Debian: apt-get install etcd-server etcd-client), or set ETCD",
         );
-        let _ = bin;
         let dir = std::env::temp_dir().join(format!(
             "dcr-guard-etcd-{}-{}",
             std::process::id(),

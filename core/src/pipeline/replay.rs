@@ -152,22 +152,10 @@ impl FleetReplay {
         self.step(next, Some((cfg, store)))
     }
 
-    /// Tell the engine a call could not be sent at all.
-    pub fn not_sent(&mut self, why: &str) -> FleetStep {
-        self.step(
-            Next::Fault(crate::replay::etcd::Fault(format!(
-                "the call to etcd could not start: {why}"
-            ))),
-            None,
-        )
-    }
-
-    /// Tell the engine an answer came but was not read (too large): a fault.
-    pub fn not_answered(&mut self, why: &str) -> FleetStep {
-        self.step(
-            Next::Fault(crate::replay::etcd::Fault(why.to_string())),
-            None,
-        )
+    /// Tell the engine the last call failed outside etcd (it could not start, or its answer was
+    /// not read): a fault.
+    pub fn fault(&mut self, why: String) -> FleetStep {
+        self.step(Next::Fault(crate::replay::etcd::Fault(why)), None)
     }
 
     fn step(
