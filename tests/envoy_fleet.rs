@@ -374,3 +374,57 @@ fn mutual_tls_to_etcd_through_the_envoy_cluster() {
     assert!(f.upstream.requests().is_empty());
     assert_eq!(f.etcd.count(&f.prefix), 0);
 }
+
+/// Registrations that reach the store while a worker's Txn is on its way share the next call
+/// (one outer Txn, each registration's own nested): every one still gets its own answer, and
+/// Envoy sends fewer calls than registrations. etcd is frozen for a moment (one member, so that
+/// no election follows) so that the registrations queue up whatever the machine's speed.
+#[test]
+fn concurrent_registrations_share_etcd_round_trips_and_keep_their_own_answers() {
+    let f = fleet_on(Cluster::start(1), |_| {}, |_| {});
+    until_accepted(&f, 0, Duration::from_secs(20));
+    let base = |name: &str| {
+        f.envoys[0]
+            .stats(name)
+            .iter()
+            .find(|(n, _)| n.ends_with(name))
+            .map_or(0, |(_, v)| *v)
+    };
+    let (calls0, txns0) = (base("replay_etcd_calls"), base("replay_etcd_txns"));
+    f.upstream.clear();
+    f.etcd.pause(0);
+    // 12 distinct registrations and 4 copies of one of them, at once, to one Envoy.
+    let mut bodies: Vec<String> = (0..12).map(|_| f.tpp.request()).collect();
+    for _ in 0..4 {
+        bodies.push(bodies[0].clone());
+    }
+    let threads: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let envoy = Arc::clone(&f.envoys[0]);
+            thread::spawn(move || {
+                let r = post(&envoy, &body);
+                (r.status, error(&r))
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1000));
+    f.etcd.resume(0);
+    let answers: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let accepted = answers.iter().filter(|a| a.0 == 201).count();
+    let replayed = answers
+        .iter()
+        .filter(|a| a.0 == 400 && a.1 == "invalid_client_metadata")
+        .count();
+    assert_eq!((accepted, replayed), (12, 4), "{answers:?}");
+    assert_eq!(f.upstream.requests().len(), 12);
+    let calls = base("replay_etcd_calls") - calls0;
+    let txns = base("replay_etcd_txns") - txns0;
+    // Every registration's Txn went to etcd (the copies caught by a worker's memory need none),
+    // in fewer calls than Txns.
+    assert!(txns >= 12, "txns {txns}");
+    assert!(
+        calls < txns,
+        "no batch formed: {calls} calls for {txns} Txns"
+    );
+}

@@ -161,3 +161,69 @@ fn etcd_understands_the_fleet_store_messages() {
         Ok(TxnOutcome::LeaseMissing)
     );
 }
+
+/// A worker's batch (one outer Txn, each registration's own Txn nested): etcd runs every nested
+/// Txn with its own compare, so each member learns what it would have alone; a missing lease
+/// fails the batch as a whole; two nested Txns writing one key are refused by etcd, which is why
+/// the batcher never puts them together.
+#[test]
+fn etcd_runs_a_batch_of_nested_txns_one_answer_each() {
+    use dcr_guard_core::replay::etcd::batch::{answers, batch_request, MemberAnswer};
+    let cluster = Cluster::start(1);
+    let port = cluster.members[0].client_port;
+    let t = now();
+    let until = t + 30;
+    let lease = lease_for(PREFIX, 10, until, t);
+    let p = |jti: &str| PairKey {
+        key: pair_key(PREFIX, "tpp", jti),
+        until,
+    };
+    let send = |members: &[Vec<PairKey>]| -> Vec<Result<TxnOutcome, String>> {
+        let txns: Vec<Vec<u8>> = members.iter().map(|m| txn_request(m, lease.id)).collect();
+        let a = grpc_call(
+            port,
+            KV_SERVICE,
+            TXN_METHOD,
+            &batch_request(txns.iter().map(|t| t.as_slice())),
+        );
+        answers(true, members.len(), a.status, &a.message, &a.body)
+            .into_iter()
+            .zip(members)
+            .map(|(answer, m)| match answer {
+                MemberAnswer::Reply {
+                    status,
+                    message,
+                    body,
+                } => read_txn(status, &message, &body, m.len()).map_err(|f| f.0),
+                MemberAnswer::Fault(f) => Err(f),
+            })
+            .collect()
+    };
+    // No lease yet: every member is told so.
+    assert_eq!(
+        send(&[vec![p("a")], vec![p("b")]]),
+        vec![Ok(TxnOutcome::LeaseMissing), Ok(TxnOutcome::LeaseMissing)]
+    );
+    assert_eq!(cluster.count(PREFIX), 0);
+    grant(port, 10, until).unwrap();
+    txn(port, &[p("seen")], lease.id).unwrap();
+    // Three members, one of which replays a pair recorded before.
+    assert_eq!(
+        send(&[vec![p("a"), p("ssa-1")], vec![p("seen")], vec![p("c")]]),
+        vec![
+            Ok(TxnOutcome::Recorded),
+            Ok(TxnOutcome::Replayed(0)),
+            Ok(TxnOutcome::Recorded)
+        ]
+    );
+    assert_eq!(cluster.count(PREFIX), 4);
+    // Two members writing the same key: etcd refuses the whole request.
+    let clash = send(&[vec![p("d"), p("ssa-2")], vec![p("e"), p("ssa-2")]]);
+    assert!(
+        clash
+            .iter()
+            .all(|r| matches!(r, Err(e) if e.contains("duplicate key"))),
+        "{clash:?}"
+    );
+    assert_eq!(cluster.count(PREFIX), 4);
+}

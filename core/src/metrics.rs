@@ -32,6 +32,12 @@ pub const JWKS_LEASE_WAITS: &str = "dcr_guard.jwks_lease_waits";
 /// Leased fetches started again by the root context because the client that started them left.
 pub const JWKS_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
 
+/// gRPC calls sent to the fleet replay store (etcd), of every kind.
+pub const REPLAY_ETCD_CALLS: &str = "dcr_guard.replay_etcd_calls";
+/// Registrations' Txns sent to the fleet replay store, alone or nested in a batch
+/// (`replay_etcd_txns` / `replay_etcd_calls` is how much the batching saves).
+pub const REPLAY_ETCD_TXNS: &str = "dcr_guard.replay_etcd_txns";
+
 /// Histogram: milliseconds from a registration request's headers to its verdict (forwarded,
 /// refused or reported), key fetches and the replay store included.
 pub const VALIDATION_MS: &str = "dcr_guard.validation_ms";
@@ -40,7 +46,7 @@ pub const VALIDATION_MS: &str = "dcr_guard.validation_ms";
 pub const HISTOGRAMS: [&str; 1] = [VALIDATION_MS];
 
 /// The counters with a fixed name.
-pub const FIXED: [&str; 13] = [
+pub const FIXED: [&str; 15] = [
     REQUESTS,
     ACCEPTED,
     MANAGEMENT_FORWARDED,
@@ -54,6 +60,8 @@ pub const FIXED: [&str; 13] = [
     JWKS_KID_REFETCHES,
     JWKS_LEASE_WAITS,
     JWKS_ORPHANED_FETCHES,
+    REPLAY_ETCD_CALLS,
+    REPLAY_ETCD_TXNS,
 ];
 
 /// Failures by rule id, or `envelope` / `rfc7592` / `forwarding` (both modes).

@@ -15,6 +15,8 @@ use dcr_guard_core::shared::StoreError;
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
 const CAS_MISMATCH: u32 = 8;
+/// `proxy_dequeue_shared_queue`: nothing queued.
+const EMPTY: u32 = 7;
 /// `proxy_define_metric`'s metric type for a histogram.
 const METRIC_HISTOGRAM: u32 = 2;
 /// `proxy_define_metric`'s metric type for a counter.
@@ -109,6 +111,17 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
         cas: u32,
+    ) -> u32;
+    fn proxy_register_shared_queue(
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(
+        queue_id: u32,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
     ) -> u32;
     fn proxy_set_buffer_bytes(
         buffer_type: u32,
@@ -244,6 +257,34 @@ fn status(rc: u32) -> Result<(), u32> {
         Ok(())
     } else {
         Err(rc)
+    }
+}
+
+/// Register a shared queue of this VM; the host calls the root context's `on_queue_ready` on
+/// this worker's thread whenever something is enqueued.
+pub fn register_queue(name: &str) -> Result<u32, u32> {
+    let mut id: u32 = 0;
+    // SAFETY: the name is live for the call; the host writes one u32.
+    status(unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+/// Enqueue `value` on a shared queue.
+pub fn enqueue(queue: u32, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: the value is live for the call.
+    status(unsafe { proxy_enqueue_shared_queue(queue, value.as_ptr(), value.len()) })
+}
+
+/// Dequeue one item; `Ok(None)` when the queue is empty.
+pub fn dequeue(queue: u32) -> Result<Option<Vec<u8>>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer it allocated through this module's allocator and its
+    // size (see `take`).
+    match unsafe { proxy_dequeue_shared_queue(queue, &mut data, &mut size) } {
+        OK => Ok(take(data, size).or(Some(Vec::new()))),
+        EMPTY => Ok(None),
+        rc => Err(rc),
     }
 }
 

@@ -63,7 +63,20 @@ pub struct Fake {
     pub grpc_refused: Option<String>,
     /// The gRPC answer being delivered: (status message, response).
     pub grpc_current: Option<(String, Vec<u8>)>,
+    /// The host has shared queues (Envoy does): `register_queue` answers [`FAKE_QUEUE`].
+    pub queues: bool,
+    /// Make enqueueing fail.
+    pub enqueue_refused: bool,
+    /// Wake-ups enqueued and not yet drained.
+    pub wakes: u32,
+    /// The effective context, as last set.
+    pub effective: u32,
+    /// (context effective at dispatch, method) of every gRPC call.
+    pub grpc_from: Vec<(u32, String)>,
 }
+
+/// The queue id the fake host hands out.
+pub const FAKE_QUEUE: u32 = 77;
 
 impl RequestIo for Fake {
     fn request_header(&self, name: &str) -> Option<String> {
@@ -158,6 +171,7 @@ impl Callouts for Fake {
             return Err(why.clone());
         }
         self.next_grpc_token += 1;
+        self.grpc_from.push((self.effective, method.to_string()));
         self.grpc_calls.push((
             self.next_grpc_token,
             target.to_string(),
@@ -174,7 +188,27 @@ impl Callouts for Fake {
         (m, if size > max { vec![] } else { b })
     }
 
-    fn set_effective_context(&mut self, _ctx: u32) -> bool {
+    fn register_queue(&mut self, name: &str) -> Option<u32> {
+        assert!(name.starts_with("dcr_guard.fleet."), "{name}");
+        self.queues.then_some(FAKE_QUEUE)
+    }
+
+    fn enqueue(&mut self, queue: u32) -> bool {
+        assert_eq!(queue, FAKE_QUEUE);
+        if self.enqueue_refused {
+            return false;
+        }
+        self.wakes += 1;
+        true
+    }
+
+    fn drain_queue(&mut self, queue: u32) {
+        assert_eq!(queue, FAKE_QUEUE);
+        self.wakes = 0;
+    }
+
+    fn set_effective_context(&mut self, ctx: u32) -> bool {
+        self.effective = ctx;
         true
     }
 }

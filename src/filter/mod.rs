@@ -18,6 +18,7 @@ use dcr_guard_core::pipeline::forward::Forwarding;
 use dcr_guard_core::pipeline::{
     Binding, Create, Facts, Fetched, FleetReplay, FleetStep, ReplayCheck, Step, Work,
 };
+use dcr_guard_core::replay::etcd::batch::{self, MemberAnswer};
 use dcr_guard_core::replay::{SharedData, StoreError};
 
 #[cfg(target_arch = "wasm32")]
@@ -28,7 +29,7 @@ pub mod fake;
 mod wasm;
 mod worker;
 
-pub use worker::{Owner, WaitOver, Waiter, Worker};
+pub use worker::{GrpcOwner, Owner, WaitOver, Waiter, Worker};
 
 /// What a callback tells the host: go on, or hold the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,13 @@ pub trait Callouts {
     ) -> Result<u32, String>;
     /// The gRPC call being delivered: its status message and up to `max` bytes of its response.
     fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>);
+    /// Register this worker's shared queue (`name` unique to the VM): enqueueing on it wakes the
+    /// root context ([`Engine::on_queue_ready`]). `None` when the host has no queues.
+    fn register_queue(&mut self, name: &str) -> Option<u32>;
+    /// Wake the root context through `queue`; `false` if the host refused.
+    fn enqueue(&mut self, queue: u32) -> bool;
+    /// Empty `queue` (its items carry nothing: the work waits in [`Worker::fleet`]).
+    fn drain_queue(&mut self, queue: u32);
     /// Make later host calls act on the HTTP stream `ctx` (used from the root context's tick
     /// and for callouts the root dispatched on a stream's behalf). `false` if it is gone.
     fn set_effective_context(&mut self, ctx: u32) -> bool;
@@ -155,11 +163,11 @@ enum Phase {
         pending: Vec<u32>,
         waiting: Vec<String>,
     },
-    /// Every check passed; the fleet replay store (etcd) is deciding: `token` is the call out.
+    /// Every check passed; the fleet replay store (etcd) is deciding: one call of this stream is
+    /// queued or on its way (alone or in a batch).
     Recording {
         work: Box<Work>,
         fleet: Box<FleetReplay>,
-        token: u32,
     },
     /// A GET or DELETE with held headers that may still carry a body: it must end without one;
     /// the management checks start when it does.
@@ -175,6 +183,9 @@ pub struct Engine {
     cfg: Rc<Config>,
     pub worker: Worker,
     streams: std::collections::HashMap<u32, Stream>,
+    /// The root context: the fleet store's batched calls are sent from it, so that their answers
+    /// do not depend on any one request staying alive.
+    root_ctx: u32,
 }
 
 impl Engine {
@@ -183,6 +194,23 @@ impl Engine {
             worker: Worker::with_policy(cfg.jwks_cache, holder),
             cfg,
             streams: std::collections::HashMap::new(),
+            root_ctx: 0,
+        }
+    }
+
+    /// The root context is `root_ctx`; with the fleet store on, register this worker's queue
+    /// (named after `holder`, unique to this VM) so that its calls go out batched.
+    pub fn attach_root(&mut self, host: &mut dyn Host, root_ctx: u32, holder: u64) {
+        self.root_ctx = root_ctx;
+        if self.cfg.replay.fleet.is_some() {
+            self.worker.fleet_queue =
+                host.register_queue(&format!("dcr_guard.fleet.{holder:016x}"));
+            if self.worker.fleet_queue.is_none() {
+                host.log(
+                    Level::Warn,
+                    "dcr-guard: the host has no shared queues: fleet replay store calls go out one per registration",
+                );
+            }
         }
     }
 
@@ -265,6 +293,8 @@ impl Engine {
 
     /// A gRPC call answered (the fleet replay store), whichever context the host delivered it to:
     /// `status` is the gRPC status (`None` when the host had none), `size` the response's size.
+    /// A batch's answer is split and handed to each member still alive; then whatever queued
+    /// meanwhile goes out.
     pub fn on_grpc_call_response(
         &mut self,
         host: &mut dyn Host,
@@ -272,13 +302,131 @@ impl Engine {
         status: Option<u32>,
         size: usize,
     ) {
-        if let Some(ctx) = self.worker.grpc.remove(&token) {
-            if self.streams.contains_key(&ctx) && host.set_effective_context(ctx) {
-                if let Some(s) = self.streams.get_mut(&ctx) {
-                    s.on_grpc_answer(host, &mut self.worker, token, status, size);
+        let Some(owner) = self.worker.grpc.remove(&token) else {
+            return;
+        };
+        if owner.batched {
+            self.worker.fleet.landed(owner.txn);
+            // Calls the members submit now go out below, without a wake-up.
+            self.worker.fleet.draining();
+        }
+        let answers = if size > owner.max {
+            let why = format!("etcd answer of {size} bytes is larger than {}", owner.max);
+            vec![MemberAnswer::Fault(why); owner.members.len()]
+        } else {
+            let (message, body) = if size == 0 {
+                (host.grpc_response(0, 0).0, Vec::new())
+            } else {
+                host.grpc_response(size, owner.max)
+            };
+            batch::answers(owner.nested, owner.members.len(), status, &message, &body)
+        };
+        self.deliver(host, &owner.members, answers);
+        if owner.batched {
+            self.worker.fleet.woke();
+            self.send_fleet_calls(host);
+        }
+    }
+
+    /// Hand each member stream its answer (skipping streams that are gone).
+    fn deliver(&mut self, host: &mut dyn Host, members: &[u32], answers: Vec<MemberAnswer>) {
+        for (ctx, answer) in members.iter().zip(answers) {
+            if self.streams.contains_key(ctx) && host.set_effective_context(*ctx) {
+                if let Some(s) = self.streams.get_mut(ctx) {
+                    s.on_grpc_answer(host, &mut self.worker, answer);
                 }
             }
         }
+    }
+
+    /// The root context was woken through the worker's queue: send the fleet store's calls.
+    pub fn on_queue_ready(&mut self, host: &mut dyn Host, queue: u32) {
+        if self.worker.fleet_queue == Some(queue) {
+            host.drain_queue(queue);
+            self.worker.fleet.woke();
+            self.send_fleet_calls(host);
+        }
+    }
+
+    /// Send what the fleet store's queue has ready, from the root context.
+    fn send_fleet_calls(&mut self, host: &mut dyn Host) {
+        let Some(settings) = self.cfg.replay.fleet.clone() else {
+            return;
+        };
+        let target = settings.grpc_service();
+        let root = self.root_ctx;
+        while let Some(out) = self.worker.fleet.take_ready() {
+            host.set_effective_context(root);
+            let txn = out.call.method == dcr_guard_core::replay::etcd::TXN_METHOD;
+            match host.dispatch_grpc(
+                &target,
+                out.call.service,
+                out.call.method,
+                &out.call.message,
+                settings.timeout_ms,
+            ) {
+                Ok(token) => {
+                    host.count(metrics::REPLAY_ETCD_CALLS);
+                    if txn {
+                        for _ in &out.members {
+                            host.count(metrics::REPLAY_ETCD_TXNS);
+                        }
+                    }
+                    let owner = GrpcOwner {
+                        members: out.members.clone(),
+                        nested: out.nested,
+                        txn,
+                        batched: true,
+                        max: out.max_answer(),
+                        sent_ms: host.now_ms(),
+                    };
+                    self.worker.grpc.insert(token, owner);
+                }
+                Err(why) => {
+                    self.worker.fleet.landed(txn);
+                    host.log(
+                        Level::Warn,
+                        &format!(
+                            "dcr-guard: gRPC call to the fleet replay store (`{}/{}`) could not start: {why}",
+                            out.call.service, out.call.method
+                        ),
+                    );
+                    let fault =
+                        MemberAnswer::Fault(format!("the call to etcd could not start: {why}"));
+                    self.worker.fleet.draining();
+                    self.deliver(host, &out.members, vec![fault; out.members.len()]);
+                    self.worker.fleet.woke();
+                }
+            }
+        }
+        host.set_effective_context(root);
+    }
+
+    /// Batched calls the host never answered within their deadline (and a margin): given up,
+    /// their members fail closed — a lost answer must not stall the worker's queue for good.
+    fn expire_fleet_calls(&mut self, host: &mut dyn Host) {
+        let Some(settings) = &self.cfg.replay.fleet else {
+            return;
+        };
+        let limit = settings.timeout_ms.saturating_add(FLEET_ANSWER_MARGIN_MS);
+        let now = host.now_ms();
+        let lost: Vec<u32> = self
+            .worker
+            .grpc
+            .iter()
+            .filter(|(_, o)| o.batched && now.saturating_sub(o.sent_ms) > limit)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in lost {
+            if let Some(owner) = self.worker.grpc.remove(&token) {
+                self.worker.fleet.landed(owner.txn);
+                let fault = MemberAnswer::Fault("no answer from etcd".to_string());
+                self.worker.fleet.draining();
+                self.deliver(host, &owner.members, vec![fault; owner.members.len()]);
+                self.worker.fleet.woke();
+            }
+        }
+        self.send_fleet_calls(host);
     }
 
     /// The root context's tick: background refreshes, then streams whose wait is over.
@@ -286,6 +434,10 @@ impl Engine {
     pub fn on_tick(&mut self, host: &mut dyn Host, root_ctx: u32) {
         let cfg = Rc::clone(&self.cfg);
         let now = host.now();
+        if !self.worker.grpc.is_empty() {
+            self.expire_fleet_calls(host);
+            host.set_effective_context(root_ctx);
+        }
         if !self.worker.orphans.is_empty() {
             self.worker.adopt_orphans(host, &cfg, now);
         }
@@ -311,7 +463,12 @@ impl Engine {
         // The answers of a finished context's callouts never reach us (the SDK drops them with
         // the context). A fetch that held the document's lease is handed to the root context,
         // which fetches again and publishes for every worker (see `Worker::orphans`).
-        self.worker.grpc.retain(|_, c| *c != ctx);
+        // A call the stream sent itself is dropped with it; a batched one still comes back to
+        // the root context (and is handed to the other members).
+        self.worker.fleet.cancel(&ctx);
+        self.worker
+            .grpc
+            .retain(|_, o| o.batched || !o.members.contains(&ctx));
         let orphans = &mut self.worker.orphans;
         self.worker.tokens.retain(|_, owner| match owner {
             Owner::Stream { ctx: c, src, lease } if *c == ctx => {
@@ -353,6 +510,11 @@ pub struct Stream {
 
 /// Largest introspection answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How long past its deadline a batched fleet-store call may stay unanswered before the tick
+/// gives up on it (the host answers every call, at the latest with its deadline: this only
+/// guards the worker's queue against an answer lost in the binding).
+const FLEET_ANSWER_MARGIN_MS: u64 = 2_000;
 
 impl Stream {
     pub fn new(cfg: Rc<Config>, ctx: u32) -> Self {
@@ -849,6 +1011,25 @@ impl Stream {
                     return self.refuse(host, e, &facts, in_callback);
                 }
                 FleetStep::Call(call) => {
+                    // Queued for the root context, which batches the worker's calls; sent by the
+                    // stream itself only when the root cannot be woken.
+                    let call = match worker.fleet_queue {
+                        Some(queue) => {
+                            let wake = worker.fleet.submit(self.ctx, call);
+                            if !wake || host.enqueue(queue) {
+                                self.phase = Phase::Recording { work, fleet };
+                                return Flow::Pause;
+                            }
+                            match worker.fleet.withdraw(&self.ctx) {
+                                Some(call) => call,
+                                None => {
+                                    step = fleet.fault("internal: fleet call lost".to_string());
+                                    continue;
+                                }
+                            }
+                        }
+                        None => call,
+                    };
                     match host.dispatch_grpc(
                         fleet.target(),
                         call.service,
@@ -857,8 +1038,20 @@ impl Stream {
                         fleet.timeout_ms(),
                     ) {
                         Ok(token) => {
-                            worker.grpc.insert(token, self.ctx);
-                            self.phase = Phase::Recording { work, fleet, token };
+                            host.count(metrics::REPLAY_ETCD_CALLS);
+                            if call.method == dcr_guard_core::replay::etcd::TXN_METHOD {
+                                host.count(metrics::REPLAY_ETCD_TXNS);
+                            }
+                            let owner = GrpcOwner {
+                                members: vec![self.ctx],
+                                nested: false,
+                                txn: call.method == dcr_guard_core::replay::etcd::TXN_METHOD,
+                                batched: false,
+                                max: dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES,
+                                sent_ms: host.now_ms(),
+                            };
+                            worker.grpc.insert(token, owner);
+                            self.phase = Phase::Recording { work, fleet };
                             return Flow::Pause;
                         }
                         Err(why) => {
@@ -877,35 +1070,28 @@ impl Stream {
         }
     }
 
-    /// The fleet replay store's answer.
+    /// The fleet replay store's answer to this stream's call (alone or out of a batch).
     pub fn on_grpc_answer(
         &mut self,
         host: &mut dyn Host,
         worker: &mut Worker,
-        token: u32,
-        status: Option<u32>,
-        size: usize,
+        answer: MemberAnswer,
     ) {
-        let Phase::Recording { token: t, .. } = &self.phase else {
-            return;
-        };
-        if *t != token {
+        if !matches!(self.phase, Phase::Recording { .. }) {
             return;
         }
-        let Phase::Recording {
-            work, mut fleet, ..
-        } = std::mem::replace(&mut self.phase, Phase::Pass)
+        let Phase::Recording { work, mut fleet } = std::mem::replace(&mut self.phase, Phase::Pass)
         else {
             return;
         };
-        let max = dcr_guard_core::replay::etcd::MAX_ANSWER_BYTES;
         let cfg = Rc::clone(&self.cfg);
-        let step = if size > max {
-            // Not read: a fault (etcd's answers to these calls are a few hundred bytes).
-            fleet.fault(format!("etcd answer of {size} bytes is larger than {max}"))
-        } else {
-            let (message, body) = host.grpc_response(size, max);
-            fleet.answer(&cfg, &mut HostStore(host), status, &message, &body)
+        let step = match answer {
+            MemberAnswer::Fault(why) => fleet.fault(why),
+            MemberAnswer::Reply {
+                status,
+                message,
+                body,
+            } => fleet.answer(&cfg, &mut HostStore(host), status, &message, &body),
         };
         self.fleet(host, worker, &cfg, work, fleet, step, true);
     }

@@ -9,7 +9,7 @@ use dcr_guard_core::config::Secrets;
 use dcr_guard_testkit::dcr::{Tpp, DIRECTORY_JWKS_URL};
 use dcr_guard_testkit::keys::{now, TestKey};
 
-use super::fake::Fake;
+use super::fake::{self, Fake};
 
 struct World {
     tpp: Tpp,
@@ -36,9 +36,14 @@ fn world_with_secrets(cfg_edit: impl FnOnce(&mut Value), secrets: Secrets<'_>) -
         tpp.jwks_url(),
         (Some(200), tpp.software_jwks().to_string().into_bytes()),
     );
-    let engine = Engine::new(Rc::clone(&cfg), 1);
+    host.queues = true;
+    let mut engine = Engine::new(Rc::clone(&cfg), 1);
+    engine.attach_root(&mut host, ROOT, 1);
     World { tpp, host, engine }
 }
+
+/// The root context's id in these tests.
+const ROOT: u32 = 1000;
 
 fn world() -> World {
     world_with(|_| {})
@@ -66,7 +71,17 @@ impl World {
         }
         let len = self.host.body.len();
         let b = self.engine.on_request_body(&mut self.host, 1, len, true);
+        self.pump();
         (h, b)
+    }
+
+    /// Deliver the root context's wake-ups (Envoy runs `on_queue_ready` after the callback
+    /// that enqueued returns).
+    fn pump(&mut self) {
+        while self.host.wakes > 0 {
+            self.host.effective = ROOT;
+            self.engine.on_queue_ready(&mut self.host, fake::FAKE_QUEUE);
+        }
     }
 
     /// Answer every outstanding callout from the fake keystore, in dispatch order.
@@ -79,6 +94,7 @@ impl World {
             let size = reply.1.len();
             self.host.current = Some(reply);
             self.engine.on_call_response(&mut self.host, token, size);
+            self.pump();
         }
     }
 
@@ -1777,9 +1793,15 @@ impl World {
     /// Deliver a gRPC answer to the latest gRPC call.
     fn answer_grpc(&mut self, status: Option<u32>, message: &str, body: &[u8]) {
         let token = self.host.grpc_calls.last().unwrap().0;
+        self.answer_grpc_token(token, status, message, body);
+    }
+
+    /// Deliver a gRPC answer to the call `token`.
+    fn answer_grpc_token(&mut self, token: u32, status: Option<u32>, message: &str, body: &[u8]) {
         self.host.grpc_current = Some((message.to_string(), body.to_vec()));
         self.engine
             .on_grpc_call_response(&mut self.host, token, status, body.len());
+        self.pump();
     }
 }
 
@@ -1963,6 +1985,7 @@ fn grpc_and_http_tokens_are_routed_apart_even_when_equal() {
     let size = reply.1.len();
     w.host.current = Some(reply);
     w.engine.on_call_response(&mut w.host, http_token, size);
+    w.pump();
     assert_eq!(w.host.grpc_calls.len(), 2, "stream 2 lost its JWKS answer");
     w.answer_grpc(Some(0), "", TXN_RECORDED);
     assert_eq!(w.host.resumed, 2);
@@ -1987,4 +2010,199 @@ fn every_verdict_records_its_validation_time_once() {
     w.request("GET", "/accounts", "", "");
     w.engine.on_request_headers(&mut w.host, 7, true);
     assert_eq!(w.host.histograms["dcr_guard.validation_ms"].len(), 1);
+}
+
+impl World {
+    /// Send a registration on stream `ctx` (headers and whole body).
+    fn post_as(&mut self, ctx: u32, body: &str) {
+        self.request("POST", "/register", "application/jwt", body);
+        self.engine.on_request_headers(&mut self.host, ctx, false);
+        let len = self.host.body.len();
+        self.engine.on_request_body(&mut self.host, ctx, len, true);
+        self.pump();
+    }
+}
+
+/// How many nested Txns an outer TxnRequest holds (every top-level field must be a success op,
+/// field 2, holding exactly a request_txn, field 4).
+fn nested_txns(outer: &[u8]) -> usize {
+    fn varint(b: &mut &[u8]) -> usize {
+        let mut v = 0usize;
+        for shift in (0..).step_by(7) {
+            let (first, rest) = b.split_first().unwrap();
+            *b = rest;
+            v |= usize::from(first & 0x7f) << shift;
+            if first & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    }
+    let mut rest = outer;
+    let mut n = 0;
+    while !rest.is_empty() {
+        assert_eq!(varint(&mut rest), 0x12, "not a success op");
+        let len = varint(&mut rest);
+        let (mut op, after) = rest.split_at(len);
+        assert_eq!(varint(&mut op), 0x22, "not a nested Txn");
+        assert_eq!(varint(&mut op), op.len());
+        n += 1;
+        rest = after;
+    }
+    n
+}
+
+/// A batch's TxnResponse: one nested TxnResponse per member (`true`: recorded, `false`: seen).
+fn batch_answer(members: &[bool]) -> Vec<u8> {
+    let mut out = vec![0x10, 0x01]; // succeeded
+    for recorded in members {
+        let inner: &[u8] = if *recorded { TXN_RECORDED } else { TXN_SEEN };
+        let mut op = vec![0x22, inner.len() as u8]; // response_txn (4)
+        op.extend_from_slice(inner);
+        out.push(0x1a); // responses (3)
+        out.push(op.len() as u8);
+        out.extend_from_slice(&op);
+    }
+    out
+}
+
+#[test]
+fn fleet_calls_that_queue_behind_one_in_flight_go_out_as_one_batch_from_the_root() {
+    let mut w = fleet_world();
+    let first = w.tpp.request();
+    w.post_as(1, &first);
+    w.answer_callouts();
+    assert_eq!(w.host.grpc_calls.len(), 1);
+    // Sent by the root context, so that no one request's end can take the answer with it.
+    assert_eq!(w.host.grpc_from[0], (ROOT, "Txn".to_string()));
+    // Two more registrations reach the store while the first Txn is on its way: they wait.
+    let (second, third) = (w.tpp.request(), w.tpp.request());
+    w.post_as(2, &second);
+    w.post_as(3, &third);
+    assert_eq!(w.host.grpc_calls.len(), 1);
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 1);
+    // ...and go out together when it lands: one call, two nested Txns.
+    assert_eq!(w.host.grpc_calls.len(), 2);
+    assert_eq!(w.host.grpc_from[1], (ROOT, "Txn".to_string()));
+    let outer = &w.host.grpc_calls[1].4;
+    assert_eq!(nested_txns(outer), 2);
+    // Each learns its own outcome: the second recorded, the third seen elsewhere.
+    w.answer_grpc(Some(0), "", &batch_answer(&[true, false]));
+    assert_eq!(w.host.resumed, 2);
+    assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    assert_eq!(w.host.responses.len(), 1);
+    assert_eq!(w.engine.worker.fleet.waiting(), 0);
+    assert!(w.engine.worker.grpc.is_empty());
+}
+
+#[test]
+fn a_member_that_hangs_up_does_not_cost_the_others_their_answer() {
+    let mut w = fleet_world();
+    w.post_as(1, &w.tpp.request());
+    w.answer_callouts();
+    w.post_as(2, &w.tpp.request());
+    w.post_as(3, &w.tpp.request());
+    w.post_as(4, &w.tpp.request());
+    // Stream 4's client hangs up while it waits in the queue, stream 2's while in the batch.
+    w.engine.remove(4);
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.grpc_calls.len(), 2);
+    w.engine.remove(2);
+    w.answer_grpc(Some(0), "", &batch_answer(&[true, true]));
+    assert_eq!(w.host.resumed, 2, "streams 1 and 3 go on");
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert!(w.engine.worker.grpc.is_empty());
+    // A batch whose answer cannot be read fails every member closed.
+    w.post_as(5, &w.tpp.request());
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    w.post_as(6, &w.tpp.request());
+    w.post_as(7, &w.tpp.request());
+    w.post_as(8, &w.tpp.request());
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    w.answer_grpc(Some(0), "", &batch_answer(&[true]));
+    assert_eq!(w.host.responses.len(), 2);
+    for (status, _, body) in &w.host.responses {
+        assert_eq!(
+            (*status, body["error"].as_str()),
+            (503, Some("temporarily_unavailable"))
+        );
+    }
+}
+
+#[test]
+fn a_missing_lease_in_a_batch_is_granted_and_each_member_sent_again() {
+    let mut w = fleet_world();
+    w.post_as(1, &w.tpp.request());
+    w.answer_callouts();
+    w.post_as(2, &w.tpp.request());
+    w.post_as(3, &w.tpp.request());
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    // The batch fails as a whole: every member grants (the same lease) and sends its Txn again.
+    w.answer_grpc(Some(5), "etcdserver: requested lease not found", &[]);
+    let methods: Vec<&str> = w.host.grpc_calls[2..]
+        .iter()
+        .map(|c| c.3.as_str())
+        .collect();
+    assert_eq!(methods, ["LeaseGrant", "LeaseGrant"]);
+    let grants: Vec<u32> = w.host.grpc_calls[2..].iter().map(|c| c.0).collect();
+    w.answer_grpc_token(grants[0], Some(0), "", &[]);
+    w.answer_grpc_token(grants[1], Some(9), "etcdserver: lease already exists", &[]);
+    // Each Txn again: the first goes as soon as its grant lands, the second waits behind it.
+    assert_eq!(w.host.grpc_calls.len(), 5);
+    assert_eq!(w.host.grpc_calls[4].3, "Txn");
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.grpc_calls.len(), 6);
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 3);
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+}
+
+#[test]
+fn without_a_queue_each_stream_sends_its_own_fleet_call() {
+    for refused in [false, true] {
+        let mut w = fleet_world();
+        if refused {
+            w.host.enqueue_refused = true;
+        } else {
+            w.host.queues = false;
+            w.engine = Engine::new(Rc::clone(w.engine.config()), 1);
+            w.engine.attach_root(&mut w.host, ROOT, 1);
+        }
+        w.host.effective = 1;
+        w.post_as(1, &w.tpp.request());
+        w.answer_callouts();
+        w.host.effective = 2;
+        w.post_as(2, &w.tpp.request());
+        assert_eq!(w.host.grpc_calls.len(), 2, "refused={refused}");
+        assert_ne!(w.host.grpc_from[0].0, ROOT);
+        assert_ne!(w.host.grpc_from[1].0, ROOT);
+        let tokens: Vec<u32> = w.host.grpc_calls.iter().map(|c| c.0).collect();
+        w.answer_grpc_token(tokens[1], Some(0), "", TXN_RECORDED);
+        w.answer_grpc_token(tokens[0], Some(0), "", TXN_SEEN);
+        assert_eq!(w.host.resumed, 1, "refused={refused}");
+        assert_eq!(w.rejected(), Some((400, "invalid_client_metadata".into())));
+    }
+}
+
+#[test]
+fn a_batched_call_the_host_never_answers_is_given_up_on_the_tick() {
+    let mut w = fleet_world();
+    w.host.frozen = Some(now() as i64);
+    w.post_as(1, &w.tpp.request());
+    w.answer_callouts();
+    w.post_as(2, &w.tpp.request());
+    // Within the deadline and its margin: still waiting.
+    w.host.clock = 1;
+    w.engine.on_tick(&mut w.host, ROOT);
+    assert!(w.host.responses.is_empty());
+    assert_eq!(w.host.grpc_calls.len(), 1);
+    // Past it: stream 1 fails closed and the queue moves on (stream 2's call goes out).
+    w.host.clock = 4;
+    w.engine.on_tick(&mut w.host, ROOT);
+    assert_eq!(w.rejected(), Some((503, "temporarily_unavailable".into())));
+    assert_eq!(w.host.grpc_calls.len(), 2);
+    assert_eq!(w.host.grpc_from[1].0, ROOT);
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 1);
 }

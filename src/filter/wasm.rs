@@ -124,8 +124,10 @@ impl RootContext for Root {
                 for name in dcr_guard_core::metrics::HISTOGRAMS {
                     let _ = histogram_id(name);
                 }
-                let engine = Engine::new(Rc::new(cfg), holder_id());
+                let holder = holder_id();
+                let mut engine = Engine::new(Rc::new(cfg), holder);
                 engine.worker.precreate(&mut WasmHost, engine.config());
+                engine.attach_root(&mut WasmHost, self.ctx, holder);
                 self.engine = Some(Rc::new(RefCell::new(engine)));
                 if let Err(rc) = abi::set_tick_period(TICK) {
                     log(
@@ -141,6 +143,16 @@ impl RootContext for Root {
                 log(Level::Error, &format!("dcr-guard: {e}"));
                 false
             }
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let Some(engine) = &self.engine {
+            if let Ok(mut e) = engine.try_borrow_mut() {
+                bury(&mut e, &self.graveyard);
+                e.on_queue_ready(&mut WasmHost, queue_id);
+            }
+            let _ = abi::set_effective_context(self.ctx);
         }
     }
 
@@ -371,6 +383,23 @@ impl Callouts for WasmHost {
             }
             other => format!("{other:?}"),
         })
+    }
+
+    fn register_queue(&mut self, name: &str) -> Option<u32> {
+        abi::register_queue(name).ok()
+    }
+
+    fn enqueue(&mut self, queue: u32) -> bool {
+        abi::enqueue(queue, b"").is_ok()
+    }
+
+    fn drain_queue(&mut self, queue: u32) {
+        // Bounded: every wake-up is one item, and there is at most one pending at a time.
+        for _ in 0..1024 {
+            if !matches!(abi::dequeue(queue), Ok(Some(_))) {
+                break;
+            }
+        }
     }
 
     fn grpc_response(&self, size: usize, max: usize) -> (String, Vec<u8>) {

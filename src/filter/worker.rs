@@ -13,6 +13,7 @@ use dcr_guard_core::keys::{
     ttl_from_cache_control, Cache, Entry, Fetched, JwksSource, Parsed, Poll, Settled, Verdicts,
 };
 use dcr_guard_core::metrics;
+use dcr_guard_core::replay::etcd::batch::Batcher;
 
 /// Who a callout answers to.
 #[derive(Debug, Clone)]
@@ -27,6 +28,23 @@ pub enum Owner {
     Call { ctx: u32 },
     /// A background refresh from the root context's tick.
     Refresh { url: String, lease: u64 },
+}
+
+/// Whose answer a gRPC call carries.
+#[derive(Debug, Clone)]
+pub struct GrpcOwner {
+    /// The streams, in the order of a batch's nested Txns (one unless `nested`).
+    pub members: Vec<u32>,
+    /// A batch (see [`dcr_guard_core::replay::etcd::batch`]).
+    pub nested: bool,
+    /// A `Txn` (alone or a batch), rather than another call.
+    pub txn: bool,
+    /// Sent by the root context from [`Worker::fleet`] (`false`: by the stream itself).
+    pub batched: bool,
+    /// The most bytes of answer to read.
+    pub max: usize,
+    /// When it was sent (ms): a batched call the host never answered is given up on the tick.
+    pub sent_ms: u64,
 }
 
 /// A stream paused until another worker's fetch of `url` lands.
@@ -51,9 +69,15 @@ pub struct Worker {
     pub holder: u64,
     /// HTTP callouts in flight, by token.
     pub tokens: HashMap<u32, Owner>,
-    /// gRPC calls in flight (the fleet replay store), by token → the stream's context. A map of
-    /// its own: hosts number gRPC calls apart from HTTP callouts (Envoy starts both at 1).
-    pub grpc: HashMap<u32, u32>,
+    /// gRPC calls in flight (the fleet replay store), by token → whose answer it carries. A map
+    /// of its own: hosts number gRPC calls apart from HTTP callouts (Envoy starts both at 1).
+    pub grpc: HashMap<u32, GrpcOwner>,
+    /// The fleet store's calls waiting to be sent by the root context, batched.
+    pub fleet: Batcher<u32>,
+    /// This worker's shared queue: enqueueing on it wakes the root context (`on_queue_ready`),
+    /// which sends the fleet store's calls. `None`: no fleet store, or the host has no queues
+    /// (each stream then sends its own call).
+    pub fleet_queue: Option<u32>,
     pub waiters: Vec<Waiter>,
     /// SSA signature verdicts (TPPs reuse their SSA).
     pub verdicts: Verdicts,
@@ -79,6 +103,8 @@ impl Worker {
             holder,
             tokens: HashMap::new(),
             grpc: HashMap::new(),
+            fleet: Batcher::default(),
+            fleet_queue: None,
             waiters: Vec::new(),
             verdicts: Verdicts::default(),
             orphans: Vec::new(),

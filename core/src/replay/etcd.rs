@@ -19,6 +19,8 @@
 
 use ring::digest;
 
+pub mod batch;
+
 /// `etcdserverpb.KV`, method `Txn`.
 pub const KV_SERVICE: &str = "etcdserverpb.KV";
 pub const TXN_METHOD: &str = "Txn";
@@ -27,7 +29,7 @@ pub const LEASE_SERVICE: &str = "etcdserverpb.Lease";
 pub const LEASE_GRANT_METHOD: &str = "LeaseGrant";
 
 /// gRPC status codes the store tells apart.
-const GRPC_OK: u32 = 0;
+pub(crate) const GRPC_OK: u32 = 0;
 const GRPC_NOT_FOUND: u32 = 5;
 const GRPC_FAILED_PRECONDITION: u32 = 9;
 
@@ -307,6 +309,9 @@ pub struct GrpcCall {
     pub service: &'static str,
     pub method: &'static str,
     pub message: Vec<u8>,
+    /// The keys a `Txn` writes (empty for other calls): two Txns that write the same key cannot
+    /// share a batch (etcd refuses a request that puts a key twice), see [`batch`].
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// What to do next while recording pairs in etcd.
@@ -368,6 +373,7 @@ impl Recording {
             service: KV_SERVICE,
             method: TXN_METHOD,
             message: txn_request(&self.pairs, self.lease.id),
+            keys: self.pairs.iter().map(|p| p.key.clone()).collect(),
         })
     }
 
@@ -384,6 +390,7 @@ impl Recording {
                         service: LEASE_SERVICE,
                         method: LEASE_GRANT_METHOD,
                         message: lease_grant_request(&self.lease),
+                        keys: Vec::new(),
                     })
                 }
                 Ok(TxnOutcome::LeaseMissing) => {
@@ -533,6 +540,34 @@ mod wire {
         Ok(count)
     }
 
+    /// A batch's `TxnResponse`: `succeeded` (2) and, for each `ResponseOp` (3), the bytes of its
+    /// `response_txn` (4), in order; any other operation is an error.
+    pub(super) fn nested_txns(body: &[u8]) -> Result<(bool, Vec<&[u8]>), &'static str> {
+        let mut succeeded = false;
+        let mut nested = Vec::new();
+        let mut r = Reader(body);
+        while let Some((field, value)) = r.field()? {
+            match (field, value) {
+                (2, Value::Varint(v)) => succeeded = v != 0,
+                (3, Value::Bytes(op)) => {
+                    let mut inner = None;
+                    let mut rr = Reader(op);
+                    while let Some((f, v)) = rr.field()? {
+                        match (f, v) {
+                            (4, Value::Bytes(txn)) => inner = Some(txn),
+                            (1..=4, _) => return Err("a batch answered another operation"),
+                            _ => {}
+                        }
+                    }
+                    nested.push(inner.ok_or("a batch answer without its nested Txn")?);
+                }
+                (2 | 3, _) => return Err("a field of the wrong type"),
+                _ => {}
+            }
+        }
+        Ok((succeeded, nested))
+    }
+
     /// `LeaseGrantResponse.error` (4); empty when granted.
     pub(super) fn lease_grant_error(body: &[u8]) -> Result<String, &'static str> {
         let mut r = Reader(body);
@@ -607,7 +642,7 @@ pub(crate) mod pb {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct RequestOp {
-        #[prost(oneof = "Request", tags = "1, 2")]
+        #[prost(oneof = "Request", tags = "1, 2, 4")]
         pub request: Option<Request>,
     }
 
@@ -617,6 +652,8 @@ pub(crate) mod pb {
         Range(RangeRequest),
         #[prost(message, tag = "2")]
         Put(PutRequest),
+        #[prost(message, tag = "4")]
+        Txn(TxnRequest),
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -661,7 +698,7 @@ pub(crate) mod pb {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ResponseOp {
-        #[prost(oneof = "Response", tags = "1, 2")]
+        #[prost(oneof = "Response", tags = "1, 2, 4")]
         pub response: Option<Response>,
     }
 
@@ -671,6 +708,8 @@ pub(crate) mod pb {
         Range(RangeResponse),
         #[prost(message, tag = "2")]
         Put(PutResponse),
+        #[prost(message, tag = "4")]
+        Txn(TxnResponse),
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
