@@ -36,6 +36,9 @@ use common::keys::{self, TestKey};
 use common::{Envoy, EnvoyConfig, Reply, TestServer};
 use serde_json::{json, Value};
 
+/// Concurrent clients of the busy fleet scenarios (8c, 8d).
+const FLEET_BUSY_CONNS: usize = 16;
+
 const DIRECTORY_PATH: &str = "/keystore/openbanking.jwks";
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -1022,7 +1025,7 @@ fn main() {
     // 8. the fleet replay store: the same all-unique registrations with replay.store local (8a)
     // and etcd (8b, a 3-member cluster on loopback), side by side; etcd's own CPU is measured
     // over the block (its members run on the load CPU, not pinned with Envoy).
-    let fleet = if selected("8a") || selected("8b") {
+    let fleet = if ["8a", "8b", "8c", "8d"].iter().any(|id| selected(id)) {
         match common::etcd::etcd_bin() {
             None => {
                 eprintln!("bench: 8 skipped: etcd not found (make deps-etcd)");
@@ -1033,48 +1036,66 @@ fn main() {
     } else {
         None
     };
+    // (8a, 8b) with the bench's connections; (8c, 8d) the same with 16 concurrent clients, where
+    // a worker's registrations share etcd calls more (the fleet store batches what queues up).
     let mut etcd_cpu_ns = 0u64;
     if let Some(cluster) = &fleet {
-        let mut fleet_scenarios: Vec<Scenario> = Vec::new();
-        for (id, store) in [("8a", "local"), ("8b", "etcd")] {
-            let mut cfg = guard_config(tpp, &keystore, &ctx, false);
-            let mut filter = cfg.get_filter_config().clone();
-            if store == "etcd" {
-                filter["replay"]["store"] = json!("etcd");
-                filter["replay"]["etcd"] = json!({"upstream": "etcd", "key_prefix": "/bench/"});
+        for (ids, conns, prefix) in [
+            (("8a", "8b"), ctx.conns, "/bench/"),
+            (("8c", "8d"), FLEET_BUSY_CONNS, "/bench-busy/"),
+        ] {
+            let mut fleet_scenarios: Vec<Scenario> = Vec::new();
+            for (id, store) in [(ids.0, "local"), (ids.1, "etcd")] {
+                let mut cfg = guard_config(tpp, &keystore, &ctx, false);
+                let mut filter = cfg.get_filter_config().clone();
+                if store == "etcd" {
+                    filter["replay"]["store"] = json!("etcd");
+                    filter["replay"]["etcd"] = json!({"upstream": "etcd", "key_prefix": prefix});
+                }
+                let etcd = common::etcd::envoy_cluster("etcd", cluster);
+                cfg = cfg.filter_config(filter).edit(move |b| {
+                    b["static_resources"]["clusters"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(etcd.clone())
+                });
+                fleet_scenarios.push(Scenario {
+                    id,
+                    name: format!(
+                        "dcr-guard, all-unique, replay.store {store}, {conns} connections"
+                    ),
+                    cfg,
+                    warm: Arc::clone(&warm),
+                    pool: Arc::clone(&unique),
+                    total: n,
+                });
             }
-            let etcd = common::etcd::envoy_cluster("etcd", cluster);
-            cfg = cfg.filter_config(filter).edit(move |b| {
-                b["static_resources"]["clusters"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(etcd.clone())
-            });
-            fleet_scenarios.push(Scenario {
-                id,
-                name: format!("dcr-guard, all-unique, replay.store {store}"),
-                cfg,
-                warm: Arc::clone(&warm),
-                pool: Arc::clone(&unique),
-                total: n,
-            });
-        }
-        fleet_scenarios.retain(|sc| selected(sc.id));
-        let etcd_before: u64 = cluster.pids().iter().map(|p| cpu_ns(*p)).sum();
-        let measured = measure_side_by_side(&ctx, &fleet_scenarios, rounds);
-        etcd_cpu_ns = cluster
-            .pids()
-            .iter()
-            .map(|p| cpu_ns(*p))
-            .sum::<u64>()
-            .saturating_sub(etcd_before);
-        for (sc, m) in fleet_scenarios.iter().zip(measured) {
-            let extra = json!({
-                "accepted": m.envoy.stat("dcr_guard.accepted"),
-                "etcd_calls": m.envoy.stat("dcr_guard.replay_etcd_calls"),
-                "etcd_txns": m.envoy.stat("dcr_guard.replay_etcd_txns"),
-            });
-            rows.push(row(&ctx, sc, m, extra).0);
+            fleet_scenarios.retain(|sc| selected(sc.id));
+            let busy = Ctx {
+                upstream: ctx.upstream,
+                conns,
+                tck: ctx.tck,
+                pinned: ctx.pinned,
+            };
+            let etcd_before: u64 = cluster.pids().iter().map(|p| cpu_ns(*p)).sum();
+            let measured = measure_side_by_side(&busy, &fleet_scenarios, rounds);
+            if ids.0 == "8a" {
+                etcd_cpu_ns = cluster
+                    .pids()
+                    .iter()
+                    .map(|p| cpu_ns(*p))
+                    .sum::<u64>()
+                    .saturating_sub(etcd_before);
+            }
+            for (sc, m) in fleet_scenarios.iter().zip(measured) {
+                let extra = json!({
+                    "accepted": m.envoy.stat("dcr_guard.accepted"),
+                    "etcd_calls": m.envoy.stat("dcr_guard.replay_etcd_calls"),
+                    "etcd_txns": m.envoy.stat("dcr_guard.replay_etcd_txns"),
+                    "connections": conns,
+                });
+                rows.push(row(&busy, sc, m, extra).0);
+            }
         }
     }
 
@@ -1293,15 +1314,28 @@ fn main() {
     };
     let n8b = rows.iter().find(|r| r.id == "8b").map_or(0, |r| r.load.n);
     let etcd_us = etcd_cpu_ns as f64 / 1e3 / n8b.max(1) as f64;
-    let per_call = rows.iter().find(|r| r.id == "8b").map_or(f64::NAN, |r| {
-        let n = |k: &str| r.extra[k].as_u64().unwrap_or(0) as f64;
-        n("etcd_txns") / n("etcd_calls")
-    });
+    let per_call = |id: &str| {
+        rows.iter().find(|r| r.id == id).map_or(f64::NAN, |r| {
+            let n = |k: &str| r.extra[k].as_u64().unwrap_or(0) as f64;
+            n("etcd_txns") / n("etcd_calls")
+        })
+    };
+    let (c8c, c8d) = (get("8c"), get("8d"));
+    let r8busy = c8d / c8c;
+    let s8busy = spread(&|c| c("8d") / c("8c"));
     println!(
-        "  fleet store  8b/8a              = {r8:.3}  target ≤ 1.10  {}  {s8}  added latency p50 {} µs, p99 {} µs; etcd CPU {etcd_us:.0} µs per registration (3 members); {per_call:.2} registrations per etcd call",
+        "  fleet store  8b/8a              = {r8:.3}  target ≤ 1.10  {}  {s8}  added latency p50 {} µs, p99 {} µs; etcd CPU {etcd_us:.0} µs per registration (3 members); {:.2} registrations per etcd call",
         judged(r8, r8 <= 1.10, &["8a", "8b"]),
         p("8b", 0.5) as i64 - p("8a", 0.5) as i64,
         p("8b", 0.99) as i64 - p("8a", 0.99) as i64,
+        per_call("8b"),
+    );
+    println!(
+        "  fleet, busy  8d/8c              = {r8busy:.3}  target ≤ 1.10  {}  {s8busy}  {FLEET_BUSY_CONNS} connections: added latency p50 {} µs, p99 {} µs; {:.2} registrations per etcd call",
+        judged(r8busy, r8busy <= 1.10, &["8c", "8d"]),
+        p("8d", 0.5) as i64 - p("8c", 0.5) as i64,
+        p("8d", 0.99) as i64 - p("8c", 0.99) as i64,
+        per_call("8d"),
     );
     println!();
     println!("(CPU µs are the Envoy process's run time over its {rounds} interleaved rounds (schedstat; /proc/<pid>/stat utime+stime agrees, see results.json) / requests; \"blocks\" is the range of the same ratio over {BLOCKS} consecutive blocks of rounds. Whole run {:.0} s. Load average before: {load_before}; after: {}. This machine's speed changes under other tenants: compare ratios, not µs.)", began.elapsed().as_secs_f64(), loadavg());
@@ -1333,6 +1367,7 @@ fn main() {
             "es256_all_unique_4em1_over_3em1": r43e,
             "es256_mix_5em1_over_half_3em1": r5e,
             "fleet_8b_over_8a": r8, "fleet_target": 1.10,
+            "fleet_busy_8d_over_8c": r8busy, "fleet_busy_connections": FLEET_BUSY_CONNS,
             "fleet_etcd_cpu_us_per_registration": etcd_us,
         },
     });
