@@ -320,3 +320,119 @@ fn batch_answers_table() {
         }
     }
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A member submits a Txn writing these keys (from a small set, so that they clash).
+        Txn(Vec<u8>),
+        Grant,
+        /// The sender runs (wake-up or an answer landed): send what is ready.
+        Send,
+        /// The oldest call in flight lands.
+        Land,
+        /// A member goes away.
+        Cancel(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => prop::collection::vec(0u8..6, 1..3).prop_map(Op::Txn),
+            1 => Just(Op::Grant),
+            3 => Just(Op::Send),
+            3 => Just(Op::Land),
+            1 => (0u8..40).prop_map(Op::Cancel),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of events: at most one Txn call in flight; no call writes a key
+        /// twice (etcd would refuse it); at most MAX_BATCH members; every call submitted goes out
+        /// exactly once unless its member left first; nothing waits while nothing is on its way
+        /// and the sender ran.
+        #[test]
+        fn the_batcher_keeps_its_promises(ops in prop::collection::vec(op(), 1..200)) {
+            let mut b: Batcher<u8> = Batcher::default();
+            let mut next_member = 0u8;
+            let mut submitted: Vec<u8> = Vec::new();
+            let mut cancelled: Vec<u8> = Vec::new();
+            let mut sent: Vec<u8> = Vec::new();
+            let mut in_flight: std::collections::VecDeque<bool> = Default::default();
+            for op in ops {
+                match op {
+                    Op::Txn(keys) => {
+                        let keys: Vec<&str> = keys.iter().map(|k| ["a", "b", "c", "d", "e", "f"][*k as usize]).collect();
+                        let mut call = txn(&keys);
+                        call.keys.dedup();
+                        b.submit(next_member, call);
+                        submitted.push(next_member);
+                        next_member = next_member.wrapping_add(1);
+                    }
+                    Op::Grant => {
+                        b.submit(next_member, grant());
+                        submitted.push(next_member);
+                        next_member = next_member.wrapping_add(1);
+                    }
+                    Op::Send => {
+                        b.woke();
+                        while let Some(out) = b.take_ready() {
+                            let txn = out.call.method == TXN_METHOD;
+                            prop_assert!(out.members.len() <= MAX_BATCH);
+                            prop_assert_eq!(out.nested, out.members.len() > 1);
+                            let mut keys = out.call.keys.clone();
+                            keys.sort();
+                            let n = keys.len();
+                            keys.dedup();
+                            prop_assert_eq!(keys.len(), n, "a key twice in one call");
+                            if txn {
+                                prop_assert!(!in_flight.contains(&true), "two Txns in flight");
+                            }
+                            sent.extend(out.members.iter().copied());
+                            in_flight.push_back(txn);
+                        }
+                        // Nothing is left waiting that could go: only Txns behind one in flight.
+                        if !in_flight.contains(&true) {
+                            prop_assert_eq!(b.waiting(), 0);
+                        }
+                    }
+                    Op::Land => {
+                        if let Some(txn) = in_flight.pop_front() {
+                            b.landed(txn);
+                        }
+                    }
+                    Op::Cancel(m) => {
+                        if submitted.contains(&m) && !sent.contains(&m) {
+                            cancelled.push(m);
+                        }
+                        b.cancel(&m);
+                    }
+                }
+            }
+            // Drain: everything not cancelled goes out exactly once.
+            for _ in 0..1000 {
+                while let Some(txn) = in_flight.pop_front() {
+                    b.landed(txn);
+                }
+                b.woke();
+                match b.take_ready() {
+                    Some(out) => {
+                        sent.extend(out.members.iter().copied());
+                        in_flight.push_back(out.call.method == TXN_METHOD);
+                    }
+                    None if in_flight.is_empty() => break,
+                    None => {}
+                }
+            }
+            let mut sent_sorted = sent.clone();
+            sent_sorted.sort();
+            sent_sorted.dedup();
+            prop_assert_eq!(sent_sorted.len(), sent.len(), "a member sent twice");
+            for m in &submitted {
+                prop_assert!(sent.contains(m) ^ cancelled.contains(m), "member {} lost", m);
+            }
+        }
+    }
+}
