@@ -1423,29 +1423,18 @@ mod tests {
     #[test]
     fn a_bucket_that_never_appears_gives_up() {
         // A host that accepts creates but keeps losing the key (constant eviction).
-        struct Forgetful {
-            creates: u32,
-        }
-        impl SharedData for Forgetful {
-            fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-                Ok((None, None))
-            }
-            fn set(&mut self, _: &str, _: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-                assert_eq!(cas, None);
-                self.creates += 1;
-                Ok(())
-            }
-        }
         let c = ReplayConfig {
             max_retries: 3,
             ..ReplayConfig::default()
         };
-        let mut s = Forgetful { creates: 0 };
+        let mut s = Forgetful::default();
         assert_eq!(
             rec(&mut s, &c, ISS, "j", 0, 1),
             Err(ReplayError::Contention)
         );
         assert_eq!(s.creates, 4);
+        // Every attempt was a create (no CAS: there was never a value to compare with).
+        assert!(s.cas.iter().all(Option::is_none), "{:?}", s.cas);
     }
 
     // ---------------------------------------------------------------- corrupt values
@@ -1801,7 +1790,7 @@ mod tests {
         assert_eq!(s.sets(), 0);
 
         // A host that loses every write: bounded, then contention.
-        let mut f = Forgetful { creates: 0 };
+        let mut f = Forgetful::default();
         let c3 = ReplayConfig {
             max_retries: 3,
             ..ReplayConfig::default()
@@ -1813,17 +1802,21 @@ mod tests {
         assert!(f.creates <= 2 * 4, "{}", f.creates);
     }
 
-    /// Fault injector: accepts every write and keeps nothing (constant eviction).
+    /// Fault injector: accepts every write and keeps nothing (constant eviction); records the
+    /// CAS of every write.
+    #[derive(Default)]
     struct Forgetful {
         creates: u32,
+        cas: Vec<Option<u32>>,
     }
 
     impl SharedData for Forgetful {
         fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
             Ok((None, None))
         }
-        fn set(&mut self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+        fn set(&mut self, _: &str, _: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
             self.creates += 1;
+            self.cas.push(cas);
             Ok(())
         }
     }
