@@ -41,6 +41,8 @@ enum Mode {
     Decide,
     /// Closes every connection without answering.
     HangUp,
+    /// Answers 500 with a body of its own (a failing authorizer, not a decision).
+    ServerError,
 }
 
 /// The bank's authorizer: allows `ALLOWED`, refuses anything else with an RFC 7591 error, reading
@@ -185,6 +187,7 @@ impl Stack {
         let authorizer = TestServer::start(move |r| match *m.lock().unwrap() {
             Mode::Decide => authorize(r),
             Mode::HangUp => Reply::hang_up(),
+            Mode::ServerError => Reply::text(500, "text/html", "<h1>Internal Server Error</h1>"),
         });
 
         let kit = kit_pieces();
@@ -396,11 +399,27 @@ fn a_registration_dcr_guard_refuses_never_reaches_the_authorizer() {
     }
 }
 
-/// The authorizer unreachable fails closed: 503 with an RFC 7591 shaped body (the kit's local
-/// reply), never forwarded — whether it hangs up or nothing listens any more.
+/// The authorizer failing fails closed: 503 with an RFC 7591 shaped body (the kit's local reply),
+/// never forwarded — whether it answers 5xx (Envoy takes that for an error, not a decision), hangs
+/// up, or nothing listens any more.
 #[test]
 fn the_authorizer_down_fails_closed() {
     let mut s = Stack::start();
+    *s.mode.lock().unwrap() = Mode::ServerError;
+    let r = s.register("/register", &registration(&s.tpp, ALLOWED), &[]);
+    assert_refused(
+        &s,
+        "authorizer answers 500",
+        &r,
+        503,
+        "temporarily_unavailable",
+    );
+    assert_eq!(
+        s.authorizer().requests().len(),
+        1,
+        "the authorizer was asked"
+    );
+
     *s.mode.lock().unwrap() = Mode::HangUp;
     let r = s.register("/register", &registration(&s.tpp, ALLOWED), &[]);
     assert_refused(
