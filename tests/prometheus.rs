@@ -91,7 +91,11 @@ fn every_kit_uses_the_one_stats_tags_recipe() {
         .map(|t| t["tag_name"].as_str().unwrap())
         .collect();
     assert_eq!(tags, BTreeSet::from(["rule", "wasm_plugin"]));
-    for kit in ["envoy/demo.yaml", "envoy/compose-envoy.yaml"] {
+    for kit in [
+        "envoy/demo.yaml",
+        "envoy/compose-envoy.yaml",
+        "envoy/ext-authz.yaml",
+    ] {
         assert_eq!(
             yaml::file(kit)["stats_config"],
             recipe,

@@ -108,6 +108,7 @@ fn every_kit_in_envoy_passes() {
         "envoy/demo.yaml",
         "envoy/compose-envoy.yaml",
         "envoy/production.yaml",
+        "envoy/ext-authz.yaml",
         "envoy/istio/envoyfilter.yaml",
         "envoy/istio/wasmplugin.yaml",
         "envoy/kong/kong.yaml",
