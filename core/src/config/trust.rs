@@ -29,6 +29,9 @@ pub enum HostPattern {
     Exact(String),
     /// Any host ending in `.suffix` with at least one more label (suffix stored with its dot).
     Suffix(String),
+    /// `*`: any DNS host name of at least two labels other than `localhost` and `*.localhost`
+    /// (an accredited recipient's own domain, fetched through a dynamic forward proxy cluster).
+    Any,
 }
 
 /// One entry of the software-JWKS host allow-list (`software_jwks_hosts[]`).
@@ -131,9 +134,20 @@ pub(super) fn allowed_upstream<'a>(
                 && match &r.pattern {
                     HostPattern::Exact(h) => h == host,
                     HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+                    HostPattern::Any => public_dns_name(host),
                 }
         })
         .map(|r| r.upstream.as_str())
+}
+
+/// What `*` allows: a DNS name (letters, digits, `-`; no empty label, so no trailing dot) of at
+/// least two labels, not `localhost` or under it (RFC 6761). A single label would be completed by
+/// the resolver's search domains into an internal name.
+fn public_dns_name(host: &str) -> bool {
+    valid_dns_name(host)
+        && host.contains('.')
+        && host != "localhost"
+        && !host.ends_with(".localhost")
 }
 
 fn is_ip_literal(host: &str) -> bool {
@@ -148,7 +162,8 @@ fn is_ip_literal(host: &str) -> bool {
             .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// A `software_jwks_hosts[].host` entry: `host`, `*.domain`, either with `:port`.
+/// A `software_jwks_hosts[].host` entry: `host`, `*.domain` or `*` (any host), each with an
+/// optional `:port`.
 fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigError> {
     let entry = entry.trim().to_ascii_lowercase();
     let (host, port) = match entry.split_once(':') {
@@ -175,7 +190,9 @@ fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigErro
             "must be a DNS host name, not an IP address",
         ));
     }
-    let pattern = if let Some(suffix) = host.strip_prefix("*.") {
+    let pattern = if host == "*" {
+        HostPattern::Any
+    } else if let Some(suffix) = host.strip_prefix("*.") {
         if !valid_dns_name(suffix) || !suffix.contains('.') {
             return Err(ConfigError::new(
                 field,
@@ -188,7 +205,7 @@ fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigErro
     } else {
         return Err(ConfigError::new(
             field,
-            "must be a DNS host name or `*.` followed by a domain, optionally with `:port`",
+            "must be a DNS host name, `*.` followed by a domain, or `*` (any host), optionally with `:port`",
         ));
     };
     Ok((pattern, port))

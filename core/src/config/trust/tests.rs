@@ -97,3 +97,90 @@ fn host_allow_list_matches_host_and_port() {
         assert_eq!(e.field, "software_jwks_hosts[0].host", "{bad}");
     }
 }
+
+/// `*` (any host, for an accredited recipient's own domain behind a dynamic forward proxy): every
+/// DNS name of two labels or more on the entry's one port; never an IP literal, a single label,
+/// `localhost`, or another port. Entries before it win for their hosts.
+#[test]
+fn any_host_entry() {
+    let mut v = minimal();
+    v["software_jwks_hosts"] = json!([
+        {"host": "keys.bank-partner.example", "upstream": "partner"},
+        {"host": "*", "upstream": "dfp"},
+        {"host": "*:9443", "upstream": "dfp-9443"}
+    ]);
+    let c = parse(&v).unwrap();
+    let cases: Vec<(&str, Option<&str>)> = vec![
+        ("https://keys.bank-partner.example/jwks", Some("partner")),
+        ("https://jwks.adr.example/jwks", Some("dfp")),
+        ("https://JWKS.ADR.example:443/a/b.jwks?v=1", Some("dfp")),
+        ("https://a.b.c.adr.example.com.au/jwks", Some("dfp")),
+        ("https://xn--bcher-kva.example/jwks", Some("dfp")),
+        ("https://jwks.adr.example:9443/jwks", Some("dfp-9443")),
+        // Ports not listed.
+        ("https://jwks.adr.example:8443/jwks", None),
+        ("https://jwks.adr.example:80/jwks", None),
+        // Not a public DNS name.
+        ("https://adr/jwks", None),
+        ("https://localhost/jwks", None),
+        ("https://keys.localhost/jwks", None),
+        ("https://jwks.adr.example./jwks", None),
+        ("https://under_score.example/jwks", None),
+        // IP literals in every spelling.
+        ("https://127.0.0.1/jwks", None),
+        ("https://10.1.2.3/jwks", None),
+        ("https://169.254.169.254/jwks", None),
+        ("https://[::1]/jwks", None),
+        ("https://[::ffff:a9fe:a9fe]/jwks", None),
+        ("https://0x7f.1/jwks", None),
+        ("https://2130706433/jwks", None),
+        ("https://1.2.3.4.5/jwks", None),
+    ];
+    for (url, want) in cases {
+        let got = jwks_source(url, "")
+            .ok()
+            .and_then(|s| c.software_upstream(&s.host, s.port));
+        assert_eq!(got, want, "{url}");
+    }
+    // The URL checks come first, whatever the allow-list: no user information, https only.
+    for (url, why) in [
+        (
+            "https://user@jwks.adr.example/jwks",
+            "must not carry user information",
+        ),
+        ("http://jwks.adr.example/jwks", "must use https"),
+    ] {
+        let got = crate::keys::software_source(url, |h, p| c.software_upstream(h, p));
+        assert_eq!(
+            got.err(),
+            Some(crate::keys::SoftwareSourceError::Url(why.into())),
+            "{url}"
+        );
+    }
+
+    // Entry forms: `*` and `*:port` only.
+    for (entry, ok) in [
+        ("*", true),
+        ("*:8443", true),
+        (" * ", true),
+        ("**", false),
+        ("*:", false),
+        ("*:0", false),
+        ("*.*", false),
+        ("*x.example", false),
+        ("*.", false),
+    ] {
+        let mut v = minimal();
+        v["software_jwks_hosts"] = json!([{"host": entry, "upstream": "u"}]);
+        match parse(&v) {
+            Ok(c) => {
+                assert!(ok, "{entry}: accepted");
+                assert_eq!(c.software_hosts[0].pattern, HostPattern::Any, "{entry}");
+            }
+            Err(e) => {
+                assert!(!ok, "{entry}: {e:?}");
+                assert_eq!(e.field, "software_jwks_hosts[0].host", "{entry}");
+            }
+        }
+    }
+}
