@@ -1125,7 +1125,10 @@ fn kitchen_sink() -> Value {
         "hold_headers": true,
         "directories": [{
             "issuer": "OpenBanking Ltd",
-            "jwks": [{"url": "https://keystore.example/keystore/openbanking.jwks", "upstream": "ks"}],
+            "jwks": [
+                {"url": "https://keystore.example/keystore/openbanking.jwks", "upstream": "ks"},
+                {"inline": {"keys": [dcr_guard_testkit::keys::TestKey::ec("pinned").public_jwk()]}}
+            ],
             "algorithms": ["PS256", "ES256"],
             "max_ssa_age_seconds": 86400,
             "require_exp": false

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::config::tests::{minimal, parse};
+use crate::config::tests::{minimal, parse, refused};
 
 #[test]
 fn host_allow_list() {
@@ -182,5 +182,156 @@ fn any_host_entry() {
                 assert_eq!(e.field, "software_jwks_hosts[0].host", "{entry}");
             }
         }
+    }
+}
+
+/// `directories[].jwks[]` entries that pin a JWKS document (`inline`): parsed at configure, held
+/// to the JWKS limits, every entry a usable public signature key, named when it is not.
+#[test]
+fn inline_jwks_is_parsed_and_checked_at_configure() {
+    use dcr_guard_testkit::keys::{jwks, TestKey};
+    let (ec, rsa, ed) = (
+        TestKey::ec("pinned-ec"),
+        TestKey::rsa("pinned-rsa"),
+        TestKey::ed("pinned-ed"),
+    );
+    let with_inline = |doc: serde_json::Value| {
+        let mut v = minimal();
+        v["directories"][0]["jwks"] = json!([
+            {"url": "https://keystore.openbanking.org.uk/keystore/openbanking.jwks", "upstream": "ob"},
+            {"inline": doc}
+        ]);
+        v
+    };
+    // Accepted: fetched and pinned side by side, in configuration order.
+    let c = parse(&with_inline(jwks(&[&ec, &rsa, &ed]))).unwrap();
+    let d = c.directory("OpenBanking Ltd").unwrap();
+    assert!(d.jwks[0].pinned.is_none());
+    assert_eq!(d.jwks[0].upstream, "ob");
+    let pinned = d.jwks[1].pinned.as_ref().unwrap();
+    assert_eq!(pinned.0.keys.len(), 3);
+    assert_eq!(d.jwks[1].url, "inline:directories[0].jwks[1]");
+    // Only pinned keys (an air-gapped deployment): no URL at all.
+    let mut v = minimal();
+    v["directories"][0]["jwks"] = json!([{"inline": jwks(&[&ec])}]);
+    assert!(parse(&v).unwrap().directories[0].jwks[0].pinned.is_some());
+
+    let small_rsa = TestKey::rsa_bits("small", 1024);
+    let mut private = ec.public_jwk();
+    private["d"] = json!("AAAA");
+    let (field, bad_keys) = (
+        "directories[0].jwks[1].inline",
+        "directories[0].jwks[1].inline.keys",
+    );
+    // (inline document, field named, words of the message)
+    let cases: Vec<(serde_json::Value, String, &str)> = vec![
+        (
+            json!("{\"keys\": []}"),
+            field.into(),
+            "must be a JWKS document",
+        ),
+        (json!({"keys": []}), field.into(), "non-empty `keys` array"),
+        (
+            json!({"key": [ec.public_jwk()]}),
+            field.into(),
+            "non-empty `keys` array",
+        ),
+        (
+            json!([ec.public_jwk()]),
+            field.into(),
+            "must be a JWKS document",
+        ),
+        (
+            json!({"keys": [ec.public_jwk(), private]}),
+            format!("{bad_keys}[1]"),
+            "the key (kid `pinned-ec`) carries the private key member `d`",
+        ),
+        (
+            json!({"keys": [small_rsa.public_jwk()]}),
+            format!("{bad_keys}[0]"),
+            "the key (kid `small`) is an RSA key of 1024 bits",
+        ),
+        (
+            json!({"keys": [ec.public_jwk_with(json!({"use": "enc"}))]}),
+            format!("{bad_keys}[0]"),
+            "is not a usable public signature key",
+        ),
+        (
+            json!({"keys": [ec.public_jwk_with(json!({"crv": "P-384"}))]}),
+            format!("{bad_keys}[0]"),
+            "is not a usable public signature key",
+        ),
+        (
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA"}]}),
+            format!("{bad_keys}[0]"),
+            "the key is not a usable public signature key",
+        ),
+        (
+            json!({"keys": ["x"]}),
+            format!("{bad_keys}[0]"),
+            "is not a JSON object",
+        ),
+        (
+            json!({"keys": [ec.public_jwk(), ec.with_kid("other").public_jwk_with(json!({"kid": "pinned-ec"}))]}),
+            format!("{bad_keys}[1]"),
+            "the kid `pinned-ec` is used by another key",
+        ),
+    ];
+    for (doc, want_field, words) in cases {
+        let e = refused(with_inline(doc.clone()));
+        assert_eq!(e.field, want_field, "{doc}");
+        assert!(e.message.contains(words), "{doc}: {e}");
+    }
+
+    // The JWKS limits hold for a pinned document as for a fetched one.
+    let mut v = with_inline(jwks(&[&ec, &rsa]));
+    v["limits"] = json!({"jwks_keys": 1});
+    let e = refused(v);
+    assert_eq!(e.field, format!("{bad_keys}"));
+    assert!(e.message.contains("more than limits.jwks_keys (1)"), "{e}");
+    let mut v = with_inline(jwks(&[&rsa, &rsa.with_kid("r2"), &rsa.with_kid("r3")]));
+    v["limits"] = json!({"jwks_bytes": 1024});
+    let e = refused(v);
+    assert_eq!(e.field, field);
+    assert!(
+        e.message.contains("more than limits.jwks_bytes (1024)"),
+        "{e}"
+    );
+
+    // The entry's shape: `url` + `upstream`, or `inline` alone.
+    let shapes: Vec<(serde_json::Value, &str, &str)> = vec![
+        (
+            json!({"url": "https://ks.example/jwks", "upstream": "u", "inline": jwks(&[&ec])}),
+            "directories[0].jwks[0]",
+            "not both",
+        ),
+        (
+            json!({"upstream": "u", "inline": jwks(&[&ec])}),
+            "directories[0].jwks[0].upstream",
+            "never fetched",
+        ),
+        (
+            json!({"url": "https://ks.example/jwks"}),
+            "directories[0].jwks[0].upstream",
+            "missing",
+        ),
+        (
+            json!({"upstream": "u"}),
+            "directories[0].jwks[0]",
+            "needs `url`",
+        ),
+        (json!({}), "directories[0].jwks[0]", "needs `url`"),
+        (
+            json!({"file": "/etc/dcr-guard/ob.jwks"}),
+            "directories[0].jwks[0].file",
+            "unknown field `file`",
+        ),
+    ];
+    for (entry, want_field, words) in shapes {
+        let mut v = minimal();
+        v["directories"][0]["jwks"] = json!([entry.clone()]);
+        let e = refused(v);
+        assert_eq!(e.field, want_field, "{entry}");
+        assert!(e.message.contains(words), "{entry}: {e}");
     }
 }
