@@ -491,6 +491,14 @@ fn kong(doc: &Value, r: &mut Report) {
                 }
             }
         });
+        for (i, rule) in cfg.software_hosts.iter().enumerate() {
+            if rule.pattern == dcr_guard_core::config::HostPattern::Any {
+                r.findings.push(finding(
+                    format!("{path}.software_jwks_hosts[{i}].host"),
+                    "`*` needs a dynamic forward proxy cluster, which Kong has no equivalent of (an upstream is one host:port): list the recipients' hosts",
+                ));
+            }
+        }
         if cfg.hold_headers {
             r.findings.push(finding(
                 format!("{path}.hold_headers"),

@@ -479,6 +479,16 @@ fn istio_and_kong_findings() {
             vec!["services[0].routes[0].filter_chains[0].filters[0].config.directories[0].jwks[0].upstream"],
         ),
         (
+            "kong with any software JWKS host",
+            {
+                let mut k = kong("keystore.directory.test:443", false);
+                k["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"]
+                    ["software_jwks_hosts"] = json!([{"host": "*", "upstream": "x.test:443"}]);
+                k
+            },
+            vec!["services[0].routes[0].filter_chains[0].filters[0].config.software_jwks_hosts[0].host"],
+        ),
+        (
             "kong holds headers",
             kong("keystore.directory.test:443", true),
             vec!["services[0].routes[0].filter_chains[0].filters[0].config.hold_headers"],
@@ -511,6 +521,23 @@ fn istio_and_kong_findings() {
             );
         }
     }
+    // `*` is a valid configuration (the Envoy kit's), refused for Kong for what it is.
+    let mut k = kong("keystore.directory.test:443", false);
+    k["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"]
+        ["software_jwks_hosts"] = json!([{"host": "*", "upstream": "x.test:443"}]);
+    let path = dir.write("any.yaml", k.to_string());
+    let out = run(&["check-config", "--envoy", &path]);
+    assert!(
+        out.stdout
+            .contains("`*` needs a dynamic forward proxy cluster"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("invalid configuration"),
+        "{}",
+        out.stdout
+    );
     let none = dir.write("none.yaml", "kind: ServiceEntry\n");
     let out = run(&["check-config", "--envoy", &none]);
     assert_eq!(out.code, 1);
