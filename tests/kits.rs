@@ -1252,7 +1252,10 @@ fn kitchen_sink() -> Value {
         "hold_headers": true,
         "directories": [{
             "issuer": "OpenBanking Ltd",
-            "jwks": [{"url": "https://keystore.example/keystore/openbanking.jwks", "upstream": "ks"}],
+            "jwks": [
+                {"url": "https://keystore.example/keystore/openbanking.jwks", "upstream": "ks"},
+                {"inline": {"keys": [dcr_guard_testkit::keys::TestKey::ec("pinned").public_jwk()]}}
+            ],
             "algorithms": ["PS256", "ES256"],
             "max_ssa_age_seconds": 86400,
             "require_exp": false
@@ -1461,5 +1464,81 @@ fn schema_enums_match_the_filter() {
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
         assert_eq!(listed, accepted, "{SCHEMA} {enum_at} vs the filter ({e})");
+    }
+}
+
+/// The README's dynamic forward proxy kit ("Any recipient's JWKS host"): its filter snippet is a
+/// configuration the filter accepts (`*` through the cluster it names) and its cluster passes
+/// `envoy --mode validate`; on an Envoy older than 1.39 it does so without
+/// `resolved_address_filter`, which that Envoy refuses (as the README says).
+#[test]
+fn readme_dynamic_forward_proxy_kit_validates() {
+    let readme = read("README.md");
+    let start = readme
+        .find("### Any recipient's JWKS host: a dynamic forward proxy cluster")
+        .expect("the README section");
+    let section = &readme[start..];
+    let block = |fence: &str| {
+        let from = section.find(fence).expect("a code block") + fence.len();
+        let len = section[from..].find("```").expect("its end");
+        section[from..from + len].to_string()
+    };
+    let snippet: Value = serde_json::from_str(&format!("{{{}}}", block("```json\n"))).unwrap();
+    let yaml = yaml_rust2::YamlLoader::load_from_str(&block("```yaml\n")).unwrap();
+    let clusters = common::yaml::to_json(&yaml[0]);
+    let cluster = clusters[0].clone();
+
+    let mut cfg = common::dcr::Tpp::new(
+        common::keys::TestKey::ec("d"),
+        common::keys::TestKey::ec("t"),
+    )
+    .au_filter_config("directory", "unused");
+    cfg["software_jwks_hosts"] = snippet["software_jwks_hosts"].clone();
+    let parsed = Config::from_json(cfg.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        parsed.software_upstream("jwks.any-recipient.example", 443),
+        cluster["name"].as_str()
+    );
+
+    let tmp = TempDir::new("dfp-kit");
+    let (crt, _) = throwaway_cert(&tmp);
+    let text = serde_json::to_string(&json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"clusters": [cluster]}
+    }))
+    .unwrap()
+    .replace(
+        "/etc/ssl/certs/ca-certificates.crt",
+        &crt.display().to_string(),
+    );
+    let full = tmp.write("dfp.json", &text);
+    let (ok, out) = common::envoy::validate(&full);
+    let version = Command::new(common::envoy::envoy_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let minor: u32 = version
+        .split("version: ")
+        .nth(1)
+        .and_then(|v| v.split('/').nth(1))
+        .and_then(|v| v.split('.').nth(1))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("Envoy version in {version}"));
+    if minor >= 39 {
+        assert!(ok, "the README's DFP cluster on {version}:\n{out}");
+    } else {
+        assert!(!ok && out.contains("resolved_address_filter"), "{out}");
+        let mut older: Value = serde_json::from_str(&text).unwrap();
+        older["static_resources"]["clusters"][0]["cluster_type"]["typed_config"]
+            ["dns_cache_config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resolved_address_filter");
+        let path = tmp.write("dfp-older.json", &older.to_string());
+        validate_ok(
+            &path,
+            "the README's DFP cluster without resolved_address_filter",
+        );
     }
 }

@@ -199,6 +199,7 @@ fn envoy_wasm_filters(doc: &Value, bootstrap: Option<&Value>, r: &mut Report) {
         }
         if let Some(boot) = bootstrap {
             clusters(boot, &doc, &vpath, r);
+            any_host_clusters(boot, &cfg, r);
             around_filter(boot, &path, &cfg, r);
         }
     }
@@ -265,6 +266,63 @@ fn clusters(boot: &Value, doc: &str, vpath: &str, r: &mut Report) {
         }
     });
     etcd_cluster(boot, &raw, vpath, r);
+}
+
+/// A `software_jwks_hosts` entry `*` sends any recipient's host to its cluster: that cluster must
+/// resolve the host of each callout (a dynamic forward proxy cluster with a DNS cache:
+/// `sub_clusters_config` does not resolve for callouts) and verify the certificate for it (TLS,
+/// `auto_sni`, `auto_san_validation`), or one fixed endpoint would answer for every host.
+fn any_host_clusters(boot: &Value, cfg: &dcr_guard_core::config::Config, r: &mut Report) {
+    let Some(list) = boot
+        .pointer("/static_resources/clusters")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let mut checked: Vec<&str> = Vec::new();
+    for rule in &cfg.software_hosts {
+        let name = rule.upstream.as_str();
+        if rule.pattern != dcr_guard_core::config::HostPattern::Any || checked.contains(&name) {
+            continue;
+        }
+        checked.push(name);
+        let Some((ci, c)) = list
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(name))
+        else {
+            continue; // reported as a missing cluster
+        };
+        let cpath = format!("static_resources.clusters[{ci}]");
+        let dfp = c.pointer("/cluster_type/name").and_then(Value::as_str)
+            == Some("envoy.clusters.dynamic_forward_proxy");
+        let cache = c
+            .pointer("/cluster_type/typed_config/dns_cache_config")
+            .is_some();
+        if !dfp || !cache {
+            r.findings.push(finding(
+                format!("{cpath}.cluster_type"),
+                format!("`{name}` serves software_jwks_hosts `*`: it must be an envoy.clusters.dynamic_forward_proxy cluster with dns_cache_config (sub_clusters_config does not resolve for callouts; see README, \"Any recipient's JWKS host\")"),
+            ));
+            continue;
+        }
+        let tls = c
+            .pointer("/transport_socket/typed_config/@type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.ends_with("UpstreamTlsContext"));
+        let options = "/typed_extension_protocol_options/envoy.extensions.upstreams.http.v3.HttpProtocolOptions/upstream_http_protocol_options";
+        let on = |field: &str| {
+            c.pointer(&format!("{options}/{field}"))
+                .and_then(Value::as_bool)
+                == Some(true)
+        };
+        if !tls || !on("auto_sni") || !on("auto_san_validation") {
+            r.findings.push(finding(
+                cpath,
+                format!("`{name}` serves software_jwks_hosts `*`: it needs an UpstreamTlsContext transport socket and upstream_http_protocol_options auto_sni: true and auto_san_validation: true, so that each recipient's certificate is verified for its host"),
+            ));
+        }
+    }
 }
 
 /// The fleet replay store's cluster (`replay.etcd.upstream`) carries gRPC: it must speak HTTP/2;
@@ -491,6 +549,14 @@ fn kong(doc: &Value, r: &mut Report) {
                 }
             }
         });
+        for (i, rule) in cfg.software_hosts.iter().enumerate() {
+            if rule.pattern == dcr_guard_core::config::HostPattern::Any {
+                r.findings.push(finding(
+                    format!("{path}.software_jwks_hosts[{i}].host"),
+                    "`*` needs a dynamic forward proxy cluster, which Kong has no equivalent of (an upstream is one host:port): list the recipients' hosts",
+                ));
+            }
+        }
         if cfg.hold_headers {
             r.findings.push(finding(
                 format!("{path}.hold_headers"),

@@ -200,6 +200,44 @@ fn with_filter(b: &mut Value, edit: impl FnOnce(&mut Value)) {
 
 type Edit = Box<dyn Fn(&mut Value)>;
 
+/// The README's dynamic forward proxy cluster, named `software`.
+fn dfp_cluster() -> Value {
+    json!({
+        "name": "software",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "cluster_type": {
+            "name": "envoy.clusters.dynamic_forward_proxy",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
+                "dns_cache_config": {"name": "adr_jwks_hosts"}
+            }
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "upstream_http_protocol_options": {"auto_sni": true, "auto_san_validation": true}
+            }
+        },
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}
+        }
+    })
+}
+
+#[test]
+fn any_software_host_through_the_readme_cluster_passes() {
+    let dir = Scratch::new("dfp");
+    let mut b = bootstrap(&uk_config());
+    with_filter(&mut b, |f| {
+        f["software_jwks_hosts"] = json!([{"host": "*", "upstream": "software"}])
+    });
+    b["static_resources"]["clusters"][1] = dfp_cluster();
+    let path = dir.write("dfp.yaml", b.to_string());
+    let out = run(&["check-config", "--envoy", &path]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+}
+
 const SECRET: &str = "DCR_GUARD_CLI_TEST_SECRET";
 
 /// Token binding by introspection, its client secret in `SECRET`.
@@ -273,6 +311,31 @@ fn each_envoy_check_fails_on_its_broken_bootstrap() {
             }),
             format!("{value_path} → software_jwks_hosts[0].upstream"),
             "`elsewhere` is not a cluster",
+        ),
+        (
+            "any software host through a plain cluster",
+            Box::new(|b| {
+                with_filter(b, |f| {
+                    f["software_jwks_hosts"] = json!([{"host": "*", "upstream": "software"}])
+                })
+            }),
+            "static_resources.clusters[1].cluster_type".into(),
+            "must be an envoy.clusters.dynamic_forward_proxy cluster with dns_cache_config",
+        ),
+        (
+            "any software host through a DFP cluster that does not verify the host",
+            Box::new(|b| {
+                with_filter(b, |f| {
+                    f["software_jwks_hosts"] = json!([{"host": "*", "upstream": "software"}])
+                });
+                let mut dfp = dfp_cluster();
+                dfp["typed_extension_protocol_options"]
+                    ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                    ["upstream_http_protocol_options"]["auto_san_validation"] = json!(false);
+                b["static_resources"]["clusters"][1] = dfp;
+            }),
+            "static_resources.clusters[1]".into(),
+            "auto_san_validation: true",
         ),
         (
             "buffer below the body limit",
@@ -480,6 +543,16 @@ fn istio_and_kong_findings() {
             vec!["services[0].routes[0].filter_chains[0].filters[0].config.directories[0].jwks[0].upstream"],
         ),
         (
+            "kong with any software JWKS host",
+            {
+                let mut k = kong("keystore.directory.test:443", false);
+                k["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"]
+                    ["software_jwks_hosts"] = json!([{"host": "*", "upstream": "x.test:443"}]);
+                k
+            },
+            vec!["services[0].routes[0].filter_chains[0].filters[0].config.software_jwks_hosts[0].host"],
+        ),
+        (
             "kong holds headers",
             kong("keystore.directory.test:443", true),
             vec!["services[0].routes[0].filter_chains[0].filters[0].config.hold_headers"],
@@ -512,6 +585,23 @@ fn istio_and_kong_findings() {
             );
         }
     }
+    // `*` is a valid configuration (the Envoy kit's), refused for Kong for what it is.
+    let mut k = kong("keystore.directory.test:443", false);
+    k["services"][0]["routes"][0]["filter_chains"][0]["filters"][0]["config"]
+        ["software_jwks_hosts"] = json!([{"host": "*", "upstream": "x.test:443"}]);
+    let path = dir.write("any.yaml", k.to_string());
+    let out = run(&["check-config", "--envoy", &path]);
+    assert!(
+        out.stdout
+            .contains("`*` needs a dynamic forward proxy cluster"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("invalid configuration"),
+        "{}",
+        out.stdout
+    );
     let none = dir.write("none.yaml", "kind: ServiceEntry\n");
     let out = run(&["check-config", "--envoy", &none]);
     assert_eq!(out.code, 1);

@@ -2206,3 +2206,53 @@ fn a_batched_call_the_host_never_answers_is_given_up_on_the_tick() {
     w.answer_grpc(Some(0), "", TXN_RECORDED);
     assert_eq!(w.host.resumed, 1);
 }
+
+/// A directory whose keys are pinned in the configuration (`directories[].jwks[].inline`, an
+/// air-gapped deployment or an incident): its SSAs verify without any directory fetch, only the
+/// software JWKS the verified SSA names is fetched, and nothing of the pinned document is leased,
+/// cached or refreshed in shared data.
+#[test]
+fn a_pinned_directory_jwks_is_used_without_a_fetch() {
+    let tpp = Tpp::new(TestKey::ec("dir-1"), TestKey::ec("tpp-1"));
+    let pinned = tpp.directory_jwks();
+    let mut w = world_with(move |v| {
+        v["directories"][0]["jwks"] = json!([{"inline": pinned}]);
+    });
+    w.tpp = tpp;
+    w.host.keystore.insert(
+        w.tpp.jwks_url(),
+        (Some(200), w.tpp.software_jwks().to_string().into_bytes()),
+    );
+    let cfg = Rc::clone(w.engine.config());
+    w.engine.worker.precreate(&mut w.host, &cfg);
+    assert_eq!(
+        w.host.shared.borrow().len(),
+        0,
+        "a lease for a pinned document"
+    );
+    let body = w.tpp.request();
+    assert_eq!(w.post(&body), (Flow::Pause, Flow::Pause));
+    assert_eq!(dispatched_urls(&w), vec![w.tpp.jwks_url()]);
+    w.answer_callouts();
+    assert!(w.host.responses.is_empty(), "{:?}", w.host.responses);
+    assert_eq!(w.host.resumed, 1);
+    // Background refresh: nothing to fetch for a pinned document.
+    w.host.dispatched.clear();
+    w.host.clock += 100_000;
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(dispatched_urls(&w), Vec::<String>::new());
+
+    // A directory key that is not pinned (and no URL to fetch it from): refused, still no fetch.
+    let other = Tpp::new(TestKey::ec("dir-2"), TestKey::ec("tpp-1"));
+    let mut w2 = world_with(|v| {
+        v["directories"][0]["jwks"] = json!([{"inline": other.directory_jwks()}]);
+    });
+    w2.host.dispatched.clear();
+    let body = w2.tpp.request();
+    w2.post(&body);
+    assert_eq!(dispatched_urls(&w2), Vec::<String>::new());
+    assert_eq!(
+        w2.rejected(),
+        Some((400, "invalid_software_statement".into()))
+    );
+}

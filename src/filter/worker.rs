@@ -347,7 +347,8 @@ impl Worker {
     }
 }
 
-/// Documents refreshed in the background: every directory's, and the AS's in `jwt` mode.
+/// Documents refreshed in the background: every directory's (but those pinned in the
+/// configuration, which are never fetched), and the AS's in `jwt` mode.
 fn background_sources(cfg: &Config) -> impl Iterator<Item = &JwksSource> {
     let binding = match &cfg.rules.token_client_binding {
         Some(dcr_guard_core::binding::TokenMode::Jwt(j)) => j.jwks.as_slice(),
@@ -357,6 +358,7 @@ fn background_sources(cfg: &Config) -> impl Iterator<Item = &JwksSource> {
         .iter()
         .flat_map(|d| d.jwks.iter())
         .chain(binding.iter())
+        .filter(|s| s.pinned.is_none())
 }
 
 impl Worker {

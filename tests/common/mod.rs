@@ -13,6 +13,7 @@
 //! Use from an integration test with `mod common;`, from an example with
 //! `#[path = "../tests/common/mod.rs"] mod common;`.
 
+pub mod dns;
 pub mod envoy;
 pub mod etcd;
 pub mod h2c;

@@ -271,6 +271,19 @@ impl Pki {
         self.issue(subject, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A server certificate (EKU serverAuth) for `hostnames` (DNS names), kept in memory (for
+    /// [`HttpsServer`]).
+    pub fn server_identity(&self, hostnames: &[&str]) -> ClientIdentity {
+        self.issue(
+            &[(
+                DnKind::Cn,
+                hostnames.first().copied().unwrap_or("localhost"),
+            )],
+            hostnames.iter().map(|h| (*h).to_string()).collect(),
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
     /// A server certificate (EKU serverAuth) for `hostnames` (DNS names or IP addresses), with
     /// `server.pem` and `server-key.pem` written next to `ca.pem`.
     pub fn server(&self, hostnames: &[&str]) -> ServerFiles {
@@ -494,4 +507,132 @@ pub fn https(
 ) -> Response {
     https_send(port, identity, ca_pem, method, path, headers, body)
         .unwrap_or_else(|e| panic!("HTTPS {method} {path}: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// HTTPS server
+
+/// What an [`HttpsServer`] saw on one connection.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The SNI the client sent.
+    pub sni: Option<String>,
+    /// `None` when the handshake failed (e.g. the client refused the certificate).
+    pub request: Option<(String, Option<String>)>,
+}
+
+/// A threaded HTTPS/1.1 server on 127.0.0.1 presenting `identity`'s certificate, answering every
+/// request with 200 and `body` (JSON), recording the SNI, path and `Host` of each connection.
+pub struct HttpsServer {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpsServer {
+    pub fn start(identity: &ClientIdentity, body: serde_json::Value) -> HttpsServer {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(identity.cert_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone())),
+        )
+        .expect("server certificate");
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let body = body.to_string();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                let stream = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let (config, seen, body) = (Arc::clone(&config), Arc::clone(&seen2), body.clone());
+                std::thread::spawn(move || serve_one(stream, config, &seen, &body));
+            }
+        });
+        HttpsServer { port, seen, stop }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve_one(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    seen: &std::sync::Mutex<Vec<Seen>>,
+    body: &str,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let complete = loop {
+        match tls.read(&mut chunk) {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if find(&buf, b"\r\n\r\n").is_some() {
+                    break true;
+                }
+            }
+        }
+    };
+    let sni = tls.conn.server_name().map(str::to_string);
+    if !complete {
+        seen.lock().unwrap().push(Seen { sni, request: None });
+        return;
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = head.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let host = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.trim().to_string());
+    seen.lock().unwrap().push(Seen {
+        sni,
+        request: Some((path, host)),
+    });
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tls.write_all(reply.as_bytes());
+    let _ = tls.flush();
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    let _ = tls.sock.shutdown(Shutdown::Both);
 }

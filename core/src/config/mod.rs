@@ -174,7 +174,9 @@ fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> 
     let profile = resolve_profile(raw.profile.as_deref())?;
     let defaults = profile.defaults();
     let path = resolve_path(raw.path)?;
-    let directories = trust::resolve_directories(raw.directories, defaults)?;
+    // The limits first: a pinned JWKS is held to them.
+    let limits = resolve_limits(raw.limits.unwrap_or_default())?;
+    let directories = trust::resolve_directories(raw.directories, defaults, &limits)?;
     let software_hosts = trust::resolve_software_hosts(raw.software_jwks_hosts)?;
     let (ssa_software_jwks_claim, claim_names) =
         rules::resolve_ssa_claims(raw.ssa_claims, defaults)?;
@@ -183,7 +185,6 @@ fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> 
         None => defaults.algorithms.to_vec(),
     };
     let (leeway, retry_after) = resolve_timing(raw.leeway_seconds, raw.retry_after_seconds)?;
-    let limits = resolve_limits(raw.limits.unwrap_or_default())?;
     let rules = rules::resolve_rules(
         profile,
         defaults,

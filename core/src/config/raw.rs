@@ -139,10 +139,19 @@ pub(super) struct RawBinding {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDirectory {
     pub(super) issuer: String,
-    pub(super) jwks: Vec<RawJwksSource>,
+    pub(super) jwks: Vec<RawDirectoryJwks>,
     pub(super) algorithms: Option<Vec<String>>,
     pub(super) max_ssa_age_seconds: Option<u64>,
     pub(super) require_exp: Option<bool>,
+}
+
+/// A directory's key document: fetched (`url` + `upstream`) or pinned (`inline`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDirectoryJwks {
+    pub(super) url: Option<String>,
+    pub(super) upstream: Option<String>,
+    pub(super) inline: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -1,10 +1,14 @@
 //! Who is trusted and where keys may come from: the directories (SSA issuers and their JWKS
 //! URLs) and the software-JWKS host allow-list (`software_jwks_hosts`).
 
+use serde_json::Value;
+
 use super::checks::{non_empty_name, parse_algs, ConfigError};
-use super::raw::{RawDirectory, RawHostRule};
-use crate::jose::Alg;
-use crate::keys::{jwks_source, JwksSource};
+use super::raw::{RawDirectory, RawDirectoryJwks, RawHostRule};
+use super::Limits;
+use crate::error::clip;
+use crate::jose::{pinned_key, Alg, JwkSet};
+use crate::keys::{jwks_source, pinned_source, JwksSource};
 use crate::profile::Defaults;
 
 /// A trusted directory (`directories[]`): the SSA issuer it signs as, and how its SSAs are checked.
@@ -12,7 +16,7 @@ use crate::profile::Defaults;
 pub struct Directory {
     /// The SSA `iss` this directory signs as.
     pub issuer: String,
-    /// Where its signing keys are fetched from.
+    /// Where its signing keys are fetched from, or the keys pinned in the configuration.
     pub jwks: Vec<JwksSource>,
     /// Algorithms its SSAs may be signed with.
     pub algorithms: Vec<Alg>,
@@ -29,6 +33,9 @@ pub enum HostPattern {
     Exact(String),
     /// Any host ending in `.suffix` with at least one more label (suffix stored with its dot).
     Suffix(String),
+    /// `*`: any DNS host name of at least two labels other than `localhost` and `*.localhost`
+    /// (an accredited recipient's own domain, fetched through a dynamic forward proxy cluster).
+    Any,
 }
 
 /// One entry of the software-JWKS host allow-list (`software_jwks_hosts[]`).
@@ -45,11 +52,12 @@ pub struct HostRule {
 /// The port of a software-JWKS host entry that names none.
 const DEFAULT_SOFTWARE_JWKS_PORT: u16 = 443;
 
-/// `directories`: at least one, each issuer once, each with at least one JWKS URL; algorithms,
-/// maximum SSA age and `require_exp` default to the profile's.
+/// `directories`: at least one, each issuer once, each with at least one key document (a JWKS URL
+/// or a pinned document); algorithms, maximum SSA age and `require_exp` default to the profile's.
 pub(super) fn resolve_directories(
     raw: Option<Vec<RawDirectory>>,
     defaults: &Defaults,
+    limits: &Limits,
 ) -> Result<Vec<Directory>, ConfigError> {
     let raw_dirs = raw.unwrap_or_default();
     if raw_dirs.is_empty() {
@@ -71,16 +79,13 @@ pub(super) fn resolve_directories(
         if d.jwks.is_empty() {
             return Err(ConfigError::new(
                 format!("{f}.jwks"),
-                "at least one JWKS URL is required",
+                "at least one key document (a JWKS URL or an inline JWKS) is required",
             ));
         }
-        let mut jwks = Vec::new();
+        let mut jwks: Vec<JwksSource> = Vec::new();
         for (j, s) in d.jwks.into_iter().enumerate() {
             let sf = format!("{f}.jwks[{j}]");
-            let upstream = non_empty_name(&format!("{sf}.upstream"), &s.upstream)?;
-            let src = jwks_source(&s.url, &upstream)
-                .map_err(|m| ConfigError::new(format!("{sf}.url"), m))?;
-            jwks.push(src);
+            jwks.push(directory_source(&sf, s, limits)?);
         }
         let algorithms = match d.algorithms {
             Some(a) => parse_algs(&format!("{f}.algorithms"), &a)?,
@@ -95,6 +100,108 @@ pub(super) fn resolve_directories(
         });
     }
     Ok(directories)
+}
+
+/// One `directories[].jwks[]` entry: `url` with `upstream` (fetched), or `inline` (pinned).
+fn directory_source(
+    field: &str,
+    raw: RawDirectoryJwks,
+    limits: &Limits,
+) -> Result<JwksSource, ConfigError> {
+    match (raw.url, raw.upstream, raw.inline) {
+        (Some(url), Some(upstream), None) => {
+            let upstream = non_empty_name(&format!("{field}.upstream"), &upstream)?;
+            jwks_source(&url, &upstream).map_err(|m| ConfigError::new(format!("{field}.url"), m))
+        }
+        (Some(_), None, None) => Err(ConfigError::new(
+            format!("{field}.upstream"),
+            "missing: a JWKS URL needs the upstream it is fetched through",
+        )),
+        (None, None, Some(doc)) => pinned(field, &doc, limits),
+        (Some(_), _, Some(_)) => Err(ConfigError::new(
+            field,
+            "either `url` (a JWKS fetched) or `inline` (a JWKS pinned in the configuration), not both",
+        )),
+        (None, Some(_), Some(_)) => Err(ConfigError::new(
+            format!("{field}.upstream"),
+            "an inline JWKS is never fetched: remove `upstream`",
+        )),
+        (None, _, None) => Err(ConfigError::new(
+            field,
+            "needs `url` and `upstream` (a JWKS fetched) or `inline` (a JWKS pinned in the configuration)",
+        )),
+    }
+}
+
+/// `directories[].jwks[].inline`: a JWKS document pinned in the configuration, within the JWKS
+/// limits, every entry a usable public signature key (named when it is not), each `kid` once.
+fn pinned(field: &str, doc: &Value, limits: &Limits) -> Result<JwksSource, ConfigError> {
+    let f = format!("{field}.inline");
+    let keys = match doc.get("keys") {
+        Some(Value::Array(keys)) if doc.is_object() && !keys.is_empty() => keys,
+        _ => {
+            return Err(ConfigError::new(
+                f,
+                "must be a JWKS document: a JSON object with a non-empty `keys` array",
+            ))
+        }
+    };
+    if let Some(other) = doc
+        .as_object()
+        .and_then(|o| o.keys().find(|k| k.as_str() != "keys"))
+    {
+        return Err(ConfigError::new(
+            format!("{f}.{}", clip(other, 64)),
+            "unknown member: a pinned JWKS holds `keys` only",
+        ));
+    }
+    if keys.len() > limits.jwks_keys {
+        return Err(ConfigError::new(
+            format!("{f}.keys"),
+            format!(
+                "holds {} keys, more than limits.jwks_keys ({})",
+                keys.len(),
+                limits.jwks_keys
+            ),
+        ));
+    }
+    let mut kids: Vec<&str> = Vec::new();
+    for (k, entry) in keys.iter().enumerate() {
+        let kf = format!("{f}.keys[{k}]");
+        pinned_key(entry).map_err(|m| {
+            let kid = entry
+                .get("kid")
+                .and_then(Value::as_str)
+                .map_or_else(String::new, |kid| format!(" (kid `{}`)", clip(kid, 64)));
+            ConfigError::new(kf.clone(), format!("the key{kid} {m}"))
+        })?;
+        if let Some(kid) = entry.get("kid").and_then(Value::as_str) {
+            if kids.contains(&kid) {
+                return Err(ConfigError::new(
+                    kf,
+                    format!(
+                        "the kid `{}` is used by another key of this document",
+                        clip(kid, 64)
+                    ),
+                ));
+            }
+            kids.push(kid);
+        }
+    }
+    let text = serde_json::to_vec(doc).map_err(|e| ConfigError::new(f.clone(), e.to_string()))?;
+    if text.len() > limits.jwks_bytes {
+        return Err(ConfigError::new(
+            f,
+            format!(
+                "is {} bytes, more than limits.jwks_bytes ({})",
+                text.len(),
+                limits.jwks_bytes
+            ),
+        ));
+    }
+    let set =
+        JwkSet::parse(&text, limits.jwks_keys).map_err(|e| ConfigError::new(f, e.to_string()))?;
+    Ok(pinned_source(field, set))
 }
 
 /// `software_jwks_hosts`: the hosts a verified SSA's software JWKS URL may name.
@@ -131,9 +238,20 @@ pub(super) fn allowed_upstream<'a>(
                 && match &r.pattern {
                     HostPattern::Exact(h) => h == host,
                     HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+                    HostPattern::Any => public_dns_name(host),
                 }
         })
         .map(|r| r.upstream.as_str())
+}
+
+/// What `*` allows: a DNS name (letters, digits, `-`; no empty label, so no trailing dot) of at
+/// least two labels, not `localhost` or under it (RFC 6761). A single label would be completed by
+/// the resolver's search domains into an internal name.
+fn public_dns_name(host: &str) -> bool {
+    valid_dns_name(host)
+        && host.contains('.')
+        && host != "localhost"
+        && !host.ends_with(".localhost")
 }
 
 fn is_ip_literal(host: &str) -> bool {
@@ -148,7 +266,8 @@ fn is_ip_literal(host: &str) -> bool {
             .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// A `software_jwks_hosts[].host` entry: `host`, `*.domain`, either with `:port`.
+/// A `software_jwks_hosts[].host` entry: `host`, `*.domain` or `*` (any host), each with an
+/// optional `:port`.
 fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigError> {
     let entry = entry.trim().to_ascii_lowercase();
     let (host, port) = match entry.split_once(':') {
@@ -175,7 +294,9 @@ fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigErro
             "must be a DNS host name, not an IP address",
         ));
     }
-    let pattern = if let Some(suffix) = host.strip_prefix("*.") {
+    let pattern = if host == "*" {
+        HostPattern::Any
+    } else if let Some(suffix) = host.strip_prefix("*.") {
         if !valid_dns_name(suffix) || !suffix.contains('.') {
             return Err(ConfigError::new(
                 field,
@@ -188,7 +309,7 @@ fn host_entry(field: &str, entry: &str) -> Result<(HostPattern, u16), ConfigErro
     } else {
         return Err(ConfigError::new(
             field,
-            "must be a DNS host name or `*.` followed by a domain, optionally with `:port`",
+            "must be a DNS host name, `*.` followed by a domain, or `*` (any host), optionally with `:port`",
         ));
     };
     Ok((pattern, port))

@@ -166,6 +166,32 @@ fn tls_thumbprints(entry: &Value) -> Vec<[u8; 32]> {
     }
 }
 
+/// One entry of a key document an operator pins in the configuration, checked strictly: where a
+/// fetched document's unusable entries are skipped, a pinned entry that is not a usable public
+/// signature key is a mistake to report (`Err`: why, as a sentence fragment).
+pub fn pinned_key(entry: &Value) -> Result<Jwk, String> {
+    let Value::Object(obj) = entry else {
+        return Err("is not a JSON object".to_string());
+    };
+    if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
+        return Err(format!(
+            "carries the private key member `{m}`: only public keys belong in the configuration"
+        ));
+    }
+    let key = parse_jwk(entry).ok_or_else(|| {
+        "is not a usable public signature key (RSA, EC P-256 or Ed25519 with all its parameters; \
+         `use` absent or `sig`; `key_ops`, when present, with `verify`; `alg`, when present, a \
+         signature algorithm)"
+            .to_string()
+    })?;
+    match key.rsa_bits() {
+        Some(bits) if bits < 2048 => Err(format!(
+            "is an RSA key of {bits} bits: at least 2048 are required"
+        )),
+        _ => Ok(key),
+    }
+}
+
 /// Parse one JWKS entry; `None` means "skip it".
 fn parse_jwk(entry: &Value) -> Option<Jwk> {
     let Value::Object(obj) = entry else {

@@ -19,7 +19,7 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use jwk::{Jwk, JwkSet, KeyMaterial};
+pub use jwk::{pinned_key, Jwk, JwkSet, KeyMaterial};
 pub use jws::{Jws, JwsHeader};
 pub use verify::{select_key, verify};
 

@@ -88,11 +88,19 @@ impl Docs {
         self.docs.iter().find(|(u, _)| u == url).map(|(_, f)| f)
     }
 
-    /// The outcome of every source's document, or the sources not handed back yet.
-    pub fn gather<'a>(&'a self, sources: &[JwksSource]) -> Result<Gathered<'a>, Vec<JwksSource>> {
+    /// The outcome of every source's document, or the sources not handed back yet. A pinned
+    /// source's keys are always there: it is never missing.
+    pub fn gather<'a>(
+        &'a self,
+        sources: &'a [JwksSource],
+    ) -> Result<Gathered<'a>, Vec<JwksSource>> {
         let mut missing = Vec::new();
         let mut g = Gathered::default();
         for src in sources {
+            if let Some(pinned) = &src.pinned {
+                g.sets.push(pinned.0.as_ref());
+                continue;
+            }
             match self.get(&src.url) {
                 None => missing.push(src.clone()),
                 Some(Fetched::Keys(set)) => g.sets.push(set.as_ref()),
@@ -112,18 +120,24 @@ impl Docs {
     /// An unknown `kid`: ask once for the documents again (the cache decides whether that is a
     /// refetch, by its cooldown). Only when every document was read (one that could not be had
     /// is not worth asking for again) and none was asked for again already.
+    /// Pinned sources are never asked for (their keys do not change); with no other source there
+    /// is nothing to ask for.
     pub fn retry_kid(&mut self, sources: &[JwksSource]) -> Option<Vec<JwksSource>> {
-        let all_read = sources
+        let fetched: Vec<&JwksSource> = sources.iter().filter(|s| s.pinned.is_none()).collect();
+        let all_read = fetched
             .iter()
             .all(|s| matches!(self.get(&s.url), Some(Fetched::Keys(_))));
-        if !all_read || sources.iter().any(|s| self.kid_retried.contains(&s.url)) {
+        if fetched.is_empty()
+            || !all_read
+            || fetched.iter().any(|s| self.kid_retried.contains(&s.url))
+        {
             return None;
         }
-        for s in sources {
+        for s in &fetched {
             self.kid_retried.push(s.url.clone());
             self.docs.retain(|(u, _)| *u != s.url);
         }
-        Some(sources.to_vec())
+        Some(fetched.into_iter().cloned().collect())
     }
 
     /// The routine: wait for `sources`, run `check` over their key sets, and on an unknown `kid`
@@ -281,6 +295,66 @@ mod tests {
         ];
         for (i, (signer, sources, rounds, want)) in cases.iter().enumerate() {
             assert_eq!(&outcome(signer, sources, rounds), want, "case {i}");
+        }
+    }
+
+    fn pinned(name: &str, of: &[&TestKey]) -> JwksSource {
+        crate::keys::pinned_source(
+            name,
+            JwkSet::parse(jwks(of).to_string().as_bytes(), 10).unwrap(),
+        )
+    }
+
+    /// Pinned documents (`directories[].jwks[].inline`) are never fetched nor asked for again; their
+    /// keys count with the fetched ones.
+    #[test]
+    fn pinned_documents_are_never_fetched_and_count_with_fetched_ones() {
+        let (k1, k2, rotated) = (
+            TestKey::ec("k1"),
+            TestKey::ec("k2"),
+            TestKey::ec("k1").with_kid("k-new"),
+        );
+        let down = || Fetched::Unavailable("answered HTTP 503".into());
+        let only_pinned = [pinned("p", &[&k1])];
+        let both = [src(1), pinned("p", &[&k1])];
+        let cases: Vec<(&TestKey, &[JwksSource], Vec<Vec<Fetched>>, Vec<&str>)> = vec![
+            // Pinned only: nothing to fetch.
+            (&k1, &only_pinned, vec![], vec!["passed"]),
+            // An unknown kid with only pinned keys: no refetch (nothing can change).
+            (
+                &rotated,
+                &only_pinned,
+                vec![],
+                vec!["failed: no key with kid \"k-new\""],
+            ),
+            // The remote document is fetched, the pinned one is not; the key is the pinned one
+            // while the keystore is down (an incident: the directory's key pinned).
+            (&k1, &both, vec![vec![down()]], vec!["fetch 1", "passed"]),
+            // A key in the fetched document, pinned ones beside it.
+            (
+                &k2,
+                &both,
+                vec![vec![keys(&[&k2])]],
+                vec!["fetch 1", "passed"],
+            ),
+            // An unknown kid: only the fetched document is asked for again.
+            (
+                &rotated,
+                &both,
+                vec![vec![keys(&[&k2])], vec![keys(&[&rotated])]],
+                vec!["fetch 1", "refetch 1", "passed"],
+            ),
+            // A pinned kid served by the keystore with other key material: ambiguous, refused.
+            (
+                &k1,
+                &both,
+                vec![vec![keys(&[&k2.with_kid("k1")])]],
+                vec!["fetch 1", "failed: more than one suitable key"],
+            ),
+        ];
+        for (i, (signer, sources, rounds, want)) in cases.iter().enumerate() {
+            let got = outcome(signer, sources, rounds);
+            assert_eq!(&got, want, "case {i}");
         }
     }
 

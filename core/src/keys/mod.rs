@@ -31,5 +31,7 @@ pub use cache::{
 pub use docs::{Docs, Gathered, KeyFailure, KeyStep, KeystoreFault};
 pub use fetched::Fetched;
 pub use parsed::Parsed;
-pub use source::{jwks_source, software_source, JwksSource, SoftwareSourceError};
+pub use source::{
+    jwks_source, pinned_source, software_source, JwksSource, Pinned, SoftwareSourceError,
+};
 pub use verdicts::{Hit, SsaMemo, Verdicts, VERDICT_MAX_SSA_BYTES};

@@ -2,9 +2,14 @@
 //! information or fragment) and the host upstream it is fetched through; and the software JWKS a
 //! verified SSA names, fetched only when its host is on the configuration's allow-list.
 
+use std::sync::Arc;
+
 use url::Url;
 
-/// Where a JWKS document is fetched from: its URL and the host upstream (Envoy cluster) to use.
+use crate::jose::JwkSet;
+
+/// Where a JWKS document is fetched from: its URL and the host upstream (Envoy cluster) to use;
+/// or, for a document pinned in the configuration ([`pinned_source`]), the parsed keys themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSource {
     /// The URL as configured or as found in a verified SSA (the cache key).
@@ -18,6 +23,36 @@ pub struct JwksSource {
     pub port: u16,
     /// `:path` for the callout: path and query.
     pub path: String,
+    /// The keys of a document pinned in the configuration (`directories[].jwks[].inline`): never
+    /// fetched, never refreshed, always there.
+    pub pinned: Option<Pinned>,
+}
+
+/// A key set pinned in the configuration. Two are equal when their documents are.
+#[derive(Debug, Clone)]
+pub struct Pinned(pub Arc<JwkSet>);
+
+impl PartialEq for Pinned {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.fingerprint == other.0.fingerprint
+    }
+}
+
+impl Eq for Pinned {}
+
+/// A source for a key set pinned in the configuration: `name` (where it is configured, e.g.
+/// `directories[0].jwks[1]`) stands in for the URL in logs and as the key of the request's
+/// documents (`inline:` + name, which no https URL can equal); nothing is ever fetched for it.
+pub fn pinned_source(name: &str, set: JwkSet) -> JwksSource {
+    JwksSource {
+        url: format!("inline:{name}"),
+        upstream: String::new(),
+        host: String::new(),
+        authority: format!("inline:{name}"),
+        port: 0,
+        path: String::new(),
+        pinned: Some(Pinned(Arc::new(set))),
+    }
 }
 
 /// Validate a JWKS URL: absolute https URL with a host, no user info, no fragment.
@@ -75,6 +110,7 @@ pub fn jwks_source(url: &str, upstream: &str) -> Result<JwksSource, String> {
         authority,
         port,
         path,
+        pinned: None,
     })
 }
 
