@@ -1008,6 +1008,7 @@ const RAW_CONFIG_FIELDS: &[&str] = &[
     "replay",
     "jwks_cache",
     "client_certificate",
+    "stats",
 ];
 
 fn property_names(schema: &Value) -> BTreeSet<String> {
@@ -1216,7 +1217,8 @@ fn kitchen_sink() -> Value {
             "stale_if_error_seconds": 3600,
             "refresh_ahead_seconds": 60
         },
-        "client_certificate": {"source": "connection"}
+        "client_certificate": {"source": "connection"},
+        "stats": {"instance": "edge"}
     })
 }
 

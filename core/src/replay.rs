@@ -487,6 +487,46 @@ pub fn check_and_record(
     }
 }
 
+/// How full the node-local store is (the `dcr_guard.replay_*` gauges): live entries over all
+/// buckets, and the fullest bucket's live entries — a bucket full of live entries refuses new
+/// pairs (503) before the store as a whole is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fill {
+    /// Live entries (`expires_at > now`) over every bucket.
+    pub entries: u64,
+    /// Live entries of the fullest bucket.
+    pub fullest: u32,
+}
+
+impl Fill {
+    /// The fullest bucket's live entries in percent of `entries_per_bucket` (100 when the cap is 0:
+    /// such a store refuses every pair).
+    pub fn fullest_percent(&self, cfg: &ReplayConfig) -> u64 {
+        match u64::from(cfg.entries_per_bucket) {
+            0 => 100,
+            cap => (u64::from(self.fullest) * 100 / cap).min(100),
+        }
+    }
+}
+
+/// Read every bucket and count its live entries (a read: nothing is written or pruned). A bucket
+/// that is absent counts as empty; one that cannot be read or parsed is an error (its fill is
+/// unknown, and [`check_and_record`] fails closed on it too).
+pub fn fill(store: &dyn SharedData, cfg: &ReplayConfig, now: i64) -> Result<Fill, ReplayError> {
+    let mut fill = Fill::default();
+    for index in 0..cfg.bucket_count() {
+        let (value, _) = store.get(&bucket_key(cfg, index)).map_err(store_error)?;
+        let live = parse_bucket(value.as_deref().unwrap_or_default())?
+            .iter()
+            .filter(|e| e.expires_at > now)
+            .count();
+        let live = u32::try_from(live).unwrap_or(u32::MAX);
+        fill.entries = fill.entries.saturating_add(u64::from(live));
+        fill.fullest = fill.fullest.max(live);
+    }
+    Ok(fill)
+}
+
 /// Whether `(issuer, jti)` is live in the store, without recording it (a read; the decision is
 /// still [`check_and_record`]'s, which is atomic).
 pub fn seen(
@@ -867,6 +907,54 @@ mod tests {
         assert_eq!(
             rec(&mut s, &c, ISS, "l", i64::MAX - 1, 0),
             Ok(ReplayOutcome::Replayed)
+        );
+    }
+
+    #[test]
+    fn fill_counts_live_entries_and_the_fullest_bucket() {
+        // (pairs recorded at t=100 expiring at 200, time of the reading) → (entries, fullest %)
+        let c = cfg(4, 8);
+        let cases: [(&[&str], i64, u64); 4] = [
+            (&[], 150, 0),
+            (&["a"], 150, 1),
+            (&["a", "b", "c", "d", "e", "f", "g", "h", "i"], 150, 9),
+            (&["a", "b", "c"], 200, 0),
+        ];
+        for (jtis, at, entries) in cases {
+            let mut s = MemoryStore::default();
+            pre(&mut s, &c).unwrap();
+            let mut per_bucket = [0u32; 4];
+            for jti in jtis {
+                rec(&mut s, &c, "iss", jti, 100, 200).unwrap();
+                per_bucket[loc(&c, "iss", jti).1 as usize] += 1;
+            }
+            let fill = fill(&s, &c, at).unwrap();
+            assert_eq!(fill.entries, entries, "{jtis:?} at {at}");
+            let fullest = if at < 200 {
+                *per_bucket.iter().max().unwrap()
+            } else {
+                0
+            };
+            assert_eq!(fill.fullest, fullest, "{jtis:?} at {at}");
+            assert_eq!(fill.fullest_percent(&c), u64::from(fullest) * 100 / 8);
+        }
+        // A bucket in an unknown format: the fill is unknown.
+        let mut s = MemoryStore::default();
+        pre(&mut s, &c).unwrap();
+        s.set(&bucket_key(&c, 2), b"\x09junk", None).unwrap();
+        assert!(fill(&s, &c, 0).is_err());
+        // No bucket at all (not pre-created): empty.
+        assert_eq!(
+            fill(&MemoryStore::default(), &c, 0).unwrap(),
+            Fill::default()
+        );
+        assert_eq!(
+            Fill {
+                entries: 0,
+                fullest: 0
+            }
+            .fullest_percent(&cfg(1, 0)),
+            100
         );
     }
 

@@ -63,13 +63,23 @@ pub struct Worker {
     /// — otherwise a client that hangs up mid-fetch would leave the lease held and the rotated
     /// document unpublished until the lease and the kid cooldown ran out.
     pub orphans: Vec<(JwksSource, u64)>,
+    /// When each JWKS callout in flight was dispatched (ms), by token: `dcr_guard.jwks_fetch_ms`.
+    pub fetch_started: HashMap<u32, u64>,
     next_refresh: i64,
+    next_replay_fill: i64,
+    /// A held request's body reached the filter: the host honours `hold_headers`.
+    pub body_delivered: bool,
+    /// The missing hold was logged (once per worker).
+    pub body_withheld_logged: bool,
 }
 
 pub use dcr_guard_core::metrics::JWKS_ORPHANED_FETCHES as COUNTER_ORPHANED_FETCHES;
 
 /// How often the root context looks for directory documents to refresh.
 const REFRESH_CHECK_SECONDS: i64 = 1;
+
+/// How often the root context reads the replay store's fill (every bucket: 8 KiB each by default).
+pub const REPLAY_FILL_SECONDS: i64 = 5;
 
 impl Worker {
     pub fn with_policy(policy: dcr_guard_core::keys::CachePolicy, holder: u64) -> Worker {
@@ -82,7 +92,11 @@ impl Worker {
             waiters: Vec::new(),
             verdicts: Verdicts::default(),
             orphans: Vec::new(),
+            fetch_started: HashMap::new(),
             next_refresh: 0,
+            next_replay_fill: 0,
+            body_delivered: false,
+            body_withheld_logged: false,
         }
     }
 
@@ -222,6 +236,7 @@ impl Worker {
             return;
         }
         self.next_refresh = now.saturating_add(REFRESH_CHECK_SECONDS);
+        self.set_gauges(host, cfg, now);
         for src in background_sources(cfg) {
             match self
                 .cache
@@ -231,6 +246,43 @@ impl Worker {
                 Ok(None) => {}
                 Err(e) => host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}")),
             }
+        }
+    }
+
+    /// Root-context tick (with the refresh check, once a second): the age of each directory's
+    /// cached JWKS, and every [`REPLAY_FILL_SECONDS`] the replay store's fill. Read from shared
+    /// data, so every worker sets the same values; on the tick rather than on use so that an idle
+    /// filter's gauges still move (a JWKS growing old while no registration comes is what an
+    /// operator wants to see).
+    fn set_gauges(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
+        for (index, dir) in cfg.directories.iter().enumerate() {
+            let mut oldest: Option<i64> = None;
+            for src in &dir.jwks {
+                if let Ok(Some(entry)) = self.cache.peek(&HostStore(host), &src.url) {
+                    oldest = Some(oldest.map_or(entry.fetched_at, |o| o.min(entry.fetched_at)));
+                }
+            }
+            if let Some(fetched_at) = oldest {
+                let age = u64::try_from(now.saturating_sub(fetched_at)).unwrap_or(0);
+                host.gauge(&metrics::jwks_age(index), age);
+            }
+        }
+        if now < self.next_replay_fill {
+            return;
+        }
+        self.next_replay_fill = now.saturating_add(REPLAY_FILL_SECONDS);
+        match dcr_guard_core::replay::fill(&HostStore(host), &cfg.replay.store, now) {
+            Ok(fill) => {
+                host.gauge(metrics::REPLAY_ENTRIES, fill.entries);
+                host.gauge(
+                    metrics::REPLAY_FULLEST_BUCKET_PERCENT,
+                    fill.fullest_percent(&cfg.replay.store),
+                );
+            }
+            Err(e) => host.log(
+                Level::Warn,
+                &format!("dcr-guard: replay store fill unknown: {e}"),
+            ),
         }
     }
 
@@ -257,6 +309,7 @@ impl Worker {
         host.count(metrics::JWKS_FETCHES);
         match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
             Ok(token) => {
+                self.fetch_started.insert(token, host.now_ms());
                 self.tokens.insert(
                     token,
                     Owner::Refresh {
