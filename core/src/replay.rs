@@ -509,22 +509,66 @@ impl Fill {
     }
 }
 
-/// Read every bucket and count its live entries (a read: nothing is written or pruned). A bucket
-/// that is absent counts as empty; one that cannot be read or parsed is an error (its fill is
-/// unknown, and [`check_and_record`] fails closed on it too).
-pub fn fill(store: &dyn SharedData, cfg: &ReplayConfig, now: i64) -> Result<Fill, ReplayError> {
-    let mut fill = Fill::default();
-    for index in 0..cfg.bucket_count() {
-        let (value, _) = store.get(&bucket_key(cfg, index)).map_err(store_error)?;
-        let live = parse_bucket(value.as_deref().unwrap_or_default())?
-            .iter()
-            .filter(|e| e.expires_at > now)
-            .count();
-        let live = u32::try_from(live).unwrap_or(u32::MAX);
-        fill.entries = fill.entries.saturating_add(u64::from(live));
-        fill.fullest = fill.fullest.max(live);
+/// The store's fill, read a few buckets at a time so that one reading copies a bounded number of
+/// bytes out of shared data however large the store is (4096 buckets of 4096 entries would be
+/// 512 MiB): each [`FillScan::advance`] reads the next buckets in turn and answers the fill as last
+/// read of every bucket. A read: nothing is written or pruned.
+#[derive(Debug, Default)]
+pub struct FillScan {
+    /// Live entries per bucket as last read (unread buckets count as empty).
+    counts: Vec<u32>,
+    /// The next bucket to read.
+    next: u32,
+}
+
+impl FillScan {
+    /// How many buckets one [`FillScan::advance`] reads: as many as fit in `max_bytes` at their
+    /// largest (`1 + entries_per_bucket × 32` bytes each), at least one, at most all of them.
+    pub fn buckets_per_pass(cfg: &ReplayConfig, max_bytes: u64) -> u32 {
+        let bucket = HEADER_BYTES as u64
+            + u64::from(cfg.entries_per_bucket) * ReplayConfig::ENTRY_BYTES as u64;
+        let n = max_bytes / bucket.max(1);
+        u32::try_from(n)
+            .unwrap_or(u32::MAX)
+            .clamp(1, cfg.bucket_count())
     }
-    Ok(fill)
+
+    /// Read the next [`FillScan::buckets_per_pass`] buckets (an absent bucket is empty; one that
+    /// cannot be read or parsed is an error: its fill is unknown, and [`check_and_record`] fails
+    /// closed on it too), then the fill over every bucket as last read.
+    pub fn advance(
+        &mut self,
+        store: &dyn SharedData,
+        cfg: &ReplayConfig,
+        now: i64,
+        max_bytes: u64,
+    ) -> Result<Fill, ReplayError> {
+        let buckets = cfg.bucket_count();
+        let len = usize::try_from(buckets).unwrap_or(usize::MAX);
+        if self.counts.len() != len {
+            self.counts = vec![0; len];
+            self.next = 0;
+        }
+        for _ in 0..Self::buckets_per_pass(cfg, max_bytes) {
+            let index = self.next % buckets;
+            self.next = (index + 1) % buckets;
+            let (value, _) = store.get(&bucket_key(cfg, index)).map_err(store_error)?;
+            let live = parse_bucket(value.as_deref().unwrap_or_default())?
+                .iter()
+                .filter(|e| e.expires_at > now)
+                .count();
+            if let Some(c) = usize::try_from(index)
+                .ok()
+                .and_then(|i| self.counts.get_mut(i))
+            {
+                *c = u32::try_from(live).unwrap_or(u32::MAX);
+            }
+        }
+        Ok(Fill {
+            entries: self.counts.iter().map(|c| u64::from(*c)).sum(),
+            fullest: self.counts.iter().copied().max().unwrap_or(0),
+        })
+    }
 }
 
 /// Whether `(issuer, jti)` is live in the store, without recording it (a read; the decision is
@@ -910,9 +954,14 @@ mod tests {
         );
     }
 
+    /// The whole store read in one pass.
+    fn fill(store: &dyn SharedData, c: &ReplayConfig, now: i64) -> Result<Fill, ReplayError> {
+        FillScan::default().advance(store, c, now, u64::MAX)
+    }
+
     #[test]
     fn fill_counts_live_entries_and_the_fullest_bucket() {
-        // (pairs recorded at t=100 expiring at 200, time of the reading) → (entries, fullest %)
+        // (pairs recorded at t=100 expiring at 200, time of the reading) → live entries
         let c = cfg(4, 8);
         let cases: [(&[&str], i64, u64); 4] = [
             (&[], 150, 0),
@@ -956,6 +1005,52 @@ mod tests {
             .fullest_percent(&cfg(1, 0)),
             100
         );
+    }
+
+    #[test]
+    fn a_fill_reading_copies_a_bounded_number_of_bytes() {
+        /// A store that counts the buckets read.
+        struct Counting(MemoryStore, Cell<u32>);
+        impl SharedData for Counting {
+            fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+                self.1.set(self.1.get() + 1);
+                self.0.get(key)
+            }
+            fn set(&mut self, k: &str, v: &[u8], c: Option<u32>) -> Result<(), StoreError> {
+                self.0.set(k, v, c)
+            }
+        }
+        // Buckets of 8 entries: 257 bytes at most each.
+        let c = cfg(10, 8);
+        let cases = [
+            (0, 1),
+            (257, 1),
+            (3 * 257, 3),
+            (3 * 257 + 256, 3),
+            (u64::MAX, 10),
+        ];
+        for (budget, per_pass) in cases {
+            assert_eq!(FillScan::buckets_per_pass(&c, budget), per_pass, "{budget}");
+        }
+        let mut s = Counting(MemoryStore::default(), Cell::new(0));
+        pre(&mut s.0, &c).unwrap();
+        let jtis: Vec<String> = (0..20).map(|i| format!("j{i}")).collect();
+        for jti in &jtis {
+            rec(&mut s.0, &c, "iss", jti, 100, 200).unwrap();
+        }
+        // Three buckets a pass: every bucket read once in four passes, then the whole fill.
+        let mut scan = FillScan::default();
+        let mut last = Fill::default();
+        for pass in 1..=4 {
+            s.1.set(0);
+            last = scan.advance(&s, &c, 150, 3 * 257).unwrap();
+            assert!(s.1.get() <= 3, "pass {pass} read {} buckets", s.1.get());
+            if pass == 1 {
+                assert!(last.entries < 20, "pass {pass}: {last:?}");
+            }
+        }
+        assert_eq!(last, fill(&s, &c, 150).unwrap());
+        assert_eq!(last.entries, 20);
     }
 
     #[test]

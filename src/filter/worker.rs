@@ -67,6 +67,8 @@ pub struct Worker {
     pub fetch_started: HashMap<u32, u64>,
     next_refresh: i64,
     next_replay_fill: i64,
+    /// The replay store's fill, read a bounded number of buckets at a time.
+    replay_fill: dcr_guard_core::replay::FillScan,
     /// A held request's body reached the filter: the host honours `hold_headers`.
     pub body_delivered: bool,
     /// The missing hold was logged (once per worker).
@@ -78,8 +80,12 @@ pub use dcr_guard_core::metrics::JWKS_ORPHANED_FETCHES as COUNTER_ORPHANED_FETCH
 /// How often the root context looks for directory documents to refresh.
 const REFRESH_CHECK_SECONDS: i64 = 1;
 
-/// How often the root context reads the replay store's fill (every bucket: 8 KiB each by default).
+/// How often the root context reads the replay store's fill.
 pub const REPLAY_FILL_SECONDS: i64 = 5;
+
+/// Most bytes of replay buckets one fill reading copies out of shared data (the defaults' whole
+/// store, 64 buckets of at most 8 KiB, is half of it; a larger store is read over several readings).
+pub const REPLAY_FILL_BYTES: u64 = 1024 * 1024;
 
 impl Worker {
     pub fn with_policy(policy: dcr_guard_core::keys::CachePolicy, holder: u64) -> Worker {
@@ -95,6 +101,7 @@ impl Worker {
             fetch_started: HashMap::new(),
             next_refresh: 0,
             next_replay_fill: 0,
+            replay_fill: Default::default(),
             body_delivered: false,
             body_withheld_logged: false,
         }
@@ -271,7 +278,11 @@ impl Worker {
             return;
         }
         self.next_replay_fill = now.saturating_add(REPLAY_FILL_SECONDS);
-        match dcr_guard_core::replay::fill(&HostStore(host), &cfg.replay.store, now) {
+        let store = &cfg.replay.store;
+        match self
+            .replay_fill
+            .advance(&HostStore(host), store, now, REPLAY_FILL_BYTES)
+        {
             Ok(fill) => {
                 host.gauge(metrics::REPLAY_ENTRIES, fill.entries);
                 host.gauge(
