@@ -33,6 +33,7 @@ use common::http::free_port;
 use common::keys::TestKey;
 use common::prometheus::{promtool, Prometheus};
 use common::{yaml, Envoy, EnvoyConfig, Reply, TestServer, DIRECTORY_JWKS_PATH};
+use dcr_guard_core::metrics;
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -90,7 +91,10 @@ fn every_kit_uses_the_one_stats_tags_recipe() {
         .iter()
         .map(|t| t["tag_name"].as_str().unwrap())
         .collect();
-    assert_eq!(tags, BTreeSet::from(["rule", "wasm_plugin"]));
+    assert_eq!(
+        tags,
+        BTreeSet::from(["dcr_guard_instance", "rule", "directory", "wasm_plugin"])
+    );
     for kit in [
         "envoy/demo.yaml",
         "envoy/compose-envoy.yaml",
@@ -222,13 +226,17 @@ fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
     }
 }
 
-/// The Prometheus series (name and labels) Envoy's `wasmcustom.dcr_guard.…` counter becomes with
-/// the recipe.
+/// The Prometheus series (name and labels) Envoy's `wasmcustom.dcr_guard.…` counter or gauge
+/// becomes with the recipe.
 fn prometheus_series(envoy_name: &str) -> String {
     let name = envoy_name.strip_prefix("wasmcustom.").unwrap();
-    for kind in ["failed", "skipped"] {
-        if let Some(rule) = name.strip_prefix(&format!("dcr_guard.{kind}.")) {
-            return format!("dcr_guard_{kind}{{rule=\"{rule}\"}}");
+    for (kind, label) in [
+        ("failed", "rule"),
+        ("skipped", "rule"),
+        ("jwks_age_seconds", "directory"),
+    ] {
+        if let Some(value) = name.strip_prefix(&format!("dcr_guard.{kind}.")) {
+            return format!("dcr_guard_{kind}{{{label}=\"{value}\"}}");
         }
     }
     name.replace('.', "_")
@@ -341,12 +349,26 @@ fn prometheus_scrapes_labelled_dcr_guard_series_from_envoy() {
     std::thread::sleep(Duration::from_millis(3500));
     assert_eq!(post(&tpp.request(), jwt), 503, "past the stale bound");
 
-    // What Envoy counted, as Prometheus series (Envoy name, value).
-    let counted: BTreeMap<String, (String, u64)> = envoy
+    // What Envoy counted, as Prometheus series (Envoy name, value); the gauges apart (they go
+    // down as well as up).
+    let (gauges, counted): (Vec<_>, Vec<_>) = envoy
         .stats("^wasmcustom\\.dcr_guard\\.")
+        .into_iter()
+        .partition(|(n, _)| metrics::is_gauge(n.strip_prefix("wasmcustom.").unwrap()));
+    let counted: BTreeMap<String, (String, u64)> = counted
         .into_iter()
         .map(|(n, v)| (prometheus_series(&n), (n, v)))
         .collect();
+    let gauges: BTreeSet<String> = gauges.iter().map(|(n, _)| prometheus_series(n)).collect();
+    assert_eq!(
+        gauges,
+        BTreeSet::from([
+            "dcr_guard_jwks_age_seconds{directory=\"0\"}".to_string(),
+            "dcr_guard_replay_capacity".to_string(),
+            "dcr_guard_replay_entries".to_string(),
+            "dcr_guard_replay_fullest_bucket_percent".to_string(),
+        ])
+    );
     for series in [
         "dcr_guard_failed{rule=\"audience\"}",
         "dcr_guard_failed{rule=\"ssa_signature\"}",
@@ -396,6 +418,48 @@ fn prometheus_scrapes_labelled_dcr_guard_series_from_envoy() {
     assert!(
         unlabelled.is_empty(),
         "per-rule metric names instead of a rule label: {unlabelled:?}"
+    );
+    // The gauges: the store's capacity (64 × 256 by default), the registrations' pairs live in it
+    // (the 4 accepted registrations' request `jti`), the directory's JWKS age (one directory: `directory="0"`), all labelled.
+    assert_eq!(prometheus.value("dcr_guard_replay_capacity"), Some(16384.0));
+    let entries = eventually(Duration::from_secs(20), || {
+        prometheus
+            .value("dcr_guard_replay_entries")
+            .filter(|v| *v >= 4.0)
+    });
+    assert_eq!(
+        entries,
+        Some(4.0),
+        "{:?}",
+        prometheus.query("dcr_guard_replay_entries")
+    );
+    assert_eq!(
+        prometheus.value("dcr_guard_replay_fullest_bucket_percent"),
+        Some(0.0),
+        "4 pairs in 64 buckets of 256"
+    );
+    assert!(
+        prometheus
+            .value("dcr_guard_jwks_age_seconds{directory=\"0\"}")
+            .is_some(),
+        "{:?}",
+        prometheus.query("{__name__=~\"dcr_guard_jwks_age_seconds.*\"}")
+    );
+    // The histograms: one JWKS fetch latency per fetch Envoy counted.
+    let fetches = eventually(Duration::from_secs(20), || {
+        let n = prometheus.value("dcr_guard_jwks_fetch_ms_count")?;
+        (n >= 2.0).then_some(n)
+    });
+    assert!(
+        fetches.is_some(),
+        "{:?}",
+        prometheus.query("dcr_guard_jwks_fetch_ms_count")
+    );
+    assert!(
+        prometheus
+            .value("dcr_guard_validation_ms_count")
+            .unwrap_or(0.0)
+            >= 4.0
     );
     // Envoy's own wasm VM counters, with the plugin as a label.
     assert_eq!(
@@ -456,5 +520,129 @@ fn prometheus_scrapes_labelled_dcr_guard_series_from_envoy() {
             "rule {} does not evaluate: {}",
             r["name"], r["lastError"]
         );
+    }
+}
+
+/// The `/stats/prometheus` lines of the series `name{labels…}` (label order as Envoy prints them,
+/// sorted by name), with their values.
+fn scraped(text: &str, name: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| series.split_once('{').map_or(*series, |(n, _)| n) == name)
+        .map(|(series, v)| (series.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn two_filters_in_one_envoy_count_apart_under_their_instance() {
+    // Two listeners, each with a dcr-guard filter (`stats.instance` "a" and "b"; same code and
+    // vm_id, so one VM per worker serves both), the kits' recipe.
+    let tpp = Tpp::new(TestKey::ec("dir-1"), TestKey::ec("tpp-1"));
+    let keystore = common::keystore(&tpp, vec![]);
+    let upstream = TestServer::always(Reply::json(201, &json!({"client_id": "c1"})));
+    let mut a = tpp.filter_config("keystore", "keystore");
+    a["stats"] = json!({"instance": "a"});
+    let mut b = a.clone();
+    b["stats"] = json!({"instance": "b"});
+    let b_filter =
+        EnvoyConfig::new(b, upstream.port()).wasm_filter_entry(&common::envoy::wasm_path());
+    let b_port = free_port();
+    let recipe = recipe();
+    let cfg = EnvoyConfig::new(a, upstream.port())
+        .cluster("keystore", keystore.port())
+        .edit(move |boot| {
+            boot["stats_config"] = recipe.clone();
+            let mut second = boot["static_resources"]["listeners"][0].clone();
+            second["name"] = json!("second");
+            second["address"] =
+                json!({"socket_address": {"address": "127.0.0.1", "port_value": b_port}});
+            let hcm = second
+                .pointer_mut("/filter_chains/0/filters/0/typed_config")
+                .unwrap();
+            hcm["stat_prefix"] = json!("second");
+            hcm["http_filters"][0] = b_filter.clone();
+            boot["static_resources"]["listeners"]
+                .as_array_mut()
+                .unwrap()
+                .push(second);
+        });
+    let envoy = Envoy::start(&cfg);
+    let post = |port: u16, body: &str| {
+        common::http::send(
+            port,
+            "POST",
+            "/register",
+            &[("content-type", "application/jwt")],
+            body.as_bytes(),
+        )
+        .status
+    };
+    // a: 2 accepted; b: 1 accepted, 3 refused by `audience`.
+    for _ in 0..2 {
+        assert_eq!(post(envoy.port, &tpp.request()), 201);
+    }
+    assert_eq!(post(b_port, &tpp.request()), 201);
+    for _ in 0..3 {
+        let wrong_aud = tpp.request_with(|c| c["aud"] = json!("someone-else"));
+        assert_eq!(post(b_port, &wrong_aud), 400);
+    }
+
+    // Envoy's names: one set per instance, none without.
+    let stat = |name: &str| envoy.stat(&format!("wasmcustom.dcr_guard.{name}"));
+    assert_eq!(stat("instance.a.requests"), Some(2));
+    assert_eq!(stat("instance.a.accepted"), Some(2));
+    assert_eq!(stat("instance.a.failed.audience"), Some(0));
+    assert_eq!(stat("instance.b.requests"), Some(4));
+    assert_eq!(stat("instance.b.accepted"), Some(1));
+    assert_eq!(stat("instance.b.failed.audience"), Some(3));
+    assert_eq!(stat("requests"), None, "a counter without the instance");
+    assert_eq!(stat("instance.b.replay_capacity"), Some(16384));
+
+    // /stats/prometheus with the recipe: the instance is a label, the rule another.
+    let text = envoy.admin("GET", "/stats/prometheus").text();
+    let accepted = scraped(&text, "dcr_guard_accepted");
+    assert_eq!(
+        accepted,
+        BTreeMap::from([
+            (
+                "dcr_guard_accepted{dcr_guard_instance=\"a\"}".to_string(),
+                2.0
+            ),
+            (
+                "dcr_guard_accepted{dcr_guard_instance=\"b\"}".to_string(),
+                1.0
+            ),
+        ]),
+        "{text}"
+    );
+    let failed = scraped(&text, "dcr_guard_failed");
+    assert_eq!(
+        failed.get("dcr_guard_failed{dcr_guard_instance=\"b\",rule=\"audience\"}"),
+        Some(&3.0),
+        "{failed:?}"
+    );
+    assert_eq!(
+        failed.get("dcr_guard_failed{dcr_guard_instance=\"a\",rule=\"audience\"}"),
+        Some(&0.0),
+        "{failed:?}"
+    );
+    let ages = scraped(&text, "dcr_guard_jwks_age_seconds");
+    let labels: BTreeSet<&str> = ages.keys().map(String::as_str).collect();
+    assert_eq!(
+        labels,
+        BTreeSet::from([
+            "dcr_guard_jwks_age_seconds{dcr_guard_instance=\"a\",directory=\"0\"}",
+            "dcr_guard_jwks_age_seconds{dcr_guard_instance=\"b\",directory=\"0\"}",
+        ]),
+        "{text}"
+    );
+    let names: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .filter(|n| n.starts_with("dcr_guard_"))
+        .collect();
+    for n in &names {
+        assert!(!n.contains("instance"), "the instance left in a name: {n}");
     }
 }

@@ -487,6 +487,90 @@ pub fn check_and_record(
     }
 }
 
+/// How full the node-local store is (the `dcr_guard.replay_*` gauges): live entries over all
+/// buckets, and the fullest bucket's live entries — a bucket full of live entries refuses new
+/// pairs (503) before the store as a whole is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fill {
+    /// Live entries (`expires_at > now`) over every bucket.
+    pub entries: u64,
+    /// Live entries of the fullest bucket.
+    pub fullest: u32,
+}
+
+impl Fill {
+    /// The fullest bucket's live entries in percent of `entries_per_bucket` (100 when the cap is 0:
+    /// such a store refuses every pair).
+    pub fn fullest_percent(&self, cfg: &ReplayConfig) -> u64 {
+        match u64::from(cfg.entries_per_bucket) {
+            0 => 100,
+            cap => (u64::from(self.fullest) * 100 / cap).min(100),
+        }
+    }
+}
+
+/// The store's fill, read a few buckets at a time so that one reading copies a bounded number of
+/// bytes out of shared data however large the store is (4096 buckets of 4096 entries would be
+/// 512 MiB): each [`FillScan::advance`] reads the next buckets in turn and answers the fill as last
+/// read of every bucket. A read: nothing is written or pruned.
+#[derive(Debug, Default)]
+pub struct FillScan {
+    /// Live entries per bucket as last read (unread buckets count as empty).
+    counts: Vec<u32>,
+    /// The next bucket to read.
+    next: u32,
+}
+
+impl FillScan {
+    /// How many buckets one [`FillScan::advance`] reads: as many as fit in `max_bytes` at their
+    /// largest (`1 + entries_per_bucket × 32` bytes each), at least one, at most all of them.
+    pub fn buckets_per_pass(cfg: &ReplayConfig, max_bytes: u64) -> u32 {
+        let bucket = HEADER_BYTES as u64
+            + u64::from(cfg.entries_per_bucket) * ReplayConfig::ENTRY_BYTES as u64;
+        let n = max_bytes / bucket.max(1);
+        u32::try_from(n)
+            .unwrap_or(u32::MAX)
+            .clamp(1, cfg.bucket_count())
+    }
+
+    /// Read the next [`FillScan::buckets_per_pass`] buckets (an absent bucket is empty; one that
+    /// cannot be read or parsed is an error: its fill is unknown, and [`check_and_record`] fails
+    /// closed on it too), then the fill over every bucket as last read.
+    pub fn advance(
+        &mut self,
+        store: &dyn SharedData,
+        cfg: &ReplayConfig,
+        now: i64,
+        max_bytes: u64,
+    ) -> Result<Fill, ReplayError> {
+        let buckets = cfg.bucket_count();
+        let len = usize::try_from(buckets).unwrap_or(usize::MAX);
+        if self.counts.len() != len {
+            self.counts = vec![0; len];
+            self.next = 0;
+        }
+        for _ in 0..Self::buckets_per_pass(cfg, max_bytes) {
+            let index = self.next % buckets;
+            self.next = (index + 1) % buckets;
+            let (value, _) = store.get(&bucket_key(cfg, index)).map_err(store_error)?;
+            let live = parse_bucket(value.as_deref().unwrap_or_default())?
+                .iter()
+                .filter(|e| e.expires_at > now)
+                .count();
+            if let Some(c) = usize::try_from(index)
+                .ok()
+                .and_then(|i| self.counts.get_mut(i))
+            {
+                *c = u32::try_from(live).unwrap_or(u32::MAX);
+            }
+        }
+        Ok(Fill {
+            entries: self.counts.iter().map(|c| u64::from(*c)).sum(),
+            fullest: self.counts.iter().copied().max().unwrap_or(0),
+        })
+    }
+}
+
 /// Whether `(issuer, jti)` is live in the store, without recording it (a read; the decision is
 /// still [`check_and_record`]'s, which is atomic).
 pub fn seen(
@@ -868,6 +952,105 @@ mod tests {
             rec(&mut s, &c, ISS, "l", i64::MAX - 1, 0),
             Ok(ReplayOutcome::Replayed)
         );
+    }
+
+    /// The whole store read in one pass.
+    fn fill(store: &dyn SharedData, c: &ReplayConfig, now: i64) -> Result<Fill, ReplayError> {
+        FillScan::default().advance(store, c, now, u64::MAX)
+    }
+
+    #[test]
+    fn fill_counts_live_entries_and_the_fullest_bucket() {
+        // (pairs recorded at t=100 expiring at 200, time of the reading) → live entries
+        let c = cfg(4, 8);
+        let cases: [(&[&str], i64, u64); 4] = [
+            (&[], 150, 0),
+            (&["a"], 150, 1),
+            (&["a", "b", "c", "d", "e", "f", "g", "h", "i"], 150, 9),
+            (&["a", "b", "c"], 200, 0),
+        ];
+        for (jtis, at, entries) in cases {
+            let mut s = MemoryStore::default();
+            pre(&mut s, &c).unwrap();
+            let mut per_bucket = [0u32; 4];
+            for jti in jtis {
+                rec(&mut s, &c, "iss", jti, 100, 200).unwrap();
+                per_bucket[loc(&c, "iss", jti).1 as usize] += 1;
+            }
+            let fill = fill(&s, &c, at).unwrap();
+            assert_eq!(fill.entries, entries, "{jtis:?} at {at}");
+            let fullest = if at < 200 {
+                *per_bucket.iter().max().unwrap()
+            } else {
+                0
+            };
+            assert_eq!(fill.fullest, fullest, "{jtis:?} at {at}");
+            assert_eq!(fill.fullest_percent(&c), u64::from(fullest) * 100 / 8);
+        }
+        // A bucket in an unknown format: the fill is unknown.
+        let mut s = MemoryStore::default();
+        pre(&mut s, &c).unwrap();
+        s.set(&bucket_key(&c, 2), b"\x09junk", None).unwrap();
+        assert!(fill(&s, &c, 0).is_err());
+        // No bucket at all (not pre-created): empty.
+        assert_eq!(
+            fill(&MemoryStore::default(), &c, 0).unwrap(),
+            Fill::default()
+        );
+        assert_eq!(
+            Fill {
+                entries: 0,
+                fullest: 0
+            }
+            .fullest_percent(&cfg(1, 0)),
+            100
+        );
+    }
+
+    #[test]
+    fn a_fill_reading_copies_a_bounded_number_of_bytes() {
+        /// A store that counts the buckets read.
+        struct Counting(MemoryStore, Cell<u32>);
+        impl SharedData for Counting {
+            fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+                self.1.set(self.1.get() + 1);
+                self.0.get(key)
+            }
+            fn set(&mut self, k: &str, v: &[u8], c: Option<u32>) -> Result<(), StoreError> {
+                self.0.set(k, v, c)
+            }
+        }
+        // Buckets of 8 entries: 257 bytes at most each.
+        let c = cfg(10, 8);
+        let cases = [
+            (0, 1),
+            (257, 1),
+            (3 * 257, 3),
+            (3 * 257 + 256, 3),
+            (u64::MAX, 10),
+        ];
+        for (budget, per_pass) in cases {
+            assert_eq!(FillScan::buckets_per_pass(&c, budget), per_pass, "{budget}");
+        }
+        let mut s = Counting(MemoryStore::default(), Cell::new(0));
+        pre(&mut s.0, &c).unwrap();
+        let jtis: Vec<String> = (0..20).map(|i| format!("j{i}")).collect();
+        for jti in &jtis {
+            rec(&mut s.0, &c, "iss", jti, 100, 200).unwrap();
+        }
+        // Three buckets a pass: every bucket read once in four passes, then the whole fill.
+        let mut scan = FillScan::default();
+        let mut last = Fill::default();
+        for pass in 1..=4 {
+            s.1.set(0);
+            last = scan.advance(&s, &c, 150, 3 * 257).unwrap();
+            assert!(s.1.get() <= 3, "pass {pass} read {} buckets", s.1.get());
+            if pass == 1 {
+                assert!(last.entries < 20, "pass {pass}: {last:?}");
+            }
+        }
+        assert_eq!(last, fill(&s, &c, 150).unwrap());
+        assert_eq!(last.entries, 20);
     }
 
     #[test]

@@ -21,6 +21,7 @@ const EMPTY: u32 = 7;
 const METRIC_HISTOGRAM: u32 = 2;
 /// `proxy_define_metric`'s metric type for a counter.
 const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
 /// `proxy_continue_stream`'s stream type for the HTTP request.
 const STREAM_REQUEST: u32 = 0;
 /// `proxy_send_local_response`'s gRPC status argument for "not a gRPC reply".
@@ -447,7 +448,15 @@ pub fn define_histogram(name: &str) -> Result<u32, u32> {
     status(rc).map(|()| id)
 }
 
-/// Record one value in a histogram.
+/// A gauge's id.
+pub fn define_gauge(name: &str) -> Result<u32, u32> {
+    let mut id: u32 = 0;
+    // SAFETY: `name` is live for the call; the host writes one u32.
+    let rc = unsafe { proxy_define_metric(METRIC_GAUGE, name.as_ptr(), name.len(), &mut id) };
+    status(rc).map(|()| id)
+}
+
+/// Record one value in a histogram, or set a gauge.
 pub fn record(id: u32, value: u64) -> Result<(), u32> {
     // SAFETY: plain value arguments.
     status(unsafe { proxy_record_metric(id, value) })

@@ -42,6 +42,8 @@ pub struct Fake {
     pub counters: HashMap<String, u64>,
     /// Values recorded per histogram.
     pub histograms: HashMap<String, Vec<u64>>,
+    /// Gauges' last values.
+    pub gauges: HashMap<String, u64>,
     /// Introspection calls made.
     pub calls: Vec<(u32, dcr_guard_core::binding::Callout)>,
     /// Seconds added to the real clock (time travel).
@@ -61,6 +63,8 @@ pub struct Fake {
     pub grpc_calls: Vec<(u32, String, String, String, Vec<u8>)>,
     /// Make gRPC dispatch fail with this reason.
     pub grpc_refused: Option<String>,
+    /// What `request.total_size` says (`None`: the host does not say).
+    pub request_bytes: Option<u64>,
     /// The gRPC answer being delivered: (status message, response).
     pub grpc_current: Option<(String, Vec<u8>)>,
     /// The host has shared queues (Envoy does): `register_queue` answers [`FAKE_QUEUE`].
@@ -252,6 +256,14 @@ impl Telemetry for Fake {
             .push(value);
     }
 
+    fn gauge(&mut self, name: &str, value: u64) {
+        assert!(
+            dcr_guard_core::metrics::is_gauge(name),
+            "gauge `{name}` is not in dcr_guard_core::metrics::gauges()"
+        );
+        self.gauges.insert(name.to_string(), value);
+    }
+
     fn count(&mut self, name: &str) {
         // Every counter the filter touches is one the plugin defines when it is configured.
         thread_local! {
@@ -289,5 +301,9 @@ impl Properties for Fake {
 
     fn set_state(&mut self, key: &str, value: &str) {
         self.state.insert(key.to_string(), value.to_string());
+    }
+
+    fn request_bytes(&self) -> Option<u64> {
+        self.request_bytes
     }
 }

@@ -115,6 +115,8 @@ pub trait Telemetry {
     fn count(&mut self, name: &str);
     /// Record `value` in the histogram `name` (`dcr_guard.…`).
     fn observe(&mut self, name: &str, value: u64);
+    /// Set the gauge `name` (`dcr_guard.…`) to `value`.
+    fn gauge(&mut self, name: &str, value: u64);
 }
 
 /// Properties of the host, the connection and the request: the clock, the client certificate,
@@ -128,6 +130,10 @@ pub trait Properties {
     fn client_cert(&self, source: CertSource) -> Result<Option<ClientCert>, String>;
     /// Record a per-request fact for access logs (Envoy filter state `wasm.<key>`).
     fn set_state(&mut self, key: &str, value: &str);
+    /// The bytes of the current request the host has received so far, headers included (Envoy's
+    /// `request.total_size`), when it says. Compared over time while the headers are held, it
+    /// tells whether the body reached the host although the filter was not given it.
+    fn request_bytes(&self) -> Option<u64>;
 }
 
 /// Everything the stream needs from its host: the proxy-wasm binding implements the five parts,
@@ -261,6 +267,12 @@ impl Engine {
     /// A callout answered, whichever context the host delivered it to.
     pub fn on_call_response(&mut self, host: &mut dyn Host, token: u32, body_size: usize) {
         let cfg = Rc::clone(&self.cfg);
+        if let Some(started) = self.worker.fetch_started.remove(&token) {
+            host.observe(
+                metrics::JWKS_FETCH_MS,
+                host.now_ms().saturating_sub(started),
+            );
+        }
         match self.worker.tokens.remove(&token) {
             Some(Owner::Stream { ctx, src, lease }) => {
                 let url = src.url;
@@ -442,6 +454,10 @@ impl Engine {
             self.worker.adopt_orphans(host, &cfg, now);
         }
         self.worker.refresh(host, &cfg, now);
+        if !self.worker.body_delivered && cfg.hold_headers && !self.streams.is_empty() {
+            self.check_held_bodies(host);
+            host.set_effective_context(root_ctx);
+        }
         if self.worker.waiters.is_empty() {
             return;
         }
@@ -454,6 +470,52 @@ impl Engine {
             }
         }
         host.set_effective_context(root_ctx);
+    }
+
+    /// `hold_headers` on a host that does not hold them for the filter (Envoy without
+    /// `allow_on_headers_stop_iteration: true`): Envoy then keeps the body of held headers from
+    /// the filter, so the request waits for a body callback that never comes and ends in a 504.
+    /// Seen from here: headers held for [`HELD_BODY_GRACE_MS`] with no body callback while the
+    /// host has received more bytes of the request than it had when the headers came. Counted per
+    /// request (`dcr_guard.body_not_delivered`), logged at error level once per worker. Once a
+    /// held request's body has been delivered, the host is known to honour the hold and nothing
+    /// more is checked.
+    fn check_held_bodies(&mut self, host: &mut dyn Host) {
+        if !self.cfg.hold_headers || self.worker.body_delivered {
+            return;
+        }
+        let now = host.now_ms();
+        for (ctx, stream) in self.streams.iter_mut() {
+            let Some(held) = stream.held.as_mut() else {
+                continue;
+            };
+            if held.reported || now.saturating_sub(held.since_ms) < HELD_BODY_GRACE_MS {
+                continue;
+            }
+            if !host.set_effective_context(*ctx) {
+                continue;
+            }
+            let withheld = match (held.bytes, host.request_bytes()) {
+                (Some(then), Some(now)) => now > then,
+                _ => false,
+            };
+            if !withheld {
+                continue;
+            }
+            held.reported = true;
+            host.count(metrics::BODY_NOT_DELIVERED);
+            if !self.worker.body_withheld_logged {
+                self.worker.body_withheld_logged = true;
+                host.log(
+                    Level::Error,
+                    "dcr-guard: \"hold_headers\" is true but the host does not give the filter \
+                     the request body while it holds the headers: registrations will time out \
+                     (504). Set allow_on_headers_stop_iteration: true in the Envoy wasm filter's \
+                     config (Envoy 1.35+; an Istio WasmPlugin cannot, use an EnvoyFilter), or \
+                     \"hold_headers\": false",
+                );
+            }
+        }
     }
 
     /// The host is done with a stream.
@@ -480,6 +542,10 @@ impl Engine {
             Owner::Call { ctx: c } => *c != ctx,
             Owner::Stream { .. } | Owner::Refresh { .. } => true,
         });
+        let tokens = &self.worker.tokens;
+        self.worker
+            .fetch_started
+            .retain(|t, _| tokens.contains_key(t));
     }
 }
 
@@ -506,7 +572,24 @@ pub struct Stream {
     no_body: Option<Bodiless>,
     /// When the headers of a registration request arrived (ms), for `dcr_guard.validation_ms`.
     started_ms: Option<u64>,
+    /// Headers held (`hold_headers`) with a body to come and none given to the filter yet: when
+    /// (ms), and the request's bytes the host had then ([`Properties::request_bytes`]). See
+    /// [`Engine::check_held_bodies`].
+    held: Option<Held>,
 }
+
+/// A stream whose headers are held while the filter waits for the body.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    since_ms: u64,
+    bytes: Option<u64>,
+    /// Already counted as a body the host kept from the filter.
+    reported: bool,
+}
+
+/// How long held headers wait for a body callback before the host is asked whether body bytes
+/// arrived (a client may be slow to send; the host holding a body it received is not).
+pub const HELD_BODY_GRACE_MS: u64 = 1000;
 
 /// Largest introspection answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -524,6 +607,7 @@ impl Stream {
             ctx,
             no_body: None,
             started_ms: None,
+            held: None,
         }
     }
 
@@ -658,6 +742,13 @@ impl Stream {
             binding: binding.map(Box::new),
         };
         if cfg.hold_headers {
+            if !end_of_stream {
+                self.held = Some(Held {
+                    since_ms: host.now_ms(),
+                    bytes: host.request_bytes(),
+                    reported: false,
+                });
+            }
             Flow::Pause
         } else {
             Flow::Continue
@@ -671,6 +762,10 @@ impl Stream {
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if self.held.take().is_some() {
+            // The host gives the filter the body of held headers: it honours the hold.
+            worker.body_delivered = true;
+        }
         if let Some(method) = self.no_body {
             if body_size > 0 && !matches!(self.phase, Phase::Done) {
                 self.no_body = None;
@@ -897,6 +992,7 @@ impl Stream {
         host.count(metrics::JWKS_FETCHES);
         match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
             Ok(token) => {
+                worker.fetch_started.insert(token, host.now_ms());
                 worker.tokens.insert(
                     token,
                     Owner::Stream {

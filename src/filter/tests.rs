@@ -2256,3 +2256,131 @@ fn a_pinned_directory_jwks_is_used_without_a_fetch() {
         Some((400, "invalid_software_statement".into()))
     );
 }
+
+#[test]
+fn every_jwks_fetch_records_its_latency_once() {
+    let mut w = world();
+    w.host.frozen = Some(now() as i64);
+    let body = w.tpp.request();
+    w.post(&body);
+    // The directory answers 2 s after its dispatch; the software JWKS (dispatched then) at once.
+    w.host.clock += 2;
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1);
+    assert_eq!(w.host.histograms["dcr_guard.jwks_fetch_ms"], vec![2000, 0]);
+    assert!(w.engine.worker.fetch_started.is_empty());
+    // A background refresh (the root context's) is a fetch too, and so is an answer that fails.
+    let mut w = world();
+    w.host.frozen = Some(now() as i64);
+    w.host.keystore.get_mut(DIRECTORY_JWKS_URL).unwrap().0 = Some(503);
+    w.engine.on_tick(&mut w.host, 0);
+    w.host.clock += 1;
+    w.answer_callouts();
+    assert_eq!(w.host.histograms["dcr_guard.jwks_fetch_ms"], vec![1000]);
+    // A stream that goes away with its fetch in flight leaves nothing behind; a callout that
+    // could not start records nothing.
+    let mut w = world();
+    w.host.keystore.remove(&w.tpp.jwks_url());
+    let body = w.tpp.request();
+    w.post(&body);
+    assert_eq!(w.engine.worker.fetch_started.len(), 1);
+    w.engine.remove(1);
+    assert!(w.engine.worker.fetch_started.is_empty());
+    assert!(!w.host.histograms.contains_key("dcr_guard.jwks_fetch_ms"));
+}
+
+#[test]
+fn the_tick_sets_the_jwks_age_and_replay_fill_gauges() {
+    // One bucket of 4: the registration's pair (its request's `jti`) fills a quarter of it.
+    let mut w = world_with(|v| {
+        v["replay"] = json!({"buckets": 1, "entries_per_bucket": 4, "issuer_share_percent": 100})
+    });
+    let t0 = now() as i64;
+    w.host.frozen = Some(t0);
+    // Nothing cached, nothing recorded: no age yet, an empty store.
+    w.engine.on_tick(&mut w.host, 0);
+    assert!(!w.host.gauges.contains_key("dcr_guard.jwks_age_seconds.0"));
+    assert_eq!(w.host.gauges["dcr_guard.replay_entries"], 0);
+    assert_eq!(w.host.gauges["dcr_guard.replay_fullest_bucket_percent"], 0);
+    w.answer_callouts();
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.resumed, 1);
+    // 7 s later the directory's document (fetched at t0) is 7 s old; the registration's pair is
+    // live in the store.
+    w.host.clock = 7;
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.gauges["dcr_guard.jwks_age_seconds.0"], 7);
+    assert_eq!(w.host.gauges["dcr_guard.replay_entries"], 1);
+    assert_eq!(w.host.gauges["dcr_guard.replay_fullest_bucket_percent"], 25);
+    // The age moves on every tick (a second apart); the fill is read every few seconds.
+    w.host.clock = 8;
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.gauges["dcr_guard.jwks_age_seconds.0"], 8);
+}
+
+#[test]
+fn a_body_the_host_keeps_from_held_headers_is_counted_and_logged_once() {
+    const FLAG: &str = "allow_on_headers_stop_iteration: true";
+    // (hold_headers, bytes when the headers came → on the tick, seconds waited, a held body was
+    // delivered before on this worker) → counted
+    let cases = [
+        (true, Some(300), Some(800), 2, false, true),
+        (true, Some(300), Some(800), 0, false, false),
+        (true, Some(300), Some(300), 2, false, false),
+        (true, None, None, 2, false, false),
+        (false, Some(300), Some(800), 2, false, false),
+        (true, Some(300), Some(800), 2, true, false),
+    ];
+    for (hold, then, later, waited, delivered, counted) in cases {
+        let case = format!("{hold} {then:?}→{later:?} {waited}s delivered={delivered}");
+        let mut w = world_with(|v| v["hold_headers"] = json!(hold));
+        w.host.frozen = Some(now() as i64);
+        if delivered {
+            let body = w.tpp.request();
+            w.post(&body);
+            w.engine.remove(1);
+        }
+        let body = w.tpp.request();
+        w.request("POST", "/register", "application/jwt", &body);
+        w.host.request_bytes = then;
+        w.engine.on_request_headers(&mut w.host, 2, false);
+        w.host.request_bytes = later;
+        w.host.clock += waited;
+        w.engine.on_tick(&mut w.host, 0);
+        w.engine.on_tick(&mut w.host, 0);
+        let n = w.host.counters.get("dcr_guard.body_not_delivered").copied();
+        assert_eq!(n, counted.then_some(1), "{case}");
+        let logs = w
+            .host
+            .logs
+            .borrow()
+            .iter()
+            .filter(|l| l.contains(FLAG))
+            .count();
+        assert_eq!(logs, usize::from(counted), "{case}");
+    }
+    // Every such request is counted; the log line is written once per worker.
+    let mut w = world();
+    w.host.frozen = Some(now() as i64);
+    for ctx in [1, 2] {
+        let body = w.tpp.request();
+        w.request("POST", "/register", "application/jwt", &body);
+        w.host.request_bytes = Some(300);
+        w.engine.on_request_headers(&mut w.host, ctx, false);
+    }
+    w.host.request_bytes = Some(900);
+    w.host.clock += 2;
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.counters["dcr_guard.body_not_delivered"], 2);
+    assert_eq!(
+        w.host
+            .logs
+            .borrow()
+            .iter()
+            .filter(|l| l.contains(FLAG))
+            .count(),
+        1
+    );
+}

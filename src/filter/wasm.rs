@@ -50,7 +50,7 @@ const TICK: Duration = Duration::from_millis(100);
 fn holder_id() -> u64 {
     let mut b = [0u8; 8];
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
-        let t = WasmHost.now();
+        let t = WasmHost::default().now();
         return (t as u64) ^ 0x9e37_79b9_7f4a_7c15;
     }
     u64::from_le_bytes(b).max(1)
@@ -61,7 +61,8 @@ impl Context for Root {
         if let Some(engine) = &self.engine {
             if let Ok(mut e) = engine.try_borrow_mut() {
                 bury(&mut e, &self.graveyard);
-                e.on_grpc_call_response(&mut WasmHost, token_id, Some(status_code), response_size);
+                let mut host = WasmHost::of(&e);
+                e.on_grpc_call_response(&mut host, token_id, Some(status_code), response_size);
             }
             let _ = abi::set_effective_context(self.ctx);
         }
@@ -77,7 +78,8 @@ impl Context for Root {
         if let Some(engine) = &self.engine {
             if let Ok(mut e) = engine.try_borrow_mut() {
                 bury(&mut e, &self.graveyard);
-                e.on_call_response(&mut WasmHost, token_id, body_size);
+                let mut host = WasmHost::of(&e);
+                e.on_call_response(&mut host, token_id, body_size);
             }
             let _ = abi::set_effective_context(self.ctx);
         }
@@ -111,7 +113,11 @@ impl RootContext for Root {
                     Level::Info,
                     &format!("dcr-guard: configured {}", cfg.summary()),
                 );
-                let mut store = super::HostStore(&mut WasmHost);
+                let cfg = Rc::new(cfg);
+                let mut host = WasmHost {
+                    cfg: Some(Rc::clone(&cfg)),
+                };
+                let mut store = super::HostStore(&mut host);
                 if let Err(e) = dcr_guard_core::replay::precreate(&mut store, &cfg.replay.store) {
                     // Not fatal: a missing bucket or secret is created at first use; a store
                     // that cannot be written makes replay checks fail closed (503).
@@ -119,15 +125,22 @@ impl RootContext for Root {
                 }
                 // Every counter exists from now on (a dashboard sees 0, not no series).
                 for name in dcr_guard_core::metrics::all() {
-                    let _ = metric_id(&name);
+                    let _ = metric_id(&host.stat(&name));
                 }
                 for name in dcr_guard_core::metrics::HISTOGRAMS {
-                    let _ = histogram_id(name);
+                    let _ = histogram_id(&host.stat(name));
                 }
+                for name in dcr_guard_core::metrics::gauges(cfg.directories.len()) {
+                    let _ = gauge_id(&host.stat(&name));
+                }
+                host.gauge(
+                    dcr_guard_core::metrics::REPLAY_CAPACITY,
+                    cfg.replay.store.capacity(),
+                );
                 let holder = holder_id();
-                let mut engine = Engine::new(Rc::new(cfg), holder);
-                engine.worker.precreate(&mut WasmHost, engine.config());
-                engine.attach_root(&mut WasmHost, self.ctx, holder);
+                let mut engine = Engine::new(cfg, holder);
+                engine.worker.precreate(&mut host, engine.config());
+                engine.attach_root(&mut host, self.ctx, holder);
                 self.engine = Some(Rc::new(RefCell::new(engine)));
                 if let Err(rc) = abi::set_tick_period(TICK) {
                     log(
@@ -150,7 +163,8 @@ impl RootContext for Root {
         if let Some(engine) = &self.engine {
             if let Ok(mut e) = engine.try_borrow_mut() {
                 bury(&mut e, &self.graveyard);
-                e.on_queue_ready(&mut WasmHost, queue_id);
+                let mut host = WasmHost::of(&e);
+                e.on_queue_ready(&mut host, queue_id);
             }
             let _ = abi::set_effective_context(self.ctx);
         }
@@ -160,7 +174,8 @@ impl RootContext for Root {
         if let Some(engine) = &self.engine {
             if let Ok(mut e) = engine.try_borrow_mut() {
                 bury(&mut e, &self.graveyard);
-                e.on_tick(&mut WasmHost, self.ctx);
+                let mut host = WasmHost::of(&e);
+                e.on_tick(&mut host, self.ctx);
             }
         }
     }
@@ -234,8 +249,32 @@ fn dispatch_error(s: proxy_wasm::types::Status, upstream: &str) -> String {
     }
 }
 
-/// The proxy-wasm host, for the current HTTP context.
-struct WasmHost;
+/// The proxy-wasm host, for the current HTTP context, and the metric names of the plugin
+/// (`stats.instance`) whose context it is: plugins with the same code and `vm_id` share one VM, so
+/// the instance travels with each callback rather than living in the VM.
+#[derive(Default)]
+struct WasmHost {
+    /// The plugin's configuration (`None`: not configured, the plain names).
+    cfg: Option<Rc<Config>>,
+}
+
+impl WasmHost {
+    fn of(engine: &Engine) -> WasmHost {
+        WasmHost {
+            cfg: Some(Rc::clone(engine.config())),
+        }
+    }
+
+    /// A metric's name as this plugin defines it ([`dcr_guard_core::metrics::instance_name`]).
+    fn stat<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.cfg.as_ref().and_then(|c| c.stats_instance.as_deref()) {
+            None => std::borrow::Cow::Borrowed(name),
+            Some(i) => {
+                std::borrow::Cow::Owned(dcr_guard_core::metrics::instance_name(Some(i), name))
+            }
+        }
+    }
+}
 
 impl RequestIo for WasmHost {
     fn request_header(&self, name: &str) -> Option<String> {
@@ -442,13 +481,19 @@ impl Telemetry for WasmHost {
     }
 
     fn count(&mut self, name: &str) {
-        if let Some(id) = metric_id(name) {
+        if let Some(id) = metric_id(&self.stat(name)) {
             let _ = abi::increment(id, 1);
         }
     }
 
     fn observe(&mut self, name: &str, value: u64) {
-        if let Some(id) = histogram_id(name) {
+        if let Some(id) = histogram_id(&self.stat(name)) {
+            let _ = abi::record(id, value);
+        }
+    }
+
+    fn gauge(&mut self, name: &str, value: u64) {
+        if let Some(id) = gauge_id(&self.stat(name)) {
             let _ = abi::record(id, value);
         }
     }
@@ -496,6 +541,15 @@ impl Properties for WasmHost {
     fn set_state(&mut self, key: &str, value: &str) {
         let _ = abi::set_property(&[key], value.as_bytes());
     }
+
+    fn request_bytes(&self) -> Option<u64> {
+        // An int64, little-endian.
+        let b = abi::get_property(&["request", "total_size"])
+            .ok()
+            .flatten()?;
+        let b: [u8; 8] = b.as_slice().try_into().ok()?;
+        u64::try_from(i64::from_le_bytes(b)).ok()
+    }
 }
 
 thread_local! {
@@ -506,6 +560,23 @@ thread_local! {
 thread_local! {
     /// Histogram ids by name, defined when the filter is configured.
     static HISTOGRAMS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+thread_local! {
+    /// Gauge ids by name, defined when the filter is configured.
+    static GAUGES: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn gauge_id(name: &str) -> Option<u32> {
+    GAUGES.with(|m| {
+        let mut m = m.try_borrow_mut().ok()?;
+        if let Some(id) = m.get(name) {
+            return Some(*id);
+        }
+        let id = abi::define_gauge(name).ok()?;
+        m.insert(name.to_string(), id);
+        Some(id)
+    })
 }
 
 fn histogram_id(name: &str) -> Option<u32> {
@@ -546,14 +617,15 @@ impl Context for Unconfigured {}
 
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        action(unconfigured(&mut WasmHost))
+        action(unconfigured(&mut WasmHost::default()))
     }
 }
 
 impl Context for Http {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         let _ = self.with(|e| {
-            e.on_grpc_call_response(&mut WasmHost, token_id, Some(status_code), response_size);
+            let mut host = WasmHost::of(e);
+            e.on_grpc_call_response(&mut host, token_id, Some(status_code), response_size);
             Flow::Continue
         });
     }
@@ -566,7 +638,8 @@ impl Context for Http {
         _num_trailers: usize,
     ) {
         let _ = self.with(|e| {
-            e.on_call_response(&mut WasmHost, token_id, body_size);
+            let mut host = WasmHost::of(e);
+            e.on_call_response(&mut host, token_id, body_size);
             Flow::Continue
         });
     }
@@ -575,16 +648,16 @@ impl Context for Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let ctx = self.ctx;
-        self.with(|e| e.on_request_headers(&mut WasmHost, ctx, end_of_stream))
+        self.with(|e| e.on_request_headers(&mut WasmHost::of(e), ctx, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let ctx = self.ctx;
-        self.with(|e| e.on_request_body(&mut WasmHost, ctx, body_size, end_of_stream))
+        self.with(|e| e.on_request_body(&mut WasmHost::of(e), ctx, body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         let ctx = self.ctx;
-        self.with(|e| e.on_request_trailers(&mut WasmHost, ctx))
+        self.with(|e| e.on_request_trailers(&mut WasmHost::of(e), ctx))
     }
 }

@@ -87,13 +87,29 @@ pub struct Worker {
     /// — otherwise a client that hangs up mid-fetch would leave the lease held and the rotated
     /// document unpublished until the lease and the kid cooldown ran out.
     pub orphans: Vec<(JwksSource, u64)>,
+    /// When each JWKS callout in flight was dispatched (ms), by token: `dcr_guard.jwks_fetch_ms`.
+    pub fetch_started: HashMap<u32, u64>,
     next_refresh: i64,
+    next_replay_fill: i64,
+    /// The replay store's fill, read a bounded number of buckets at a time.
+    replay_fill: dcr_guard_core::replay::FillScan,
+    /// A held request's body reached the filter: the host honours `hold_headers`.
+    pub body_delivered: bool,
+    /// The missing hold was logged (once per worker).
+    pub body_withheld_logged: bool,
 }
 
 pub use dcr_guard_core::metrics::JWKS_ORPHANED_FETCHES as COUNTER_ORPHANED_FETCHES;
 
 /// How often the root context looks for directory documents to refresh.
 const REFRESH_CHECK_SECONDS: i64 = 1;
+
+/// How often the root context reads the replay store's fill.
+pub const REPLAY_FILL_SECONDS: i64 = 5;
+
+/// Most bytes of replay buckets one fill reading copies out of shared data (the defaults' whole
+/// store, 64 buckets of at most 8 KiB, is half of it; a larger store is read over several readings).
+pub const REPLAY_FILL_BYTES: u64 = 1024 * 1024;
 
 impl Worker {
     pub fn with_policy(policy: dcr_guard_core::keys::CachePolicy, holder: u64) -> Worker {
@@ -108,7 +124,12 @@ impl Worker {
             waiters: Vec::new(),
             verdicts: Verdicts::default(),
             orphans: Vec::new(),
+            fetch_started: HashMap::new(),
             next_refresh: 0,
+            next_replay_fill: 0,
+            replay_fill: Default::default(),
+            body_delivered: false,
+            body_withheld_logged: false,
         }
     }
 
@@ -248,6 +269,7 @@ impl Worker {
             return;
         }
         self.next_refresh = now.saturating_add(REFRESH_CHECK_SECONDS);
+        self.set_gauges(host, cfg, now);
         for src in background_sources(cfg) {
             match self
                 .cache
@@ -257,6 +279,47 @@ impl Worker {
                 Ok(None) => {}
                 Err(e) => host.log(Level::Warn, &format!("dcr-guard: JWKS cache: {e}")),
             }
+        }
+    }
+
+    /// Root-context tick (with the refresh check, once a second): the age of each directory's
+    /// cached JWKS, and every [`REPLAY_FILL_SECONDS`] the replay store's fill. Read from shared
+    /// data, so every worker sets the same values; on the tick rather than on use so that an idle
+    /// filter's gauges still move (a JWKS growing old while no registration comes is what an
+    /// operator wants to see).
+    fn set_gauges(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
+        for (index, dir) in cfg.directories.iter().enumerate() {
+            let mut oldest: Option<i64> = None;
+            for src in &dir.jwks {
+                if let Ok(Some(entry)) = self.cache.peek(&HostStore(host), &src.url) {
+                    oldest = Some(oldest.map_or(entry.fetched_at, |o| o.min(entry.fetched_at)));
+                }
+            }
+            if let Some(fetched_at) = oldest {
+                let age = u64::try_from(now.saturating_sub(fetched_at)).unwrap_or(0);
+                host.gauge(&metrics::jwks_age(index), age);
+            }
+        }
+        if now < self.next_replay_fill {
+            return;
+        }
+        self.next_replay_fill = now.saturating_add(REPLAY_FILL_SECONDS);
+        let store = &cfg.replay.store;
+        match self
+            .replay_fill
+            .advance(&HostStore(host), store, now, REPLAY_FILL_BYTES)
+        {
+            Ok(fill) => {
+                host.gauge(metrics::REPLAY_ENTRIES, fill.entries);
+                host.gauge(
+                    metrics::REPLAY_FULLEST_BUCKET_PERCENT,
+                    fill.fullest_percent(&cfg.replay.store),
+                );
+            }
+            Err(e) => host.log(
+                Level::Warn,
+                &format!("dcr-guard: replay store fill unknown: {e}"),
+            ),
         }
     }
 
@@ -283,6 +346,7 @@ impl Worker {
         host.count(metrics::JWKS_FETCHES);
         match host.dispatch_get(src, cfg.limits.callout_timeout_ms) {
             Ok(token) => {
+                self.fetch_started.insert(token, host.now_ms());
                 self.tokens.insert(
                     token,
                     Owner::Refresh {

@@ -87,6 +87,9 @@ pub struct Config {
     pub jwks_cache: crate::keys::CachePolicy,
     /// Where the client certificate comes from.
     pub cert_source: CertSource,
+    /// `stats.instance`: the name that keeps this filter's metrics apart from another dcr-guard
+    /// filter's in the same Envoy (see [`crate::metrics::instance_name`]); `None`: the plain names.
+    pub stats_instance: Option<String>,
 }
 
 /// Where the filter learns the TPP's client certificate.
@@ -210,6 +213,7 @@ fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> 
         )))
         .collect();
     let cert_source = resolve_cert_source(raw.client_certificate.as_ref())?;
+    let stats_instance = resolve_stats_instance(raw.stats.unwrap_or_default().instance)?;
     let jwks_cache = stores::resolve_cache(
         raw.jwks_cache.unwrap_or_default(),
         limits.callout_timeout_ms,
@@ -235,7 +239,33 @@ fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> 
         replay,
         jwks_cache,
         cert_source,
+        stats_instance,
     })
+}
+
+/// Longest `stats.instance`.
+const MAX_STATS_INSTANCE: usize = 32;
+
+/// `stats.instance`: 1 to 32 of `a-z`, `0-9`, `_` (it becomes part of every metric's name, and the
+/// kits' `stats_tags` recipe finds it there between dots).
+fn resolve_stats_instance(raw: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(name) = raw else {
+        return Ok(None);
+    };
+    let ok = !name.is_empty()
+        && name.len() <= MAX_STATS_INSTANCE
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(ConfigError::new(
+            "stats.instance",
+            format!(
+                "must be 1 to {MAX_STATS_INSTANCE} characters of a-z, 0-9 and `_` (it is part of every metric's name)"
+            ),
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// `profile`: `uk-obie` unless named.

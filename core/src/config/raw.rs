@@ -25,6 +25,13 @@ pub(super) struct RawConfig {
     pub(super) replay: Option<RawReplay>,
     pub(super) jwks_cache: Option<RawJwksCache>,
     pub(super) client_certificate: Option<RawClientCertificate>,
+    pub(super) stats: Option<RawStats>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStats {
+    pub(super) instance: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

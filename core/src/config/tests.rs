@@ -225,6 +225,34 @@ fn refusals() {
 }
 
 #[test]
+fn a_stats_instance_is_a_short_lower_case_name() {
+    assert_eq!(parse(&minimal()).unwrap().stats_instance, None);
+    for ok in ["edge", "b2b_2", "0", &"a".repeat(32)] {
+        let mut v = minimal();
+        v["stats"] = json!({"instance": ok});
+        assert_eq!(parse(&v).unwrap().stats_instance.as_deref(), Some(ok));
+    }
+    let long = "a".repeat(33);
+    let bad: [serde_json::Value; 7] = [
+        json!(""),
+        json!("Edge"),
+        json!("a.b"),
+        json!("a-b"),
+        json!(long),
+        json!(7),
+        json!("edge\n"),
+    ];
+    for bad in bad {
+        let mut v = minimal();
+        v["stats"] = json!({"instance": bad});
+        assert_eq!(refused(v).field, "stats.instance", "{bad}");
+    }
+    let mut v = minimal();
+    v["stats"] = json!({"prefix": "x"});
+    assert!(refused(v).to_string().contains("unknown field `prefix`"));
+}
+
+#[test]
 fn not_json_is_refused() {
     assert!(Config::from_json(b"{").is_err());
     assert!(Config::from_json(b"").is_err());
