@@ -1131,7 +1131,11 @@ fn a_member_name_twice_anywhere_in_a_clients_json_is_refused_with_a_sentence() {
     let (tpp, uk_cfg, _) = uk();
     let (_, br_cfg, _) = br();
     let nested = r#""jwks":{"keys":[{"kty":"EC","kty":"RSA"}]}"#;
-    let ssa_claims = tpp.ssa_claims();
+    let mut ssa_claims = tpp.ssa_claims();
+    ssa_claims
+        .as_object_mut()
+        .unwrap()
+        .remove("organisation_competent_authority_claims");
     let ssa = tpp.ssa();
     let raw_ssa = |payload: String| {
         tpp.directory
