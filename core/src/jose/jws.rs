@@ -191,9 +191,8 @@ pub(crate) fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value
     }
 }
 
-/// Longest member name quoted in a duplicate's description, in bytes (escaped).
-const MAX_MEMBER_ECHO: usize = 64;
-/// Longest path to the object holding a duplicate, in bytes (escaped).
+/// Longest path to the object holding a duplicate, in characters (each name in it, like the
+/// member's, is clipped by [`clip`]).
 const MAX_PATH_ECHO: usize = 160;
 
 /// A member name found twice in one object, and where that object is (innermost step first:
@@ -213,11 +212,11 @@ impl Found {
         let mut at = String::new();
         for step in self.path.iter().rev() {
             let piece = match step {
-                Step::Member(m) if at.is_empty() => crate::escape::escape(m, MAX_MEMBER_ECHO),
-                Step::Member(m) => format!(".{}", crate::escape::escape(m, MAX_MEMBER_ECHO)),
+                Step::Member(m) if at.is_empty() => clip(m),
+                Step::Member(m) => format!(".{}", clip(m)),
                 Step::Index(i) => format!("[{i}]"),
             };
-            if at.len().saturating_add(piece.len()) > MAX_PATH_ECHO {
+            if at.chars().count().saturating_add(piece.chars().count()) > MAX_PATH_ECHO {
                 at.push_str("...");
                 break;
             }
@@ -225,7 +224,7 @@ impl Found {
         }
         JoseError::DuplicateMember {
             part: what.to_string(),
-            member: crate::escape::escape(&self.member, MAX_MEMBER_ECHO),
+            member: clip(&self.member),
             at,
         }
     }
@@ -626,8 +625,8 @@ mod tests {
                 "a[1].b",
             ),
             (h, r#"{"a":[[{"x":1,"x":1}]]}"#, "payload", "x", "a[0][0]"),
-            // Names are escaped for the description.
-            (h, r#"{"q\"\n":1,"q\"\n":2}"#, "payload", "q\\\"\\n", ""),
+            // Names are clipped for the description (control characters replaced).
+            (h, r#"{"q\"\n":1,"q\"\n":2}"#, "payload", "q\"?", ""),
         ];
         for (header, payload, part, member, at) in cases {
             let want = JoseError::DuplicateMember {
@@ -665,8 +664,11 @@ mod tests {
         else {
             panic!("not a duplicate")
         };
-        assert!(member.len() <= 67 && member.ends_with("..."), "{member}");
-        assert!(at.len() <= 163 && at.ends_with("..."), "{at}");
+        assert!(
+            member.chars().count() <= 65 && member.ends_with('…'),
+            "{member}"
+        );
+        assert!(at.chars().count() <= 163 && at.ends_with("..."), "{at}");
     }
 
     proptest::proptest! {
@@ -690,7 +692,7 @@ mod tests {
             let with_dup = inject(&doc, path, &name, &dup_value);
             match parse_object(with_dup.as_bytes(), "body") {
                 Err(JoseError::DuplicateMember { member, .. }) => {
-                    proptest::prop_assert_eq!(member, crate::escape::escape(&name, MAX_MEMBER_ECHO));
+                    proptest::prop_assert_eq!(member, clip(&name));
                 }
                 other => proptest::prop_assert!(false, "{with_dup}: {other:?}"),
             }

@@ -90,7 +90,7 @@ pub enum JoseError {
     /// object, etc.
     Malformed(String),
     /// One object of the `part` ("header", "payload", "body") has a member name twice: `member`
-    /// (escaped, bounded), in the object at `at` (a path such as `jwks.keys[0]`; empty at the top
+    /// (clipped like every echoed name), in the object at `at` (a path such as `jwks.keys[0]`; empty at the top
     /// level).
     DuplicateMember {
         part: String,

@@ -1209,7 +1209,7 @@ fn display_is_short_and_leaks_nothing() {
         );
     }
     // A duplicate names the member (what the description is about), never its values; the name
-    // is escaped and bounded.
+    // is clipped (control characters replaced) and bounded.
     let e = Jws::parse(&with_payload(
         RFC7515_A2_TOKEN,
         format!("{{\"{0}\":1,\"{0}\":2}}", "\\n".repeat(100)).as_bytes(),
