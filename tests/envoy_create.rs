@@ -443,7 +443,9 @@ fn run_cases(hold: bool) {
         body.len()
     );
     let r = common::http::send_raw(s.envoy.port, raw.as_bytes());
-    assert_rejected(&s, "content-encoding twice", &r, 400, "invalid_request");
+    // Envoy joins the two values into one list ("identity,gzip"), which names a coding: 415.
+    assert_rejected(&s, "content-encoding twice", &r, 415, "invalid_request");
+    assert_eq!(r.header("accept-encoding"), Some("identity"));
 
     // The audience constant is what the demo AS and the README use.
     assert!(!BANK_AUDIENCE.is_empty());

@@ -228,6 +228,55 @@ fn jwt_mode() {
     );
 }
 
+/// RFC 6750 §3.1: this client's valid token without the configured scope is 403
+/// `insufficient_scope` naming the scope; every other token failure stays 401 `invalid_token`.
+#[test]
+fn jwt_mode_a_token_without_the_scope_is_403_insufficient_scope() {
+    let s = start(|f| {
+        jwt_binding(f);
+    });
+    let t = keys::now();
+    for (name, scope) in [
+        ("no scope", None),
+        ("other scopes", Some("openid accounts")),
+        ("a scope that only starts with it", Some("dcr-admin")),
+    ] {
+        let mut claims = json!({"iss": AS_ISSUER, "client_id": "c1", "exp": t + 300});
+        if let Some(sc) = scope {
+            claims["scope"] = json!(sc);
+        }
+        let token = s.as_token(claims);
+        for (method, body) in [
+            ("GET", None),
+            ("DELETE", None),
+            ("PUT", Some(s.tpp.request())),
+        ] {
+            let r = s.call(method, "/register/c1", Some(&token), body.as_deref());
+            assert_eq!(r.status, 403, "{name} {method}: {}", r.text());
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer error=\"insufficient_scope\", scope=\"dcr\""),
+                "{name} {method}"
+            );
+            assert_eq!(r.json()["error"], "insufficient_scope", "{name} {method}");
+            assert!(!r.text().contains("c1"), "{name}: a client id in the body");
+        }
+    }
+    assert!(s.upstream_saw().is_empty(), "reached the AS");
+    // Another client's token is 401 whatever its scope: the binding is checked first.
+    let r = s.call(
+        "GET",
+        "/register/c1",
+        Some(&s.as_token(json!({"iss": AS_ISSUER, "client_id": "c2", "exp": t + 300}))),
+        None,
+    );
+    assert_401(
+        &r,
+        "Bearer error=\"invalid_token\"",
+        "another client's, no scope",
+    );
+}
+
 #[test]
 fn jwt_mode_follows_an_as_key_rotation_after_the_cooldown() {
     let s = start(|f| {
@@ -356,6 +405,8 @@ fn introspection_mode() {
         let form = r.text();
         let body = if form.starts_with("token=good-c1") {
             json!({"active": true, "client_id": "c1", "scope": "dcr"})
+        } else if form.starts_with("token=noscope-c1") {
+            json!({"active": true, "client_id": "c1", "scope": "openid"})
         } else if form.starts_with("token=good-c2") {
             json!({"active": true, "client_id": "c2", "scope": "dcr"})
         } else {
@@ -404,6 +455,14 @@ fn introspection_mode() {
             Some("Bearer error=\"invalid_token\"")
         );
     }
+    // Active, this client's, without the scope: 403 naming the scope (RFC 6750 §3.1).
+    let r = get("noscope-c1");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"insufficient_scope\", scope=\"dcr\"")
+    );
+    assert_eq!(r.json()["error"], "insufficient_scope");
     let r = envoy.send(
         "DELETE",
         "/register/c1",

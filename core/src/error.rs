@@ -151,6 +151,8 @@ pub struct DcrError {
     pub retry_after: Option<u32>,
     /// Methods for `Allow` (405 only).
     pub allow: Option<&'static str>,
+    /// Content codings for `Accept-Encoding` (415 only).
+    pub accept_encoding: Option<&'static str>,
     /// `WWW-Authenticate` (401 and 403 only).
     pub challenge: Option<Challenge>,
 }
@@ -175,6 +177,7 @@ impl DcrError {
             source,
             retry_after: None,
             allow: None,
+            accept_encoding: None,
             challenge: None,
         }
     }
@@ -218,6 +221,19 @@ impl DcrError {
             "method not allowed on this registration path",
         );
         e.allow = Some(allow);
+        e
+    }
+
+    /// 415: the body is sent with a content coding; only `identity` is accepted, as
+    /// `Accept-Encoding: identity` says (RFC 9110 §15.5.16, RFC 7694 §3).
+    pub fn coded_body() -> Self {
+        let mut e = Self::make(
+            415,
+            ErrorCode::InvalidRequest,
+            Source::Envelope,
+            "the registration body must be sent without a content coding (Content-Encoding): only identity is accepted",
+        );
+        e.accept_encoding = Some("identity");
         e
     }
 
@@ -317,6 +333,9 @@ impl DcrError {
         }
         if let Some(a) = self.allow {
             h.push(("allow", a.to_string()));
+        }
+        if let Some(a) = self.accept_encoding {
+            h.push(("accept-encoding", a.to_string()));
         }
         h
     }

@@ -114,7 +114,11 @@ pub(crate) struct Defaults {
     pub(crate) roles_mode: RolesMode,
     pub(crate) scope_roles: &'static [(&'static str, &'static [&'static str])],
     pub(crate) free_scopes: &'static [&'static str],
-    /// SSA claims that win over request metadata in JSON forwarding: (SSA claim, metadata name).
+    /// The regime's own registration metadata names, besides [`REGISTRATION_METADATA`].
+    pub(crate) regime_metadata: &'static [(&'static str, Precedence)],
+    /// SSA claims that carry a registration metadata value under another name: (SSA claim,
+    /// metadata name). The SSA's software JWKS and redirect claims (`ssa_claims`) are added to
+    /// these by the configuration.
     pub(crate) ssa_metadata: &'static [(&'static str, &'static str)],
     /// `audience` on when the configuration does not say (it needs `audiences` then).
     pub(crate) audience: bool,
@@ -133,6 +137,108 @@ const SIGNING_CLAIMS: &[&str] = &[
     "id_token_signed_response_alg",
     "request_object_signing_alg",
     "token_endpoint_auth_signing_alg",
+];
+
+/// How an SSA's value of a registration metadata name takes precedence over the request's
+/// (RFC 7591 §3.1.1) in JSON forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precedence {
+    /// The SSA's value replaces the request's.
+    Replace,
+    /// The request may choose within the SSA's list (the regimes let a registration name a subset
+    /// of the SSA's redirect URIs, scopes, webhooks): its value is kept when it is a list of the
+    /// same kind (a JSON array, or a space-separated string) whose every entry is in the SSA's;
+    /// otherwise the SSA's value replaces it.
+    Narrow,
+}
+
+/// Client metadata names (RFC 7591 §2, OpenID Connect Dynamic Client Registration 1.0 §2, and
+/// the names the IANA "OAuth Dynamic Client Registration Metadata" registry adds: RFC 8705, CIBA,
+/// JARM, OpenID Connect logout, RFC 9101, 9126, 9396, 9449). Any of them present in the SSA wins
+/// over the request's value; each profile adds its regime's own ([`Defaults::regime_metadata`]).
+/// Not here: what the AS issues (`client_id`, `client_secret`, `registration_*`, the dates) and
+/// `software_statement` itself.
+pub(crate) const REGISTRATION_METADATA: &[(&str, Precedence)] = &[
+    // RFC 7591 §2
+    ("redirect_uris", Precedence::Narrow),
+    ("token_endpoint_auth_method", Precedence::Replace),
+    ("grant_types", Precedence::Replace),
+    ("response_types", Precedence::Replace),
+    ("client_name", Precedence::Replace),
+    ("client_uri", Precedence::Replace),
+    ("logo_uri", Precedence::Replace),
+    ("scope", Precedence::Narrow),
+    ("contacts", Precedence::Replace),
+    ("tos_uri", Precedence::Replace),
+    ("policy_uri", Precedence::Replace),
+    ("jwks_uri", Precedence::Replace),
+    ("jwks", Precedence::Replace),
+    ("software_id", Precedence::Replace),
+    ("software_version", Precedence::Replace),
+    // OpenID Connect Dynamic Client Registration 1.0 §2
+    ("application_type", Precedence::Replace),
+    ("sector_identifier_uri", Precedence::Replace),
+    ("subject_type", Precedence::Replace),
+    ("id_token_signed_response_alg", Precedence::Replace),
+    ("id_token_encrypted_response_alg", Precedence::Replace),
+    ("id_token_encrypted_response_enc", Precedence::Replace),
+    ("userinfo_signed_response_alg", Precedence::Replace),
+    ("userinfo_encrypted_response_alg", Precedence::Replace),
+    ("userinfo_encrypted_response_enc", Precedence::Replace),
+    ("request_object_signing_alg", Precedence::Replace),
+    ("request_object_encryption_alg", Precedence::Replace),
+    ("request_object_encryption_enc", Precedence::Replace),
+    ("token_endpoint_auth_signing_alg", Precedence::Replace),
+    ("default_max_age", Precedence::Replace),
+    ("require_auth_time", Precedence::Replace),
+    ("default_acr_values", Precedence::Replace),
+    ("initiate_login_uri", Precedence::Replace),
+    ("request_uris", Precedence::Narrow),
+    // OpenID Connect front- and back-channel logout, RP-initiated logout
+    ("post_logout_redirect_uris", Precedence::Narrow),
+    ("frontchannel_logout_uri", Precedence::Replace),
+    ("frontchannel_logout_session_required", Precedence::Replace),
+    ("backchannel_logout_uri", Precedence::Replace),
+    ("backchannel_logout_session_required", Precedence::Replace),
+    // RFC 8705 (mutual TLS)
+    ("tls_client_auth_subject_dn", Precedence::Replace),
+    ("tls_client_auth_san_dns", Precedence::Replace),
+    ("tls_client_auth_san_uri", Precedence::Replace),
+    ("tls_client_auth_san_ip", Precedence::Replace),
+    ("tls_client_auth_san_email", Precedence::Replace),
+    (
+        "tls_client_certificate_bound_access_tokens",
+        Precedence::Replace,
+    ),
+    // OpenID Connect CIBA
+    ("backchannel_token_delivery_mode", Precedence::Replace),
+    (
+        "backchannel_client_notification_endpoint",
+        Precedence::Replace,
+    ),
+    (
+        "backchannel_authentication_request_signing_alg",
+        Precedence::Replace,
+    ),
+    ("backchannel_user_code_parameter", Precedence::Replace),
+    // JARM
+    ("authorization_signed_response_alg", Precedence::Replace),
+    ("authorization_encrypted_response_alg", Precedence::Replace),
+    ("authorization_encrypted_response_enc", Precedence::Replace),
+    // RFC 9101, 9126, 9396, 9449
+    ("require_signed_request_object", Precedence::Replace),
+    ("require_pushed_authorization_requests", Precedence::Replace),
+    ("authorization_details_types", Precedence::Replace),
+    ("dpop_bound_access_tokens", Precedence::Replace),
+];
+
+/// The UK and Brazilian directories prefix the RFC 7591 names with `software_`.
+const OB_SSA_METADATA: &[(&str, &str)] = &[
+    ("software_client_name", "client_name"),
+    ("software_logo_uri", "logo_uri"),
+    ("software_tos_uri", "tos_uri"),
+    ("software_policy_uri", "policy_uri"),
+    ("software_client_uri", "client_uri"),
 ];
 
 pub(crate) const UK_OBIE: Defaults = Defaults {
@@ -195,14 +301,8 @@ pub(crate) const UK_OBIE: Defaults = Defaults {
         ("fundsconfirmations", &["CBPII"]),
     ],
     free_scopes: &["openid"],
-    ssa_metadata: &[
-        ("software_id", "software_id"),
-        ("software_client_name", "client_name"),
-        ("software_logo_uri", "logo_uri"),
-        ("software_tos_uri", "tos_uri"),
-        ("software_policy_uri", "policy_uri"),
-        ("software_client_uri", "client_uri"),
-    ],
+    regime_metadata: &[],
+    ssa_metadata: OB_SSA_METADATA,
     audience: true,
     certificate_binding: false,
     // OBIE transport certificates: OU = organisation id, CN = software id.
@@ -262,14 +362,19 @@ pub(crate) const AU_CDR: Defaults = Defaults {
     roles_mode: RolesMode::SsaScope,
     scope_roles: &[],
     free_scopes: &[],
-    ssa_metadata: &[
-        ("software_id", "software_id"),
-        ("client_name", "client_name"),
-        ("logo_uri", "logo_uri"),
-        ("tos_uri", "tos_uri"),
-        ("policy_uri", "policy_uri"),
-        ("client_uri", "client_uri"),
+    // The CDR's client registration carries these from the SSA (CDR Register, `ClientRegistration`).
+    regime_metadata: &[
+        ("client_description", Precedence::Replace),
+        ("legal_entity_id", Precedence::Replace),
+        ("legal_entity_name", Precedence::Replace),
+        ("org_id", Precedence::Replace),
+        ("org_name", Precedence::Replace),
+        ("recipient_base_uri", Precedence::Replace),
+        ("revocation_uri", Precedence::Replace),
+        ("software_roles", Precedence::Replace),
     ],
+    // The CDR Register's SSA uses the RFC 7591 names.
+    ssa_metadata: &[],
     audience: true,
     certificate_binding: false,
     certificate_org: None,
@@ -350,13 +455,16 @@ pub(crate) const BR_OFB: Defaults = Defaults {
         ("recurring-payments", &["PAGTO"]),
     ],
     free_scopes: &["openid"],
+    // Open Finance Brasil DCR: the webhooks a payment initiator may be notified at, within the
+    // SSA's `software_api_webhook_uris`.
+    regime_metadata: &[("webhook_uris", Precedence::Narrow)],
     ssa_metadata: &[
-        ("software_id", "software_id"),
         ("software_client_name", "client_name"),
         ("software_logo_uri", "logo_uri"),
         ("software_tos_uri", "tos_uri"),
         ("software_policy_uri", "policy_uri"),
         ("software_client_uri", "client_uri"),
+        ("software_api_webhook_uris", "webhook_uris"),
     ],
     // A plain JSON body has no `aud`.
     audience: false,

@@ -183,6 +183,9 @@ fn main() {
         r#"{}"#.into(),
     ];
     jb.push(serde_json::to_string(&tpp.br_ssa_claims()).unwrap());
+    // Duplicates inside arrays of objects, at depth.
+    jb.push(r#"{"jwks":{"keys":[{"kty":"EC"},{"kty":"EC","kty":"RSA"}]}}"#.into());
+    jb.push(r#"{"a":[[{"x":1,"\u0078":2}]]}"#.into());
     for (i, s) in jb.iter().enumerate() {
         write("corpus/json_body", &format!("seed-{i:02}"), s.as_bytes());
     }

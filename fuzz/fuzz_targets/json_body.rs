@@ -5,8 +5,9 @@
 //! * it accepts exactly the documents that serde_json parses as an object in which no object, at
 //!   any depth, repeats a member name (a reference that only collects names is the oracle), and
 //!   then yields the same map serde_json does;
-//! * an accepted object with its first member repeated (any value) is refused, at the top level
-//!   and nested one level down (`{"x": <that object>}`);
+//! * an accepted object with its first member repeated (any value) is refused as a duplicate
+//!   naming where it is, at the top level, nested one level down (`{"x": <that object>}`) and
+//!   inside an array (`{"x": [1, <that object>]}`);
 //! * through the `br-ofb` pipeline (`Create::parse`), a body with a duplicated top-level member is
 //!   never accepted, and a body the parser refuses is never accepted either.
 #![no_main]
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 
 use dcr_guard::fuzzing::parse_json_object;
 use dcr_guard_core::config::Config;
+use dcr_guard_core::jose::JoseError;
 use dcr_guard_core::pipeline::{Create, Verdicts};
 use dcr_guard_fuzz::{
     top_level, unique_object_at_every_depth, with_duplicate, TopLevel, PIPELINE_FIXTURES,
@@ -50,17 +52,20 @@ fuzz_target!(|data: &[u8]| {
             for v in [Value::Null, Value::from(1), Value::from("x")] {
                 if let Some(dup) = with_duplicate(map, &v) {
                     assert!(
-                        parse_json_object(dup.as_bytes()).is_err(),
-                        "duplicate accepted: {dup}"
-                    );
-                    assert!(
                         Create::parse(br_config(), dup.as_bytes(), &Verdicts::default()).is_err()
                     );
+                    // Refused as a duplicate, with the path to the object that holds it.
                     let nested = format!(r#"{{"x":{dup}}}"#);
-                    assert!(
-                        parse_json_object(nested.as_bytes()).is_err(),
-                        "nested duplicate accepted: {nested}"
-                    );
+                    let in_array = format!(r#"{{"x":[1,{dup}]}}"#);
+                    for (doc, want_at) in [(dup.as_str(), ""), (&nested, "x"), (&in_array, "x[1]")]
+                    {
+                        match parse_json_object(doc.as_bytes()) {
+                            Err(JoseError::DuplicateMember { at, .. }) => {
+                                assert_eq!(at, want_at, "{doc}")
+                            }
+                            other => panic!("duplicate not refused as one: {doc}: {other:?}"),
+                        }
+                    }
                 }
             }
         }

@@ -1686,7 +1686,7 @@ fn singleton_headers_sent_twice_are_refused_on_the_registration_path() {
 
 #[test]
 fn a_coded_body_is_refused_and_json_forwarding_drops_what_described_the_old_body() {
-    for coding in ["gzip", "deflate", "br", "identity,gzip", "x-unknown"] {
+    for coding in ["gzip", "deflate", "br", "identity,gzip", "x-unknown", ""] {
         let mut w = world();
         let body = w.tpp.request();
         w.request("POST", "/register", "application/jwt", &body);
@@ -1697,10 +1697,18 @@ fn a_coded_body_is_refused_and_json_forwarding_drops_what_described_the_old_body
             w.engine.on_request_headers(&mut w.host, 1, false),
             Flow::Pause
         );
+        // 415 with what the filter accepts (RFC 7694 §3).
         assert_eq!(
             w.rejected(),
-            Some((400, "invalid_request".into())),
+            Some((415, "invalid_request".into())),
             "{coding}"
+        );
+        assert!(
+            w.host.responses[0]
+                .1
+                .contains(&("accept-encoding".into(), "identity".into())),
+            "{coding}: {:?}",
+            w.host.responses[0].1
         );
     }
     // `identity` is no coding at all.

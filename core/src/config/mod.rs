@@ -78,9 +78,9 @@ pub struct Config {
     pub forward: Forward,
     /// Verified SSA claims passed to the AS as request headers: (SSA claim, header name).
     pub fact_headers: Vec<(String, String)>,
-    /// SSA claims that take precedence over request metadata in JSON forwarding: (SSA claim,
-    /// metadata name).
-    pub ssa_metadata: Vec<(String, String)>,
+    /// The SSA claims that take precedence over request metadata in JSON forwarding (RFC 7591
+    /// §3.1.1), in the order they are applied (a later one wins over an earlier one).
+    pub ssa_metadata: Vec<SsaMetadata>,
     /// The replay store (`replay`).
     pub replay: Replay,
     /// The JWKS cache (`jwks_cache`).
@@ -90,6 +90,16 @@ pub struct Config {
     /// `stats.instance`: the name that keeps this filter's metrics apart from another dcr-guard
     /// filter's in the same Envoy (see [`crate::metrics::instance_name`]); `None`: the plain names.
     pub stats_instance: Option<String>,
+}
+
+/// One registration metadata value an SSA can carry ([`Config::ssa_metadata`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsaMetadata {
+    /// The SSA claim.
+    pub ssa_claim: String,
+    /// The registration metadata name it gives a value to.
+    pub name: String,
+    pub precedence: crate::profile::Precedence,
 }
 
 /// Where the filter learns the TPP's client certificate.
@@ -203,15 +213,11 @@ fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> 
         rules.max_request_age,
         leeway,
     )?;
-    let ssa_metadata = defaults
-        .ssa_metadata
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .chain(std::iter::once((
-            ssa_software_jwks_claim.clone(),
-            "jwks_uri".to_string(),
-        )))
-        .collect();
+    let ssa_metadata = resolve_ssa_metadata(
+        defaults,
+        &rules.claims.redirect_uris.ssa_claim,
+        &ssa_software_jwks_claim,
+    );
     let cert_source = resolve_cert_source(raw.client_certificate.as_ref())?;
     let stats_instance = resolve_stats_instance(raw.stats.unwrap_or_default().instance)?;
     let jwks_cache = stores::resolve_cache(
@@ -266,6 +272,43 @@ fn resolve_stats_instance(raw: Option<String>) -> Result<Option<String>, ConfigE
         ));
     }
     Ok(Some(name))
+}
+
+/// The SSA claims that win over request metadata (RFC 7591 §3.1.1): every registration metadata
+/// name (RFC 7591, OpenID Connect, the regime's) under its own name, then the regime's renamed
+/// claims (UK `software_client_name` → `client_name`, …) and the configured redirect and software
+/// JWKS claims, which win over a same-named claim.
+fn resolve_ssa_metadata(
+    defaults: &crate::profile::Defaults,
+    redirect_claim: &str,
+    jwks_claim: &str,
+) -> Vec<SsaMetadata> {
+    let names: Vec<(&str, crate::profile::Precedence)> = crate::profile::REGISTRATION_METADATA
+        .iter()
+        .chain(defaults.regime_metadata)
+        .copied()
+        .collect();
+    let precedence = |name: &str| {
+        names
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(crate::profile::Precedence::Replace, |(_, p)| *p)
+    };
+    let renamed = defaults
+        .ssa_metadata
+        .iter()
+        .copied()
+        .chain([(redirect_claim, "redirect_uris"), (jwks_claim, "jwks_uri")]);
+    names
+        .iter()
+        .map(|(n, _)| (*n, *n))
+        .chain(renamed)
+        .map(|(claim, name)| SsaMetadata {
+            ssa_claim: claim.to_string(),
+            name: name.to_string(),
+            precedence: precedence(name),
+        })
+        .collect()
 }
 
 /// `profile`: `uk-obie` unless named.

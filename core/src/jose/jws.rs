@@ -1,9 +1,9 @@
 //! Compact JWS parsing (RFC 7515 §7.1) with strict header handling.
 
+use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::{alg_is_forbidden, b64, clip, JoseError};
@@ -170,62 +170,140 @@ fn opt_string(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, Jo
 /// without duplicate member names **at any depth** (two parsers that resolve a
 /// duplicate differently — first wins, last wins — would read two different
 /// documents: the filter must never validate one and forward the other).
-/// `what` is "header", "payload" or "body".
+/// `what` is "header", "payload" or "body". Every JSON document the filter reads from a client
+/// goes through here (JOSE headers and payloads, the SSA's included, and a JSON body).
 pub(crate) fn parse_object(bytes: &[u8], what: &str) -> Result<Map<String, Value>, JoseError> {
-    match serde_json::from_slice::<TopLevel>(bytes) {
+    let found = RefCell::new(None);
+    let seed = TopLevelSeed { found: &found };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = seed
+        .deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top));
+    if let Some(dup) = found.into_inner() {
+        return Err(dup.error(what));
+    }
+    match parsed {
         Ok(TopLevel::Object(map)) => Ok(map),
         Ok(TopLevel::NotObject) => {
             Err(JoseError::malformed(format!("{what} is not a JSON object")))
         }
-        // The member name is not echoed: it is token content.
-        Ok(TopLevel::Duplicate) => Err(JoseError::malformed(format!(
-            "duplicate member name in {what}"
-        ))),
-        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(JoseError::malformed(format!(
-            "duplicate member name in {what}"
-        ))),
         Err(_) => Err(JoseError::malformed(format!("{what} is not valid JSON"))),
     }
 }
 
-/// The custom error a nested duplicate member name raises inside serde_json.
-const DUPLICATE: &str = "duplicate member name";
+/// Longest path to the object holding a duplicate, in characters (each name in it, like the
+/// member's, is clipped by [`clip`]).
+const MAX_PATH_ECHO: usize = 160;
 
-/// A JSON value whose objects, at every depth, have no duplicate member names.
-struct Strict(Value);
+/// A member name found twice in one object, and where that object is (innermost step first:
+/// the path is gathered as the parser unwinds).
+struct Found {
+    member: String,
+    path: Vec<Step>,
+}
 
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(Strict)
+enum Step {
+    Member(String),
+    Index(usize),
+}
+
+impl Found {
+    fn error(self, what: &str) -> JoseError {
+        let mut at = String::new();
+        for step in self.path.iter().rev() {
+            let piece = match step {
+                Step::Member(m) if at.is_empty() => clip(m),
+                Step::Member(m) => format!(".{}", clip(m)),
+                Step::Index(i) => format!("[{i}]"),
+            };
+            if at.chars().count().saturating_add(piece.chars().count()) > MAX_PATH_ECHO {
+                at.push_str("...");
+                break;
+            }
+            at.push_str(&piece);
+        }
+        JoseError::DuplicateMember {
+            part: what.to_string(),
+            member: clip(&self.member),
+            at,
+        }
     }
 }
 
-struct StrictVisitor;
+/// The custom error that stops the parser at a duplicate (the details are in [`Found`]).
+const DUPLICATE: &str = "duplicate member name";
 
-impl<'de> Visitor<'de> for StrictVisitor {
+/// A JSON value whose objects, at every depth, have no duplicate member names; the first
+/// duplicate is recorded in `found`.
+#[derive(Clone, Copy)]
+struct Strict<'f> {
+    found: &'f RefCell<Option<Found>>,
+}
+
+impl Strict<'_> {
+    /// A nested value failed: if a duplicate is the cause, record the step to it.
+    fn step_back(&self, step: impl FnOnce() -> Step) {
+        if let Some(f) = self.found.borrow_mut().as_mut() {
+            f.path.push(step());
+        }
+    }
+
+    fn object<'de, A: MapAccess<'de>>(self, mut access: A) -> Result<Map<String, Value>, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if map.contains_key(&key) {
+                *self.found.borrow_mut() = Some(Found {
+                    member: key,
+                    path: Vec::new(),
+                });
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            match access.next_value_seed(self) {
+                Ok(value) => {
+                    map.insert(key, value);
+                }
+                Err(e) => {
+                    self.step_back(|| Step::Member(key));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            let Strict(value) = access.next_value()?;
-            if map.insert(key, value).is_some() {
-                return Err(de::Error::custom(DUPLICATE));
-            }
-        }
-        Ok(Value::Object(map))
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Value, A::Error> {
+        self.object(access).map(Value::Object)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(Strict(v)) = access.next_element()? {
-            items.push(v);
+        loop {
+            match access.next_element_seed(self) {
+                Ok(Some(v)) => items.push(v),
+                Ok(None) => return Ok(Value::Array(items)),
+                Err(e) => {
+                    let index = items.len();
+                    self.step_back(|| Step::Index(index));
+                    return Err(e);
+                }
+            }
         }
-        Ok(Value::Array(items))
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
@@ -258,37 +336,33 @@ impl<'de> Visitor<'de> for StrictVisitor {
 enum TopLevel {
     Object(Map<String, Value>),
     NotObject,
-    Duplicate,
 }
 
-impl<'de> Deserialize<'de> for TopLevel {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TopLevelVisitor)
+/// The top level: an object read strictly; anything else only skipped over (it is refused as
+/// not an object whatever it holds).
+struct TopLevelSeed<'f> {
+    found: &'f RefCell<Option<Found>>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevelSeed<'_> {
+    type Value = TopLevel;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<TopLevel, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct TopLevelVisitor;
-
-impl<'de> Visitor<'de> for TopLevelVisitor {
+impl<'de> Visitor<'de> for TopLevelSeed<'_> {
     type Value = TopLevel;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                // Drain the rest so the document is still checked for syntax.
-                access.next_value::<IgnoredAny>()?;
-                while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                return Ok(TopLevel::Duplicate);
-            }
-            let Strict(value) = access.next_value()?;
-            map.insert(key, value);
-        }
-        Ok(TopLevel::Object(map))
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<TopLevel, A::Error> {
+        Strict { found: self.found }
+            .object(access)
+            .map(TopLevel::Object)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
@@ -418,10 +492,6 @@ mod tests {
                 r#"{"alg":"ES256","crit":["exp"]}"#,
                 "crit names absent header member exp",
             ),
-            (
-                r#"{"alg":"ES256","alg":"ES256"}"#,
-                "duplicate member name in header",
-            ),
             (r#"["alg"]"#, "header is not a JSON object"),
             (r#""x""#, "header is not a JSON object"),
             (r#"{"alg":"ES256""#, "header is not valid JSON"),
@@ -502,34 +572,228 @@ mod tests {
             ("1", "payload is not a JSON object"),
             ("null", "payload is not a JSON object"),
             ("Example of Ed25519 signing", "payload is not valid JSON"),
-            (
-                r#"{"iss":"a","iss":"b"}"#,
-                "duplicate member name in payload",
-            ),
-            (
-                r#"{"iss":"a","\u0069ss":"b"}"#,
-                "duplicate member name in payload",
-            ),
-            // At any depth: a parser that keeps the first and one that keeps the last would
-            // read different documents.
-            (
-                r#"{"jwks":{"keys":[],"keys":[{"kty":"EC"}]}}"#,
-                "duplicate member name in payload",
-            ),
-            (
-                r#"{"a":[1,{"b":{"c":1,"\u0063":2}}]}"#,
-                "duplicate member name in payload",
-            ),
-            (
-                r#"{"a":[1,{"b":{"c":1,"c":2}}]}"#,
-                "duplicate member name in payload",
-            ),
         ] {
             assert_eq!(
                 Jws::parse(&tok(h, p, "AAAA")).unwrap_err(),
                 JoseError::Malformed(want.into()),
                 "{p}"
             );
+        }
+    }
+
+    #[test]
+    fn a_member_name_twice_at_any_depth_is_refused_and_named() {
+        // (header, payload, the part, the member, where) — a parser that keeps the first and one
+        // that keeps the last would read different documents, at the top level or nested.
+        let h = r#"{"alg":"ES256"}"#;
+        let cases = [
+            (
+                r#"{"alg":"ES256","alg":"ES256"}"#,
+                "{}",
+                "header",
+                "alg",
+                "",
+            ),
+            (
+                r#"{"alg":"ES256","x":{"k":1,"k":2}}"#,
+                "{}",
+                "header",
+                "k",
+                "x",
+            ),
+            (h, r#"{"iss":"a","iss":"b"}"#, "payload", "iss", ""),
+            (h, r#"{"iss":"a","\u0069ss":"b"}"#, "payload", "iss", ""),
+            (
+                h,
+                r#"{"jwks":{"keys":[],"keys":[{"kty":"EC"}]}}"#,
+                "payload",
+                "keys",
+                "jwks",
+            ),
+            (
+                h,
+                r#"{"jwks":{"keys":[{"kty":"EC"},{"kty":"EC","kty":"RSA"}]}}"#,
+                "payload",
+                "kty",
+                "jwks.keys[1]",
+            ),
+            (
+                h,
+                r#"{"a":[1,{"b":{"c":1,"\u0063":2}}]}"#,
+                "payload",
+                "c",
+                "a[1].b",
+            ),
+            (h, r#"{"a":[[{"x":1,"x":1}]]}"#, "payload", "x", "a[0][0]"),
+            // Names are clipped for the description (control characters replaced).
+            (h, r#"{"q\"\n":1,"q\"\n":2}"#, "payload", "q\"?", ""),
+        ];
+        for (header, payload, part, member, at) in cases {
+            let want = JoseError::DuplicateMember {
+                part: part.into(),
+                member: member.into(),
+                at: at.into(),
+            };
+            assert_eq!(
+                Jws::parse(&tok(header, payload, "AAAA")).unwrap_err(),
+                want,
+                "{header} {payload}"
+            );
+        }
+        // As sentences.
+        let e = Jws::parse(&tok(h, r#"{"a":[{"b":1,"b":2}]}"#, "AAAA")).unwrap_err();
+        assert_eq!(
+            e.duplicate_sentence(Some("the software statement"))
+                .unwrap(),
+            "the software statement's payload has the member \"b\" twice in the object at a[0]"
+        );
+        let e = parse_object(br#"{"iss":1,"iss":2}"#, "body").unwrap_err();
+        assert_eq!(
+            e.duplicate_sentence(None).unwrap(),
+            "the request body has the member \"iss\" twice"
+        );
+        // Bounded: a long name and a deep path are cut.
+        let long = "n".repeat(500);
+        let deep = format!(
+            "{}{{\"{long}\":1,\"{long}\":2}}{}",
+            format!("{{\"{}\":", "m".repeat(40)).repeat(60),
+            "}".repeat(60)
+        );
+        let JoseError::DuplicateMember { member, at, .. } =
+            parse_object(deep.as_bytes(), "body").unwrap_err()
+        else {
+            panic!("not a duplicate")
+        };
+        assert!(
+            member.chars().count() <= 65 && member.ends_with('…'),
+            "{member}"
+        );
+        assert!(at.chars().count() <= 163 && at.ends_with("..."), "{at}");
+    }
+
+    proptest::proptest! {
+        /// Any JSON object, with any one of its objects (at any depth, inside arrays too) given a
+        /// second member of an existing name, is refused, naming that member; unchanged, it
+        /// parses as serde_json parses it.
+        #[test]
+        fn a_duplicate_anywhere_in_any_object_is_refused(
+            doc in arb_object(),
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            dup_value in arb_json(),
+        ) {
+            let text = serde_json::to_string(&doc).unwrap();
+            proptest::prop_assert_eq!(parse_object(text.as_bytes(), "body").unwrap(), doc.as_object().unwrap().clone());
+            let mut objects = Vec::new();
+            collect_objects(&doc, &mut Vec::new(), &mut objects);
+            let candidates: Vec<_> = objects.into_iter().filter(|(_, o)| !o.is_empty()).collect();
+            proptest::prop_assume!(!candidates.is_empty());
+            let (path, target) = &candidates[pick.index(candidates.len())];
+            let name = target.keys().next().unwrap().clone();
+            let with_dup = inject(&doc, path, &name, &dup_value);
+            match parse_object(with_dup.as_bytes(), "body") {
+                Err(JoseError::DuplicateMember { member, .. }) => {
+                    proptest::prop_assert_eq!(member, clip(&name));
+                }
+                other => proptest::prop_assert!(false, "{with_dup}: {other:?}"),
+            }
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\"\\\\\u{e9}]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c]{1,2}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn arb_object() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        proptest::collection::btree_map("[a-c]{1,2}", arb_json(), 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
+    /// A step into a JSON value: a member or an array index.
+    #[derive(Clone, Debug)]
+    enum At {
+        Member(String),
+        Index(usize),
+    }
+
+    fn collect_objects<'v>(
+        v: &'v Value,
+        path: &mut Vec<At>,
+        out: &mut Vec<(Vec<At>, &'v Map<String, Value>)>,
+    ) {
+        match v {
+            Value::Object(o) => {
+                out.push((path.clone(), o));
+                for (k, child) in o {
+                    path.push(At::Member(k.clone()));
+                    collect_objects(child, path, out);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    path.push(At::Index(i));
+                    collect_objects(child, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `v` as JSON text with the object at `path` given a second `name` member (`value`).
+    fn inject(v: &Value, path: &[At], name: &str, value: &Value) -> String {
+        match (v, path.split_first()) {
+            (Value::Object(o), None) => {
+                let mut members: Vec<String> = o
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v))
+                    .collect();
+                members.push(format!("{}:{}", Value::from(name), value));
+                format!("{{{}}}", members.join(","))
+            }
+            (Value::Object(o), Some((At::Member(m), rest))) => {
+                let members: Vec<String> = o
+                    .iter()
+                    .map(|(k, c)| {
+                        let text = if k == m {
+                            inject(c, rest, name, value)
+                        } else {
+                            c.to_string()
+                        };
+                        format!("{}:{}", Value::from(k.as_str()), text)
+                    })
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }
+            (Value::Array(items), Some((At::Index(i), rest))) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        if j == *i {
+                            inject(c, rest, name, value)
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
+                format!("[{}]", parts.join(","))
+            }
+            _ => unreachable!("the path leads to an object"),
         }
     }
 

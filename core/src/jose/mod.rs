@@ -89,6 +89,14 @@ pub enum JoseError {
     /// Not a compact JWS / bad base64url / header or payload not a JSON
     /// object, etc.
     Malformed(String),
+    /// One object of the `part` ("header", "payload", "body") has a member name twice: `member`
+    /// (clipped like every echoed name), in the object at `at` (a path such as `jwks.keys[0]`; empty at the top
+    /// level).
+    DuplicateMember {
+        part: String,
+        member: String,
+        at: String,
+    },
     /// `crit` names an extension that is not understood (none are).
     CritUnsupported(String),
     /// `none` or an `HS*` alg: always refused.
@@ -115,6 +123,27 @@ impl JoseError {
     pub(crate) fn malformed(msg: impl AsRef<str>) -> Self {
         JoseError::Malformed(clip(msg.as_ref()))
     }
+
+    /// A duplicate member name as a sentence about `whole` (what the part belongs to, e.g. "the
+    /// request JWT", "the software statement"; `None` for a JSON body, which is its own part):
+    /// `the request JWT's payload has the member "iss" twice`. `None` for any other error.
+    pub fn duplicate_sentence(&self, whole: Option<&str>) -> Option<String> {
+        let JoseError::DuplicateMember { part, member, at } = self else {
+            return None;
+        };
+        let subject = match whole {
+            Some(w) => format!("{w}'s {part}"),
+            None => format!("the request {part}"),
+        };
+        let within = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" in the object at {at}")
+        };
+        Some(format!(
+            "{subject} has the member \"{member}\" twice{within}"
+        ))
+    }
 }
 
 /// Clip an echoed string to [`MAX_ECHO_CHARS`] characters and neutralise
@@ -135,6 +164,13 @@ impl std::fmt::Display for JoseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             JoseError::Malformed(m) => write!(f, "malformed JOSE object: {}", clip(m)),
+            JoseError::DuplicateMember { part, member, at } if at.is_empty() => {
+                write!(f, "the {part} has the member \"{member}\" twice")
+            }
+            JoseError::DuplicateMember { part, member, at } => write!(
+                f,
+                "the {part} has the member \"{member}\" twice in the object at {at}"
+            ),
             JoseError::CritUnsupported(n) => {
                 write!(f, "unsupported critical header parameter \"{}\"", clip(n))
             }

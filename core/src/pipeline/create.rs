@@ -105,6 +105,9 @@ fn check_alg(name: &str, allowed: &[Alg]) -> Result<Alg, String> {
 fn json_object(body: &[u8]) -> Result<Claims, DcrError> {
     crate::jose::jws::parse_object(body, "body").map_err(|e| match e {
         JoseError::Malformed(m) => DcrError::invalid_request(format!("the registration {m}")),
+        dup @ JoseError::DuplicateMember { .. } => {
+            DcrError::invalid_request(dup.duplicate_sentence(None).unwrap_or_default())
+        }
         other => DcrError::invalid_request(other.to_string()),
     })
 }
@@ -170,6 +173,10 @@ impl Create {
                         RuleId::RequestSignature,
                         jose_description("request JWT", &e),
                     ),
+                    JoseError::DuplicateMember { .. } => DcrError::invalid_request(
+                        e.duplicate_sentence(Some("the request JWT"))
+                            .unwrap_or_default(),
+                    ),
                     other => DcrError::invalid_request(jose_description(
                         "the body is not a compact JWS with a JSON object payload",
                         &other,
@@ -215,6 +222,11 @@ impl Create {
                         JoseError::AlgForbidden(_) | JoseError::CritUnsupported(_) => {
                             DcrError::rule(RuleId::SsaSignature, jose_description("SSA", &e))
                         }
+                        JoseError::DuplicateMember { .. } => DcrError::envelope(
+                            ErrorCode::InvalidSoftwareStatement,
+                            e.duplicate_sentence(Some("the software statement"))
+                                .unwrap_or_default(),
+                        ),
                         other => DcrError::envelope(
                             ErrorCode::InvalidSoftwareStatement,
                             jose_description("`software_statement` is not a compact JWS", &other),

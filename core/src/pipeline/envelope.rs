@@ -164,14 +164,8 @@ pub fn check_body_headers(
     if !ok {
         return Err(DcrError::invalid_request(expected));
     }
-    // The filter validates the bytes it sees; a coded body would be decoded by the AS into other
-    // bytes than those validated. Only `identity` (no coding) is accepted.
     if let Some(coding) = h.content_encoding {
-        if !coding.trim().eq_ignore_ascii_case("identity") {
-            return Err(DcrError::invalid_request(
-                "a content-encoding is not accepted: send the registration uncoded",
-            ));
-        }
+        check_content_coding(coding)?;
     }
     if let Some(len) = h.content_length {
         match len.trim().parse::<u64>() {
@@ -186,6 +180,26 @@ pub fn check_body_headers(
         return Err(DcrError::invalid_request("a registration body is required"));
     }
     Ok(())
+}
+
+/// A `Content-Encoding` value (RFC 9110 §8.4: a list of codings, in the order applied). The
+/// filter validates the bytes it sees, and an AS would decode a coded body into other bytes than
+/// those validated; no decoder is carried (the module's size). So only `identity` (no coding) is
+/// accepted, in any letter case, listed any number of times (empty list elements ignored);
+/// anything else — `gzip`, `br`, `deflate`, `compress`, `zstd`, an unknown token, a list with
+/// one of them, or a value naming no coding at all — is 415 with `Accept-Encoding: identity`.
+pub fn check_content_coding(value: &str) -> Result<(), DcrError> {
+    let mut codings = value
+        .split(',')
+        .map(|c| c.trim_matches([' ', '\t']))
+        .filter(|c| !c.is_empty())
+        .peekable();
+    let named = codings.peek().is_some();
+    if named && codings.all(|c| c.eq_ignore_ascii_case("identity")) {
+        Ok(())
+    } else {
+        Err(DcrError::coded_body())
+    }
 }
 
 /// A body of `size` bytes received so far: refused once it is over the limit.
@@ -309,6 +323,42 @@ mod tests {
     }
 
     #[test]
+    fn only_the_identity_coding_is_accepted() {
+        let cases = [
+            ("identity", true),
+            (" Identity ", true),
+            ("IDENTITY", true),
+            ("identity, identity", true),
+            ("identity,,\tidentity ,", true),
+            ("gzip", false),
+            ("x-gzip", false),
+            ("deflate", false),
+            ("br", false),
+            ("compress", false),
+            ("zstd", false),
+            ("aes128gcm", false),
+            ("x-unknown", false),
+            ("identity, gzip", false),
+            ("gzip, identity", false),
+            ("identity;q=1", false),
+            ("", false),
+            (" , ", false),
+        ];
+        for (value, ok) in cases {
+            match check_content_coding(value) {
+                Ok(()) => assert!(ok, "{value:?} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{value:?} refused");
+                    assert_eq!((e.status, e.code.as_str()), (415, "invalid_request"));
+                    assert!(e
+                        .headers()
+                        .contains(&("accept-encoding", "identity".to_string())));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn body_headers_of_a_post_or_put() {
         let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
         let jwt = Config::from_json(tpp.filter_config("d", "s").to_string().as_bytes()).unwrap();
@@ -341,8 +391,8 @@ mod tests {
                 },
                 false,
                 Some((
-                    400,
-                    "a content-encoding is not accepted: send the registration uncoded",
+                    415,
+                    "the registration body must be sent without a content coding (Content-Encoding): only identity is accepted",
                 )),
             ),
             (

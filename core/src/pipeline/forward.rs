@@ -3,9 +3,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::claims::{opt_str, Claims};
+use crate::claims::{opt_str, scope_tokens, Claims};
 use crate::config::Config;
 use crate::error::{DcrError, Source};
+use crate::profile::Precedence;
 
 /// JWT envelope claims that are not client metadata.
 const ENVELOPE_CLAIMS: [&str; 6] = ["iss", "aud", "exp", "iat", "nbf", "jti"];
@@ -37,10 +38,12 @@ pub fn update_rules(request: &Claims, client_id: &str) -> Result<(), DcrError> {
 }
 
 /// The JSON body for the AS: the verified request claims without the JWT envelope claims, the
-/// SSA's values winning over conflicting request metadata (RFC 7591 §3.1.1), `software_statement`
-/// as sent, and on an update the path's `client_id` when the body has none. A request carrying
-/// `jwks` by value while the SSA names a JWKS URL is refused (RFC 7591 forbids both), and so is
-/// a `jwks_uri` other than the SSA's.
+/// SSA's value of every registration metadata name it carries winning over the request's
+/// (RFC 7591 §3.1.1; [`crate::config::Config::ssa_metadata`]: a request may still narrow a list
+/// such as `redirect_uris` to entries the SSA lists), `software_statement` as sent, and on an
+/// update the path's `client_id` when the body has none. A `jwks_uri` other than the SSA's is
+/// refused, and so is a registration that would carry both `jwks` and `jwks_uri` (RFC 7591 §2:
+/// `jwks` by value while the SSA names a JWKS URL).
 pub fn json_body(
     cfg: &Config,
     request: &Claims,
@@ -48,12 +51,6 @@ pub fn json_body(
     client_id: Option<&str>,
 ) -> Result<Vec<u8>, DcrError> {
     let ssa_jwks_uri = opt_str(ssa, &cfg.ssa_software_jwks_claim).ok().flatten();
-    if request.contains_key("jwks") && ssa_jwks_uri.is_some() {
-        return Err(DcrError::metadata(
-            Source::Forwarding,
-            "`jwks` by value cannot be registered: the software statement names a JWKS URL",
-        ));
-    }
     if let (Some(sent), Some(ssa_uri)) = (request.get("jwks_uri"), ssa_jwks_uri) {
         if sent.as_str() != Some(ssa_uri) {
             return Err(DcrError::metadata(
@@ -67,10 +64,24 @@ pub fn json_body(
         .filter(|(k, _)| !ENVELOPE_CLAIMS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (ssa_claim, name) in &cfg.ssa_metadata {
-        if let Some(v @ Value::String(_)) = ssa.get(ssa_claim) {
-            out.insert(name.clone(), v.clone());
+    for m in &cfg.ssa_metadata {
+        if let Some(theirs) = ssa.get(&m.ssa_claim) {
+            let value = match m.precedence {
+                Precedence::Narrow if narrows(out.get(&m.name), theirs) => continue,
+                _ => theirs.clone(),
+            };
+            out.insert(m.name.clone(), value);
         }
+    }
+    if out.contains_key("jwks") && out.contains_key("jwks_uri") {
+        return Err(DcrError::metadata(
+            Source::Forwarding,
+            if ssa_jwks_uri.is_some() {
+                "`jwks` by value cannot be registered: the software statement names a JWKS URL"
+            } else {
+                "a registration cannot carry both `jwks` and `jwks_uri`"
+            },
+        ));
     }
     if let Some(id) = client_id {
         out.entry("client_id".to_string())
@@ -78,6 +89,19 @@ pub fn json_body(
     }
     serde_json::to_vec(&Value::Object(out))
         .map_err(|_| DcrError::metadata(Source::Forwarding, "cannot encode the registration"))
+}
+
+/// The request's value chooses within the SSA's ([`Precedence::Narrow`]): both are JSON arrays,
+/// or both space-separated strings, and every entry of the request's is in the SSA's.
+fn narrows(request: Option<&Value>, ssa: &Value) -> bool {
+    match (request, ssa) {
+        (Some(Value::Array(mine)), Value::Array(theirs)) => mine.iter().all(|v| theirs.contains(v)),
+        (Some(Value::String(mine)), Value::String(theirs)) => {
+            let theirs = scope_tokens(theirs);
+            scope_tokens(mine).iter().all(|t| theirs.contains(t))
+        }
+        _ => false,
+    }
 }
 
 /// Longest value of a verified-facts header.
@@ -198,15 +222,212 @@ mod tests {
         assert_eq!(body["software_id"], "sw");
         assert_eq!(body["software_statement"], "a.b.c");
         assert_eq!(body["redirect_uris"], json!(["https://a.example/cb"]));
-        assert!(
-            body.get("logo_uri").is_none(),
-            "non-string SSA value copied"
-        );
+        // The directory's value, whatever its type: the AS judges it (the request's never wins).
+        assert_eq!(body["logo_uri"], json!(5));
         assert!(body.get("client_id").is_none());
 
         let with_id: Value =
             serde_json::from_slice(&json_body(&c, &req, &ssa, Some("c1")).unwrap()).unwrap();
         assert_eq!(with_id["client_id"], "c1");
+    }
+
+    /// The configuration of `profile` for a test TPP.
+    fn profile_cfg(profile: &str) -> Config {
+        use dcr_guard_testkit::{dcr::Tpp, keys::TestKey};
+        let tpp = Tpp::new(TestKey::ec("dir"), TestKey::ec("tpp"));
+        let v = match profile {
+            "au-cdr" => tpp.au_filter_config("d", "s"),
+            "br-ofb" => tpp.br_filter_config("d", "s"),
+            _ => tpp.filter_config("d", "s"),
+        };
+        Config::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    /// A forwarded member and its value (`None`: absent).
+    type Member = (&'static str, Option<Value>);
+
+    #[test]
+    fn every_registration_metadata_name_the_ssa_carries_wins() {
+        // (profile, SSA claims, request claims, forwarded members: Some(value) or None = absent)
+        let a = "https://tpp.example/a";
+        let b = "https://tpp.example/b";
+        let cases: Vec<(&str, Value, Value, Vec<Member>)> = vec![
+            // RFC 7591 names the SSA carries under their own name win, whatever the fixed list.
+            (
+                "uk-obie",
+                json!({"software_version": "2.0", "software_id": "sw", "contacts": ["ops@tpp.example"]}),
+                json!({"software_version": "9.9", "software_id": "other", "contacts": ["x@evil.example"]}),
+                vec![
+                    ("software_version", Some(json!("2.0"))),
+                    ("software_id", Some(json!("sw"))),
+                    ("contacts", Some(json!(["ops@tpp.example"]))),
+                ],
+            ),
+            // The UK names, mapped; what is not registration metadata is not copied.
+            (
+                "uk-obie",
+                json!({
+                    "software_client_name": "Dir", "software_client_uri": "https://c", "software_logo_uri": "https://l",
+                    "software_tos_uri": "https://t", "software_policy_uri": "https://p",
+                    "software_jwks_endpoint": "https://k", "iss": "OpenBanking Ltd", "iat": 1, "jti": "j",
+                    "org_id": "o", "org_name": "n", "org_status": "Active", "software_roles": ["AISP"],
+                    "software_environment": "sandbox", "software_client_id": "cid", "software_mode": "Live",
+                    "client_id": "cid2", "registration_access_token": "rat",
+                    "software_client_description": "d"
+                }),
+                json!({"client_name": "Mine", "logo_uri": "https://mine"}),
+                vec![
+                    ("client_name", Some(json!("Dir"))),
+                    ("client_uri", Some(json!("https://c"))),
+                    ("logo_uri", Some(json!("https://l"))),
+                    ("tos_uri", Some(json!("https://t"))),
+                    ("policy_uri", Some(json!("https://p"))),
+                    ("jwks_uri", Some(json!("https://k"))),
+                    ("iss", None),
+                    ("iat", None),
+                    ("jti", None),
+                    ("org_id", None),
+                    ("org_name", None),
+                    ("org_status", None),
+                    ("software_roles", None),
+                    ("software_environment", None),
+                    ("client_id", None),
+                    ("registration_access_token", None),
+                    ("software_client_id", None),
+                    ("software_client_name", None),
+                    ("client_description", None),
+                ],
+            ),
+            // Redirect URIs: the request may choose among the SSA's; anything else is the SSA's.
+            (
+                "uk-obie",
+                json!({"software_redirect_uris": [a, b]}),
+                json!({"redirect_uris": [a]}),
+                vec![("redirect_uris", Some(json!([a])))],
+            ),
+            (
+                "uk-obie",
+                json!({"software_redirect_uris": [a, b]}),
+                json!({"redirect_uris": [a, "https://evil.example/cb"]}),
+                vec![("redirect_uris", Some(json!([a, b])))],
+            ),
+            (
+                "uk-obie",
+                json!({"software_redirect_uris": [a]}),
+                json!({"redirect_uris": a}),
+                vec![("redirect_uris", Some(json!([a])))],
+            ),
+            (
+                "uk-obie",
+                json!({"software_redirect_uris": [a]}),
+                json!({}),
+                vec![("redirect_uris", Some(json!([a])))],
+            ),
+            // A same-named claim loses to the regime's mapped one.
+            (
+                "uk-obie",
+                json!({"client_name": "plain", "software_client_name": "mapped"}),
+                json!({}),
+                vec![("client_name", Some(json!("mapped")))],
+            ),
+            // AU: the CDR's own registration metadata comes from the SSA; scope narrows.
+            (
+                "au-cdr",
+                json!({
+                    "client_name": "Dir", "org_id": "o", "org_name": "n", "legal_entity_id": "le",
+                    "legal_entity_name": "len", "client_description": "d", "revocation_uri": "https://r",
+                    "recipient_base_uri": "https://b", "software_roles": "data-recipient-software-product",
+                    "redirect_uris": [a, b], "scope": "openid bank:accounts.basic:read cdr:registration",
+                    "iss": "cdr-register", "iat": 1, "exp": 2, "jti": "j"
+                }),
+                json!({"client_name": "Mine", "org_id": "mine", "redirect_uris": [b], "scope": "openid cdr:registration"}),
+                vec![
+                    ("client_name", Some(json!("Dir"))),
+                    ("org_id", Some(json!("o"))),
+                    ("org_name", Some(json!("n"))),
+                    ("legal_entity_id", Some(json!("le"))),
+                    ("legal_entity_name", Some(json!("len"))),
+                    ("client_description", Some(json!("d"))),
+                    ("revocation_uri", Some(json!("https://r"))),
+                    ("recipient_base_uri", Some(json!("https://b"))),
+                    (
+                        "software_roles",
+                        Some(json!("data-recipient-software-product")),
+                    ),
+                    ("redirect_uris", Some(json!([b]))),
+                    ("scope", Some(json!("openid cdr:registration"))),
+                    ("iss", None),
+                    ("iat", None),
+                    ("exp", None),
+                    ("jti", None),
+                ],
+            ),
+            (
+                "au-cdr",
+                json!({"scope": "openid cdr:registration"}),
+                json!({"scope": "openid bank:transactions:read"}),
+                vec![("scope", Some(json!("openid cdr:registration")))],
+            ),
+            // BR: the Open Finance names, webhooks within the SSA's.
+            (
+                "br-ofb",
+                json!({
+                    "software_client_name": "Dir", "software_version": "3", "software_api_webhook_uris": [a, b],
+                    "software_redirect_uris": [a], "software_jwks_uri": "https://k",
+                    "org_number": "1", "software_statement_roles": [], "software_mode": "Live"
+                }),
+                json!({"software_version": "1", "webhook_uris": [b], "redirect_uris": [a]}),
+                vec![
+                    ("client_name", Some(json!("Dir"))),
+                    ("software_version", Some(json!("3"))),
+                    ("webhook_uris", Some(json!([b]))),
+                    ("redirect_uris", Some(json!([a]))),
+                    ("jwks_uri", Some(json!("https://k"))),
+                    ("org_number", None),
+                    ("software_statement_roles", None),
+                    ("software_mode", None),
+                ],
+            ),
+            (
+                "br-ofb",
+                json!({"software_api_webhook_uris": [a]}),
+                json!({"webhook_uris": [b]}),
+                vec![("webhook_uris", Some(json!([a])))],
+            ),
+        ];
+        for (i, (profile, ssa, req, want)) in cases.into_iter().enumerate() {
+            let c = profile_cfg(profile);
+            let body: Value =
+                serde_json::from_slice(&json_body(&c, &obj(req), &obj(ssa), None).unwrap())
+                    .unwrap();
+            for (name, value) in want {
+                assert_eq!(
+                    body.get(name),
+                    value.as_ref(),
+                    "case {i} ({profile}): {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_registration_never_carries_both_jwks_and_jwks_uri() {
+        let c = cfg(json!({}));
+        let both = obj(json!({"jwks": {"keys": []}, "jwks_uri": "https://k.example/jwks"}));
+        let e = json_body(&c, &both, &obj(json!({})), None).unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (400, "invalid_client_metadata")
+        );
+        // A key set by value from the SSA, a URL from the request: the same contradiction.
+        let e = json_body(
+            &c,
+            &obj(json!({"jwks_uri": "https://k.example/jwks"})),
+            &obj(json!({"jwks": {"keys": []}})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
     }
 
     #[test]

@@ -1122,3 +1122,81 @@ fn trace_records_each_rule_in_order_and_stops_where_the_filter_stops() {
         assert_eq!(plain.result, verdict, "{name}");
     }
 }
+
+#[test]
+fn a_member_name_twice_anywhere_in_a_clients_json_is_refused_with_a_sentence() {
+    use dcr_guard_testkit::keys::b64;
+    // Splice `dup` into a JSON object's text as its first member.
+    let spliced = |v: &Value, dup: &str| format!("{{{dup},{}", &v.to_string()[1..]);
+    let (tpp, uk_cfg, _) = uk();
+    let (_, br_cfg, _) = br();
+    let nested = r#""jwks":{"keys":[{"kty":"EC","kty":"RSA"}]}"#;
+    let mut ssa_claims = tpp.ssa_claims();
+    ssa_claims
+        .as_object_mut()
+        .unwrap()
+        .remove("organisation_competent_authority_claims");
+    let ssa = tpp.ssa();
+    let raw_ssa = |payload: String| {
+        tpp.directory
+            .sign_payload("ES256", Value::Null, payload.as_bytes())
+    };
+    let request_with_ssa = |ssa: &str| tpp.key.sign_default(&tpp.request_claims(ssa));
+    let raw_request = |payload: String| {
+        tpp.key
+            .sign_payload("ES256", Value::Null, payload.as_bytes())
+    };
+    // The request JWT's header, assembled by hand (a signature is not needed: parsing refuses).
+    let with_header = |header: &str| {
+        let t = request_with_ssa(&ssa);
+        let rest = t.split_once('.').unwrap().1.to_string();
+        format!("{}.{rest}", b64(header))
+    };
+    let cases: Vec<(&str, &Config, String, ErrorCode, &str)> = vec![
+        (
+            "request JWT payload, nested in an array",
+            &uk_cfg,
+            raw_request(spliced(&tpp.request_claims(&ssa), nested)),
+            ErrorCode::InvalidRequest,
+            "the request JWT's payload has the member \"kty\" twice in the object at jwks.keys[0]",
+        ),
+        (
+            "request JWT payload, top level",
+            &uk_cfg,
+            raw_request(spliced(&tpp.request_claims(&ssa), r#""iss":"x""#)),
+            ErrorCode::InvalidRequest,
+            "the request JWT's payload has the member \"iss\" twice",
+        ),
+        (
+            "request JWT header",
+            &uk_cfg,
+            with_header(r#"{"alg":"ES256","kid":"tpp","x":{"a":1,"a":2}}"#),
+            ErrorCode::InvalidRequest,
+            "the request JWT's header has the member \"a\" twice in the object at x",
+        ),
+        (
+            "SSA payload, nested",
+            &uk_cfg,
+            request_with_ssa(&raw_ssa(spliced(
+                &ssa_claims,
+                r#""organisation_competent_authority_claims":{"status":"Active","status":"Revoked"}"#,
+            ))),
+            ErrorCode::InvalidSoftwareStatement,
+            "the software statement's payload has the member \"status\" twice in the object at organisation_competent_authority_claims",
+        ),
+        (
+            "JSON body, nested",
+            &br_cfg,
+            spliced(&tpp.br_request_claims(&ssa), nested),
+            ErrorCode::InvalidRequest,
+            "the request body has the member \"kty\" twice in the object at jwks.keys[0]",
+        ),
+    ];
+    for (name, cfg, body, code, want) in cases {
+        let e = Create::parse(cfg, body.as_bytes(), &Verdicts::default())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!((e.status, e.code), (400, code), "{name}: {e}");
+        assert_eq!(e.description, want, "{name}");
+    }
+}
