@@ -290,7 +290,8 @@ impl Worker {
     fn set_gauges(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
         for (index, dir) in cfg.directories.iter().enumerate() {
             let mut oldest: Option<i64> = None;
-            for src in &dir.jwks {
+            // Pinned documents (`inline`) are never cached: they have no age.
+            for src in dir.jwks.iter().filter(|s| s.pinned.is_none()) {
                 if let Ok(Some(entry)) = self.cache.peek(&HostStore(host), &src.url) {
                     oldest = Some(oldest.map_or(entry.fetched_at, |o| o.min(entry.fetched_at)));
                 }
