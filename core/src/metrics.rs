@@ -32,6 +32,15 @@ pub const JWKS_LEASE_WAITS: &str = "dcr_guard.jwks_lease_waits";
 /// Leased fetches started again by the root context because the client that started them left.
 pub const JWKS_ORPHANED_FETCHES: &str = "dcr_guard.jwks_orphaned_fetches";
 
+/// Participant status documents fetched (requests' and background refreshes).
+pub const STATUS_FETCHES: &str = "dcr_guard.status_fetches";
+/// Participant status fetches that could not start, failed, or answered a document that was
+/// not used (oversized, malformed): the last good document stays.
+pub const STATUS_FETCH_FAILURES: &str = "dcr_guard.status_fetch_failures";
+/// Registrations checked against a status document past its refresh time (within the maximum
+/// staleness) because refreshing it failed or was under way.
+pub const STATUS_STALE_SERVES: &str = "dcr_guard.status_stale_serves";
+
 /// Histogram: milliseconds from a registration request's headers to its verdict (forwarded,
 /// refused or reported), key fetches and the replay store included.
 pub const VALIDATION_MS: &str = "dcr_guard.validation_ms";
@@ -40,7 +49,7 @@ pub const VALIDATION_MS: &str = "dcr_guard.validation_ms";
 pub const HISTOGRAMS: [&str; 1] = [VALIDATION_MS];
 
 /// The counters with a fixed name.
-pub const FIXED: [&str; 13] = [
+pub const FIXED: [&str; 16] = [
     REQUESTS,
     ACCEPTED,
     MANAGEMENT_FORWARDED,
@@ -54,6 +63,9 @@ pub const FIXED: [&str; 13] = [
     JWKS_KID_REFETCHES,
     JWKS_LEASE_WAITS,
     JWKS_ORPHANED_FETCHES,
+    STATUS_FETCHES,
+    STATUS_FETCH_FAILURES,
+    STATUS_STALE_SERVES,
 ];
 
 /// Failures by rule id, or `envelope` / `rfc7592` / `forwarding` (both modes).

@@ -27,6 +27,15 @@ pub enum Owner {
     Call { ctx: u32 },
     /// A background refresh from the root context's tick.
     Refresh { url: String, lease: u64 },
+    /// A stream's fetch of participant status document `index`; `lease` when this worker holds
+    /// its fetch lease.
+    Status {
+        ctx: u32,
+        index: usize,
+        lease: Option<u64>,
+    },
+    /// A background refresh of participant status document `index`.
+    StatusRefresh { index: usize, lease: u64 },
 }
 
 /// A stream paused until another worker's fetch of `url` lands.
@@ -63,6 +72,8 @@ pub struct Worker {
     /// — otherwise a client that hangs up mid-fetch would leave the lease held and the rotated
     /// document unpublished until the lease and the kid cooldown ran out.
     pub orphans: Vec<(JwksSource, u64)>,
+    /// The participant status documents (`rules.participant_status`).
+    pub status: super::status::Statuses,
     next_refresh: i64,
 }
 
@@ -82,6 +93,7 @@ impl Worker {
             waiters: Vec::new(),
             verdicts: Verdicts::default(),
             orphans: Vec::new(),
+            status: super::status::Statuses::default(),
             next_refresh: 0,
         }
     }
