@@ -283,14 +283,14 @@ impl Engine {
                 // Read (and publish) even when the stream is gone: others may wait on it.
                 let got = self
                     .worker
-                    .status_answer(host, &cfg, index, lease, body_size);
+                    .status_answer(host, &cfg, index, lease, body_size, true);
                 if let Some(s) = self.streams.get_mut(&ctx).filter(|_| alive) {
                     s.on_status(host, &mut self.worker, Some(token), index, got);
                 }
             }
             Some(Owner::StatusRefresh { index, lease }) => {
                 self.worker
-                    .status_answer(host, &cfg, index, Some(lease), body_size);
+                    .status_answer(host, &cfg, index, Some(lease), body_size, false);
             }
             None => {}
         }

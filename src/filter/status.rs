@@ -19,7 +19,10 @@ use dcr_guard_core::status::{self, Got, StatusDoc, StatusSource, KEY_PREFIX};
 /// One status document's shared cache (its own policy) and this worker's parsed copy.
 struct Slot {
     cache: Cache,
-    parsed: Option<(u64, Rc<StatusDoc>)>,
+    /// The parsed document: its generation, until when it is current (unix seconds), the table.
+    /// While current it is used without reading shared data (a document can be megabytes; a new
+    /// one is only ever published once this one is due).
+    parsed: Option<(u64, i64, Rc<StatusDoc>)>,
 }
 
 /// A stream paused until another worker's fetch of status document `index` lands.
@@ -83,7 +86,7 @@ impl Statuses {
 
 /// The document of `entry`, parsed once per generation.
 fn doc(slot: &mut Slot, src: &StatusSource, entry: &Entry) -> Got {
-    if let Some((generation, d)) = &slot.parsed {
+    if let Some((generation, _, d)) = &slot.parsed {
         if *generation == entry.generation {
             return Got::Doc(Rc::clone(d));
         }
@@ -91,7 +94,7 @@ fn doc(slot: &mut Slot, src: &StatusSource, entry: &Entry) -> Got {
     match status::parse(&entry.doc, src) {
         Ok(d) => {
             let d = Rc::new(d);
-            slot.parsed = Some((entry.generation, Rc::clone(&d)));
+            slot.parsed = Some((entry.generation, entry.expires_at, Rc::clone(&d)));
             Got::Doc(d)
         }
         Err(why) => Got::Unavailable(format!("the shared document does not parse: {why}")),
@@ -129,6 +132,12 @@ impl Worker {
         ) else {
             return Obtained::Got(Got::Unavailable("no such status source".into()));
         };
+        // The hot path: this worker's parsed copy while it is current.
+        if let Some((_, until, d)) = &slot.parsed {
+            if now < *until {
+                return Obtained::Got(Got::Doc(Rc::clone(d)));
+            }
+        }
         let lease =
             match slot
                 .cache
@@ -204,13 +213,22 @@ impl Worker {
                     ),
                 );
                 let why = format!("could not be reached ({why})");
-                Obtained::Got(self.status_failed(host, cfg, index, lease, why, now))
+                Obtained::Got(self.status_failed(
+                    host,
+                    cfg,
+                    index,
+                    lease,
+                    why,
+                    now,
+                    owner.is_some(),
+                ))
             }
         }
     }
 
     /// A fetch of document `index` failed (`why`): counted, recorded for every worker, the lease
     /// (if ours) in backoff; the last good document if it is within the maximum staleness.
+    #[allow(clippy::too_many_arguments)]
     fn status_failed(
         &mut self,
         host: &mut dyn Host,
@@ -219,6 +237,7 @@ impl Worker {
         lease: Option<u64>,
         why: String,
         now: i64,
+        serving: bool,
     ) -> Got {
         host.count(metrics::STATUS_FETCH_FAILURES);
         let (Some(src), Some(slot)) = (
@@ -238,7 +257,7 @@ impl Worker {
         };
         match last_good {
             Some(e) if now < add(e.expires_at, src.max_staleness) => {
-                if now >= e.expires_at {
+                if serving && now >= e.expires_at {
                     host.count(metrics::STATUS_STALE_SERVES);
                 }
                 doc(slot, src, &e)
@@ -379,9 +398,9 @@ pub(super) fn needed(cfg: &Config, work: &Work, host: &mut dyn Host) -> bool {
 }
 
 impl Worker {
-    /// A status fetch answered (document `index`, under `lease` when this worker holds it):
-    /// published for every worker when it parses, otherwise the failure recorded and the last
-    /// good document kept.
+    /// A status fetch answered (document `index`, under `lease` when this worker holds it;
+    /// `serving`: for a registration, not a background refresh): published for every worker when
+    /// it parses, otherwise the failure recorded and the last good document kept.
     pub fn status_answer(
         &mut self,
         host: &mut dyn Host,
@@ -389,6 +408,7 @@ impl Worker {
         index: usize,
         lease: Option<u64>,
         body_size: usize,
+        serving: bool,
     ) -> Got {
         let Some(src) = cfg.rules.participant_status.get(index) else {
             return Got::Unavailable("no such status source".into());
@@ -415,7 +435,10 @@ impl Worker {
                         now,
                         lease,
                     ) {
-                        Ok(generation) => slot.parsed = Some((generation, Rc::clone(&d))),
+                        Ok(generation) => {
+                            let until = now.saturating_add_unsigned(src.refresh);
+                            slot.parsed = Some((generation, until, Rc::clone(&d)));
+                        }
                         Err(e) => host.log(
                             Level::Warn,
                             &format!(
@@ -436,7 +459,7 @@ impl Worker {
                         escape(&why, MAX_REASON)
                     ),
                 );
-                self.status_failed(host, cfg, index, lease, why, now)
+                self.status_failed(host, cfg, index, lease, why, now, serving)
             }
         }
     }

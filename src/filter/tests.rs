@@ -2335,3 +2335,21 @@ fn a_worker_waits_for_the_status_fetch_of_another() {
     assert!(w.host.responses.iter().all(|(s, _, _)| *s == 400));
     assert_eq!(w.host.counters["dcr_guard.status_fetches"], 1);
 }
+
+#[test]
+fn a_current_status_document_is_not_read_from_shared_data_again() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    let key = format!("dcr_guard.status.v1.doc.{STATUS_URL}");
+    let reads = |w: &World| w.host.shared_reads.borrow().get(&key).copied().unwrap_or(0);
+    assert_eq!(w.register(), None);
+    let after_first = reads(&w);
+    // Within the refresh period: this worker's parsed copy, no shared-data read (a status
+    // document can be megabytes).
+    w.host.clock += 9;
+    assert_eq!(w.register(), None);
+    assert_eq!(reads(&w), after_first);
+    // Due: read (and fetched) again.
+    w.host.clock += 2;
+    assert_eq!(w.register(), None);
+    assert!(reads(&w) > after_first);
+}
