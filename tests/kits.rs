@@ -1268,6 +1268,31 @@ fn schema_objects_match_raw_structs() {
 
 /// A configuration that sets every field (token binding in `jwt` mode).
 fn kitchen_sink() -> Value {
+    let mut v = kitchen_sink_without_status();
+    v["rules"]["participant_status"] = json!({
+        "enabled": true,
+        "sources": [{
+            "name": "software statement",
+            "url": "https://directory-export.example/software-statements.json",
+            "upstream": "export",
+            "authority": "directory-export.example",
+            "headers": {"x-v": "1"},
+            "refresh_seconds": 300,
+            "max_staleness_seconds": 3600,
+            "max_bytes": 1048576,
+            "array": "software_statements",
+            "id_member": "software_id",
+            "status_member": "status",
+            "ssa_claim": "software_id",
+            "allowed": ["Active"],
+            "unknown": "refuse"
+        }]
+    });
+    v
+}
+
+/// [`kitchen_sink`] but `rules.participant_status` (one `json!` cannot hold all of it).
+fn kitchen_sink_without_status() -> Value {
     json!({
         "profile": "uk-obie",
         "path": "/register",
@@ -1406,7 +1431,28 @@ fn kitchen_sink_configurations_cover_the_schema() {
     let schema = schema();
     let mut used = BTreeSet::new();
     let secrets = |name: &str| (name == "DCR_GUARD_AS_SECRET").then(|| "s3cr3t".to_string());
-    for (what, cfg) in [("jwt", &jwt), ("introspection", &introspection)] {
+    // The au-cdr preset of `rules.participant_status` (refused in the other profiles).
+    let au = json!({
+        "profile": "au-cdr",
+        "directories": [{"issuer": "cdr-register", "jwks": [{"url": "https://api.cdr.gov.au/cdr-register/v1/jwks", "upstream": "cdr_register"}]}],
+        "rules": {
+            "audience": {"audiences": ["https://holder.example"]},
+            "participant_status": {"register": {
+                "base_url": "https://api.cdr.gov.au/cdr-register/v1/all",
+                "upstream": "cdr_register",
+                "authority": "api.cdr.gov.au",
+                "refresh_seconds": 300,
+                "max_staleness_seconds": 3600,
+                "max_bytes": 1048576,
+                "unknown": "refuse"
+            }}
+        }
+    });
+    for (what, cfg) in [
+        ("jwt", &jwt),
+        ("introspection", &introspection),
+        ("au-cdr preset", &au),
+    ] {
         if let Err(e) = Config::parse(cfg.to_string().as_bytes(), &secrets) {
             panic!("kitchen sink ({what}) refused by the filter: {e}");
         }

@@ -73,13 +73,16 @@ pub enum RuleId {
     GrantAndResponseTypes,
     SoftwareRoles,
     CertificateBinding,
+    /// Live participant status (`participant_status`): after every other check of the
+    /// registration, before replay.
+    ParticipantStatus,
     RequestJti,
     SsaJti,
 }
 
 impl RuleId {
     /// Every rule, in the order of the enum.
-    pub const ALL: [RuleId; 19] = [
+    pub const ALL: [RuleId; 20] = [
         RuleId::TokenClientBinding,
         RuleId::SsaIssuer,
         RuleId::SsaSignature,
@@ -97,6 +100,7 @@ impl RuleId {
         RuleId::GrantAndResponseTypes,
         RuleId::SoftwareRoles,
         RuleId::CertificateBinding,
+        RuleId::ParticipantStatus,
         RuleId::RequestJti,
         RuleId::SsaJti,
     ];
@@ -120,6 +124,7 @@ impl RuleId {
             RuleId::GrantAndResponseTypes => "grant_and_response_types",
             RuleId::SoftwareRoles => "software_roles",
             RuleId::CertificateBinding => "certificate_binding",
+            RuleId::ParticipantStatus => "participant_status",
             RuleId::RequestJti => "request_jti",
             RuleId::SsaJti => "ssa_jti",
         }
@@ -129,7 +134,9 @@ impl RuleId {
     pub fn error_code(self) -> ErrorCode {
         match self {
             RuleId::SsaSignature | RuleId::SsaJti => ErrorCode::InvalidSoftwareStatement,
-            RuleId::SsaIssuer | RuleId::SoftwareStatus => ErrorCode::UnapprovedSoftwareStatement,
+            RuleId::SsaIssuer | RuleId::SoftwareStatus | RuleId::ParticipantStatus => {
+                ErrorCode::UnapprovedSoftwareStatement
+            }
             RuleId::RedirectUriFormat | RuleId::RedirectUriSubset => ErrorCode::InvalidRedirectUri,
             RuleId::TokenClientBinding => ErrorCode::InvalidToken,
             _ => ErrorCode::InvalidClientMetadata,

@@ -21,3 +21,4 @@ pub mod profile;
 pub mod replay;
 pub mod rules;
 pub mod shared;
+pub mod status;

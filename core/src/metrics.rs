@@ -40,6 +40,14 @@ pub const REPLAY_ETCD_TXNS: &str = "dcr_guard.replay_etcd_txns";
 /// Registrations whose headers were held (`hold_headers`) while the host received a body it did
 /// not give the filter: Envoy without `allow_on_headers_stop_iteration: true` (they end in 504).
 pub const BODY_NOT_DELIVERED: &str = "dcr_guard.body_not_delivered";
+/// Participant status documents fetched (requests' and background refreshes).
+pub const STATUS_FETCHES: &str = "dcr_guard.status_fetches";
+/// Participant status fetches that could not start, failed, or answered a document that was
+/// not used (oversized, malformed): the last good document stays.
+pub const STATUS_FETCH_FAILURES: &str = "dcr_guard.status_fetch_failures";
+/// Registrations checked against a status document past its refresh time (within the maximum
+/// staleness) because refreshing it failed or was under way.
+pub const STATUS_STALE_SERVES: &str = "dcr_guard.status_stale_serves";
 
 /// Histogram: milliseconds from a registration request's headers to its verdict (forwarded,
 /// refused or reported), key fetches and the replay store included.
@@ -96,7 +104,7 @@ pub fn is_gauge(name: &str) -> bool {
 }
 
 /// The counters with a fixed name.
-pub const FIXED: [&str; 16] = [
+pub const FIXED: [&str; 19] = [
     REQUESTS,
     ACCEPTED,
     MANAGEMENT_FORWARDED,
@@ -113,6 +121,9 @@ pub const FIXED: [&str; 16] = [
     REPLAY_ETCD_CALLS,
     REPLAY_ETCD_TXNS,
     BODY_NOT_DELIVERED,
+    STATUS_FETCHES,
+    STATUS_FETCH_FAILURES,
+    STATUS_STALE_SERVES,
 ];
 
 /// `name` (`dcr_guard.…`) as the filter with `stats.instance` `instance` defines it:

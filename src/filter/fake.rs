@@ -46,6 +46,8 @@ pub struct Fake {
     pub gauges: HashMap<String, u64>,
     /// Introspection calls made.
     pub calls: Vec<(u32, dcr_guard_core::binding::Callout)>,
+    /// Participant status fetches made (answered from `keystore` by URL).
+    pub status_calls: Vec<(u32, dcr_guard_core::status::StatusSource)>,
     /// Seconds added to the real clock (time travel).
     pub clock: i64,
     /// A stopped clock (unix seconds), when set.
@@ -140,6 +142,19 @@ impl Callouts for Fake {
         }
         self.next_token += 1;
         self.dispatched.push((self.next_token, src.clone()));
+        Ok(self.next_token)
+    }
+
+    fn dispatch_status(
+        &mut self,
+        src: &dcr_guard_core::status::StatusSource,
+        _timeout_ms: u64,
+    ) -> Result<u32, String> {
+        if !self.keystore.contains_key(&src.url) {
+            return Err("BadArgument".into());
+        }
+        self.next_token += 1;
+        self.status_calls.push((self.next_token, src.clone()));
         Ok(self.next_token)
     }
 

@@ -25,6 +25,7 @@ use dcr_guard_core::replay::{SharedData, StoreError};
 mod abi;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fake;
+mod status;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 mod worker;
@@ -67,6 +68,13 @@ pub trait RequestIo {
 pub trait Callouts {
     /// Start a GET callout; the answer comes back through [`Stream::on_call_response`].
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String>;
+    /// Start a GET of a participant status document (with its extra headers); the answer comes
+    /// back through [`Engine::on_call_response`].
+    fn dispatch_status(
+        &mut self,
+        src: &dcr_guard_core::status::StatusSource,
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
     /// Start a POST callout (token introspection).
     fn dispatch(
         &mut self,
@@ -169,6 +177,15 @@ enum Phase {
         pending: Vec<u32>,
         waiting: Vec<String>,
     },
+    /// Every other check passed; the participant status documents are being obtained (`gate`:
+    /// one slot per configured source; `pending`: this stream's fetches; `waiting`: the sources
+    /// another worker is fetching).
+    Status {
+        work: Box<Work>,
+        gate: Vec<Option<dcr_guard_core::status::Got>>,
+        pending: Vec<u32>,
+        waiting: Vec<usize>,
+    },
     /// Every check passed; the fleet replay store (etcd) is deciding: one call of this stream is
     /// queued or on its way (alone or in a batch).
     Recording {
@@ -196,8 +213,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: Rc<Config>, holder: u64) -> Engine {
+        let mut worker = Worker::with_policy(cfg.jwks_cache, holder);
+        worker.status = status::Statuses::new(&cfg);
         Engine {
-            worker: Worker::with_policy(cfg.jwks_cache, holder),
+            worker,
             cfg,
             streams: std::collections::HashMap::new(),
             root_ctx: 0,
@@ -298,6 +317,20 @@ impl Engine {
             Some(Owner::Refresh { url, lease }) => {
                 self.worker
                     .read_answer(host, &cfg, &url, Some(lease), body_size);
+            }
+            Some(Owner::Status { ctx, index, lease }) => {
+                let alive = self.streams.contains_key(&ctx) && host.set_effective_context(ctx);
+                // Read (and publish) even when the stream is gone: others may wait on it.
+                let got = self
+                    .worker
+                    .status_answer(host, &cfg, index, lease, body_size, true);
+                if let Some(s) = self.streams.get_mut(&ctx).filter(|_| alive) {
+                    s.on_status(host, &mut self.worker, Some(token), index, got);
+                }
+            }
+            Some(Owner::StatusRefresh { index, lease }) => {
+                self.worker
+                    .status_answer(host, &cfg, index, Some(lease), body_size, false);
             }
             None => {}
         }
@@ -454,11 +487,12 @@ impl Engine {
             self.worker.adopt_orphans(host, &cfg, now);
         }
         self.worker.refresh(host, &cfg, now);
+        self.worker.refresh_status(host, &cfg, now);
         if !self.worker.body_delivered && cfg.hold_headers && !self.streams.is_empty() {
             self.check_held_bodies(host);
             host.set_effective_context(root_ctx);
         }
-        if self.worker.waiters.is_empty() {
+        if self.worker.waiters.is_empty() && !self.worker.status.has_waiters() {
             return;
         }
         let ready = self.worker.poll_waiters(host, &cfg, now);
@@ -466,6 +500,14 @@ impl Engine {
             if let Some(s) = self.streams.get_mut(&ctx) {
                 if host.set_effective_context(ctx) {
                     s.on_wait_over(host, &mut self.worker, &url, outcome);
+                }
+            }
+        }
+        let ready = self.worker.poll_status_waiters(host, &cfg, now);
+        for (ctx, index, got) in ready {
+            if let Some(s) = self.streams.get_mut(&ctx) {
+                if host.set_effective_context(ctx) {
+                    s.on_status(host, &mut self.worker, None, index, got);
                 }
             }
         }
@@ -522,6 +564,7 @@ impl Engine {
     pub fn remove(&mut self, ctx: u32) {
         self.streams.remove(&ctx);
         self.worker.waiters.retain(|w| w.ctx != ctx);
+        self.worker.status.forget(ctx);
         // The answers of a finished context's callouts never reach us (the SDK drops them with
         // the context). A fetch that held the document's lease is handed to the root context,
         // which fetches again and publishes for every worker (see `Worker::orphans`).
@@ -539,8 +582,9 @@ impl Engine {
                 }
                 false
             }
-            Owner::Call { ctx: c } => *c != ctx,
-            Owner::Stream { .. } | Owner::Refresh { .. } => true,
+            // A status fetch's lease (if any) expires by itself; the background refresh goes on.
+            Owner::Call { ctx: c } | Owner::Status { ctx: c, .. } => *c != ctx,
+            Owner::Stream { .. } | Owner::Refresh { .. } | Owner::StatusRefresh { .. } => true,
         });
         let tokens = &self.worker.tokens;
         self.worker
@@ -787,6 +831,7 @@ impl Stream {
             Phase::Pass => return Flow::Continue,
             Phase::Done
             | Phase::Validating { .. }
+            | Phase::Status { .. }
             | Phase::Recording { .. }
             | Phase::Bodiless { .. } => return Flow::Pause,
             Phase::Buffering { .. } => {}
@@ -846,23 +891,13 @@ impl Stream {
         loop {
             let (sources, need) = match work.step(cfg, now, &mut worker.verdicts) {
                 Step::Forward => {
-                    // Replay last (the core decides whether it runs: not for a report-only
-                    // request that failed something else).
-                    match work.check_replay(cfg, &mut HostStore(host), now) {
-                        Ok(ReplayCheck::Passed | ReplayCheck::Skipped { request_jti: false }) => {}
-                        Ok(ReplayCheck::Skipped { request_jti: true }) => {
-                            host.count(&metrics::skipped(RuleId::RequestJti))
-                        }
-                        Ok(ReplayCheck::Fleet(mut fleet)) => {
-                            let first = fleet.start();
-                            return self.fleet(host, worker, cfg, work, fleet, first, in_callback);
-                        }
-                        Err(e) => {
-                            let facts = work.facts();
-                            return self.refuse(host, e, &facts, in_callback);
-                        }
+                    // The live participant status after every other check (the SSA verified),
+                    // before replay (a refused request does not use up its `jti`).
+                    if status::needed(cfg, &work, host) {
+                        let gate = vec![None; cfg.rules.participant_status.len()];
+                        return self.check_status(host, worker, cfg, work, gate, in_callback);
                     }
-                    return self.forward(host, cfg, &work, in_callback);
+                    return self.replay_then_forward(host, worker, cfg, work, in_callback);
                 }
                 Step::Reject(e) => {
                     let facts = work.facts();
@@ -916,6 +951,34 @@ impl Stream {
             }
             // Everything came from the cache (or failed at once): go on.
         }
+    }
+
+    /// Replay last (the core decides whether it runs: not for a report-only request that failed
+    /// something else), then forward.
+    fn replay_then_forward(
+        &mut self,
+        host: &mut dyn Host,
+        worker: &mut Worker,
+        cfg: &Config,
+        work: Box<Work>,
+        in_callback: bool,
+    ) -> Flow {
+        let now = host.now();
+        match work.check_replay(cfg, &mut HostStore(host), now) {
+            Ok(ReplayCheck::Passed | ReplayCheck::Skipped { request_jti: false }) => {}
+            Ok(ReplayCheck::Skipped { request_jti: true }) => {
+                host.count(&metrics::skipped(RuleId::RequestJti))
+            }
+            Ok(ReplayCheck::Fleet(mut fleet)) => {
+                let first = fleet.start();
+                return self.fleet(host, worker, cfg, work, fleet, first, in_callback);
+            }
+            Err(e) => {
+                let facts = work.facts();
+                return self.refuse(host, e, &facts, in_callback);
+            }
+        }
+        self.forward(host, cfg, &work, in_callback)
     }
 
     /// One document: from the shared cache, by a fetch under this worker's lease, or by waiting

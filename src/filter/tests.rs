@@ -2392,3 +2392,368 @@ fn a_body_the_host_keeps_from_held_headers_is_counted_and_logged_once() {
         1
     );
 }
+
+// ---- Live participant status (rules.participant_status) ----
+
+const STATUS_URL: &str = "https://register.example/cdr-register/v1/all/software-products/status";
+
+/// A world whose registrations are checked against a software-product status document at
+/// [`STATUS_URL`] (served by the fake keystore: `doc`).
+fn status_world(doc: Value, edit: impl FnOnce(&mut Value)) -> World {
+    let mut w = world_with(|v| {
+        let mut source = json!({
+            "name": "software product", "url": STATUS_URL, "upstream": "register",
+            "headers": {"x-v": "3"}, "refresh_seconds": 10, "max_staleness_seconds": 60,
+            "array": "data", "id_member": "softwareProductId", "status_member": "status",
+            "ssa_claim": "software_id", "allowed": ["ACTIVE"]
+        });
+        edit(&mut source);
+        v["rules"]["participant_status"] = json!({"sources": [source]});
+    });
+    w.host.frozen = Some(now() as i64);
+    let id = w.software_id();
+    let doc = doc.to_string().replace("{id}", &id);
+    serve_status(&mut w, Some(200), doc.into_bytes());
+    w
+}
+
+fn serve_status(w: &mut World, code: Option<u16>, body: Vec<u8>) {
+    w.host.keystore.insert(STATUS_URL.into(), (code, body));
+}
+
+fn products(entries: &[(&str, &str)]) -> Value {
+    let data: Vec<Value> = entries
+        .iter()
+        .map(|(id, s)| json!({"softwareProductId": id, "status": s}))
+        .collect();
+    json!({"data": data, "links": {"self": STATUS_URL}, "meta": {}})
+}
+
+impl World {
+    fn software_id(&self) -> String {
+        self.tpp.ssa_claims()["software_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Answer the status fetches not answered yet, in order.
+    fn answer_status(&mut self) {
+        while let Some((token, src)) = self.host.status_calls.first().cloned() {
+            self.host.status_calls.remove(0);
+            let reply = self.host.keystore[&src.url].clone();
+            let size = reply.1.len();
+            self.host.current = Some(reply);
+            self.engine.on_call_response(&mut self.host, token, size);
+        }
+    }
+
+    /// POST a fresh registration and answer every fetch; the verdict.
+    fn register(&mut self) -> Option<(u16, String)> {
+        again(self);
+        let body = self.tpp.request();
+        self.post(&body);
+        self.answer_callouts();
+        self.answer_status();
+        self.rejected()
+    }
+
+    fn described(&self) -> String {
+        self.host.responses[0].2["error_description"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[test]
+fn participant_status_policy_table() {
+    // (document, the SSA's product listed as, verdict, words in the description)
+    let cases: Vec<(Value, Option<(u16, &str, &str)>)> = vec![
+        (products(&[("{id}", "ACTIVE")]), None),
+        (products(&[("{id}", "active")]), None),
+        (
+            products(&[("{id}", "INACTIVE")]),
+            Some((
+                400,
+                "unapproved_software_statement",
+                "software product status is INACTIVE",
+            )),
+        ),
+        (
+            products(&[("{id}", "REMOVED")]),
+            Some((
+                400,
+                "unapproved_software_statement",
+                "software product status is REMOVED",
+            )),
+        ),
+        // Parses but does not list it, or lists no one: unknown, not removed.
+        (
+            products(&[("someone-else", "ACTIVE")]),
+            Some((503, "temporarily_unavailable", "is not listed")),
+        ),
+        (
+            products(&[]),
+            Some((503, "temporarily_unavailable", "is not listed")),
+        ),
+        // Never a good document: fail closed.
+        (
+            json!({"data": "nope"}),
+            Some((503, "temporarily_unavailable", "cannot be checked now")),
+        ),
+    ];
+    for (doc, want) in cases {
+        let mut w = status_world(doc.clone(), |_| {});
+        let got = w.register();
+        match want {
+            None => {
+                assert_eq!(got, None, "{doc}: {:?}", w.host.responses);
+                assert_eq!(w.host.resumed, 1, "{doc}");
+                assert_eq!(w.host.counters.get("dcr_guard.accepted"), Some(&1));
+            }
+            Some((status, code, words)) => {
+                assert_eq!(got, Some((status, code.to_string())), "{doc}");
+                assert!(w.described().contains(words), "{doc}: {}", w.described());
+                assert_eq!(w.host.resumed, 0, "{doc}");
+                assert_eq!(
+                    w.host.counters.get("dcr_guard.failed.participant_status"),
+                    Some(&1),
+                    "{doc}"
+                );
+                let retry = w.host.responses[0]
+                    .1
+                    .iter()
+                    .any(|(k, _)| k == "retry-after");
+                assert_eq!(retry, status == 503, "{doc}");
+            }
+        }
+        // The document was fetched once, with the configured header, through its upstream.
+        assert_eq!(w.host.counters.get("dcr_guard.status_fetches"), Some(&1));
+    }
+}
+
+#[test]
+fn the_status_fetch_names_its_upstream_and_headers_and_is_shared() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    // The status document is asked for only once every other check passed.
+    let (_, src) = w.host.status_calls[0].clone();
+    assert_eq!(
+        (
+            src.upstream.as_str(),
+            src.authority.as_str(),
+            src.path.as_str()
+        ),
+        (
+            "register",
+            "register.example",
+            "/cdr-register/v1/all/software-products/status"
+        )
+    );
+    assert_eq!(src.headers, vec![("x-v".to_string(), "3".to_string())]);
+    w.answer_status();
+    assert_eq!(w.host.resumed, 1);
+    // The next registration, on another worker: from the shared cache, no fetch.
+    let cfg = Rc::clone(w.engine.config());
+    let mut other = Engine::new(cfg, 2);
+    again(&mut w);
+    let body = w.tpp.request();
+    w.host.body = body.as_bytes().to_vec();
+    other.on_request_headers(&mut w.host, 9, false);
+    assert_eq!(
+        other.on_request_body(&mut w.host, 9, body.len(), true),
+        Flow::Continue
+    );
+    assert!(w.host.status_calls.is_empty());
+    assert_eq!(w.host.counters.get("dcr_guard.status_fetches"), Some(&1));
+}
+
+#[test]
+fn a_status_refusal_does_not_use_up_the_jti_and_management_is_never_blocked() {
+    let mut w = status_world(products(&[("{id}", "REMOVED")]), |_| {});
+    let id = w.software_id();
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    w.answer_status();
+    assert_eq!(
+        w.rejected(),
+        Some((400, "unapproved_software_statement".into()))
+    );
+    // Reinstated (another document generation): the same request is not a replay.
+    w.host.clock += 11;
+    serve_status(
+        &mut w,
+        Some(200),
+        products(&[(&id, "ACTIVE")]).to_string().into_bytes(),
+    );
+    again(&mut w);
+    w.post(&body);
+    w.answer_callouts();
+    w.answer_status();
+    assert_eq!(w.rejected(), None, "{:?}", w.host.responses);
+    // A removed product still reads and deletes its registration: no status fetch at all.
+    let mut w = status_world(products(&[(&id, "REMOVED")]), |_| {});
+    for method in ["GET", "DELETE"] {
+        again(&mut w);
+        w.request(method, "/register/client-1", "", "");
+        w.host
+            .headers
+            .insert("authorization".into(), "Bearer opaque.token-1".into());
+        assert_eq!(
+            w.engine.on_request_headers(&mut w.host, 1, true),
+            Flow::Continue,
+            "{method}"
+        );
+        assert!(w.host.responses.is_empty() && w.host.status_calls.is_empty());
+    }
+}
+
+#[test]
+fn status_cache_transitions() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    let id = w.software_id();
+    let good = products(&[(&id, "ACTIVE")]).to_string().into_bytes();
+    assert_eq!(w.register(), None);
+    // Due (refresh 60 s), the register answers garbage: the last good document is used.
+    for (code, body) in [
+        (Some(200), b"<html>oops</html>".to_vec()),
+        (Some(500), good.clone()),
+        (None, vec![]),
+        (Some(200), vec![b' '; 2 * 1024 * 1024]),
+    ] {
+        w.host.clock += 11;
+        serve_status(&mut w, code, body);
+        assert_eq!(w.register(), None, "{code:?}: {:?}", w.host.responses);
+    }
+    assert!(w.host.counters["dcr_guard.status_fetch_failures"] >= 4);
+    assert!(w.host.counters["dcr_guard.status_stale_serves"] >= 4);
+    // The last good document was fetched at +0 and expired at +10; past +10+60 it is too stale.
+    w.host.clock = 10 + 60 + 1;
+    serve_status(&mut w, Some(503), vec![]);
+    assert_eq!(w.register(), Some((503, "temporarily_unavailable".into())));
+    assert!(
+        w.described().contains("cannot be checked now"),
+        "{}",
+        w.described()
+    );
+    // A good document again: accepted; the verdict follows the new document.
+    w.host.clock += 10;
+    serve_status(
+        &mut w,
+        Some(200),
+        products(&[(&id, "INACTIVE")]).to_string().into_bytes(),
+    );
+    assert_eq!(
+        w.register(),
+        Some((400, "unapproved_software_statement".into()))
+    );
+}
+
+#[test]
+fn a_status_source_never_fetched_fails_closed() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    // The upstream cannot be called at all.
+    w.host.keystore.remove(STATUS_URL);
+    assert_eq!(w.register(), Some((503, "temporarily_unavailable".into())));
+    // Within the backoff: the recorded failure answers, no new fetch.
+    let fetches = w.host.counters["dcr_guard.status_fetches"];
+    assert_eq!(w.register(), Some((503, "temporarily_unavailable".into())));
+    assert_eq!(w.host.counters["dcr_guard.status_fetches"], fetches);
+    // Unknown allowed by configuration: still refused without any document.
+    let mut w = status_world(products(&[]), |s| s["unknown"] = json!("allow"));
+    serve_status(&mut w, Some(404), vec![]);
+    assert_eq!(w.register(), Some((503, "temporarily_unavailable".into())));
+    // …and allowed once a document that does not list it arrived.
+    w.host.clock += 6;
+    serve_status(&mut w, Some(200), products(&[]).to_string().into_bytes());
+    assert_eq!(w.register(), None, "{:?}", w.host.responses);
+}
+
+#[test]
+fn the_tick_refreshes_status_documents_in_the_background() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    let id = w.software_id();
+    assert_eq!(w.host.counters.get("dcr_guard.status_fetches"), None);
+    // The first tick fetches the document before any registration asked for it.
+    w.engine.on_tick(&mut w.host, 0);
+    w.answer_callouts();
+    assert_eq!(w.host.status_calls.len(), 1);
+    w.answer_status();
+    assert_eq!(w.register(), None);
+    assert!(w.host.status_calls.is_empty());
+    // Not due yet: nothing; due: one fetch, whose new verdict the next registration sees
+    // without fetching.
+    w.host.clock += 5;
+    w.engine.on_tick(&mut w.host, 0);
+    w.answer_callouts();
+    assert!(w.host.status_calls.is_empty());
+    w.host.clock += 6;
+    serve_status(
+        &mut w,
+        Some(200),
+        products(&[(&id, "INACTIVE")]).to_string().into_bytes(),
+    );
+    w.engine.on_tick(&mut w.host, 0);
+    w.answer_callouts();
+    assert_eq!(w.host.status_calls.len(), 1);
+    w.answer_status();
+    let fetches = w.host.counters["dcr_guard.status_fetches"];
+    assert_eq!(
+        w.register(),
+        Some((400, "unapproved_software_statement".into()))
+    );
+    assert_eq!(w.host.counters["dcr_guard.status_fetches"], fetches);
+}
+
+#[test]
+fn a_worker_waits_for_the_status_fetch_of_another() {
+    let mut w = status_world(products(&[("{id}", "INACTIVE")]), |_| {});
+    let cfg = Rc::clone(w.engine.config());
+    let mut other = Engine::new(cfg, 2);
+    // Worker 1 reaches the status stage and fetches.
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.status_calls.len(), 1);
+    // Worker 2 reaches it meanwhile: waits, fetches nothing.
+    let body2 = w.tpp.request();
+    w.host.body = body2.as_bytes().to_vec();
+    other.on_request_headers(&mut w.host, 7, false);
+    assert_eq!(
+        other.on_request_body(&mut w.host, 7, body2.len(), true),
+        Flow::Pause
+    );
+    assert_eq!(w.host.status_calls.len(), 1);
+    // Worker 1's fetch lands; worker 2's tick wakes it with the same verdict.
+    w.answer_status();
+    assert_eq!(w.host.responses.len(), 1);
+    other.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.responses.len(), 2, "worker 2 still waits");
+    assert!(w.host.responses.iter().all(|(s, _, _)| *s == 400));
+    assert_eq!(w.host.counters["dcr_guard.status_fetches"], 1);
+}
+
+#[test]
+fn a_current_status_document_is_not_read_from_shared_data_again() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    let key = format!("dcr_guard.status.v1.doc.{STATUS_URL}");
+    let reads = |w: &World| w.host.shared_reads.borrow().get(&key).copied().unwrap_or(0);
+    assert_eq!(w.register(), None);
+    let after_first = reads(&w);
+    // Within the refresh period: this worker's parsed copy, no shared-data read (a status
+    // document can be megabytes).
+    w.host.clock += 9;
+    assert_eq!(w.register(), None);
+    assert_eq!(reads(&w), after_first);
+    // Due: read (and fetched) again.
+    w.host.clock += 2;
+    assert_eq!(w.register(), None);
+    assert!(reads(&w) > after_first);
+}

@@ -140,6 +140,7 @@ impl RootContext for Root {
                 let holder = holder_id();
                 let mut engine = Engine::new(cfg, holder);
                 engine.worker.precreate(&mut host, engine.config());
+                engine.worker.precreate_status(&mut host, engine.config());
                 engine.attach_root(&mut host, self.ctx, holder);
                 self.engine = Some(Rc::new(RefCell::new(engine)));
                 if let Err(rc) = abi::set_tick_period(TICK) {
@@ -349,6 +350,30 @@ impl Callouts for WasmHost {
             ("accept", "application/json, application/jwk-set+json"),
             ("user-agent", "dcr-guard"),
         ];
+        hostcalls::dispatch_http_call(
+            &src.upstream,
+            headers,
+            None,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| dispatch_error(s, &src.upstream))
+    }
+
+    fn dispatch_status(
+        &mut self,
+        src: &dcr_guard_core::status::StatusSource,
+        timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "GET"),
+            (":path", src.path.as_str()),
+            (":authority", src.authority.as_str()),
+            (":scheme", "https"),
+            ("accept", "application/json"),
+            ("user-agent", "dcr-guard"),
+        ];
+        headers.extend(src.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         hostcalls::dispatch_http_call(
             &src.upstream,
             headers,

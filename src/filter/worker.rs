@@ -28,6 +28,15 @@ pub enum Owner {
     Call { ctx: u32 },
     /// A background refresh from the root context's tick.
     Refresh { url: String, lease: u64 },
+    /// A stream's fetch of participant status document `index`; `lease` when this worker holds
+    /// its fetch lease.
+    Status {
+        ctx: u32,
+        index: usize,
+        lease: Option<u64>,
+    },
+    /// A background refresh of participant status document `index`.
+    StatusRefresh { index: usize, lease: u64 },
 }
 
 /// Whose answer a gRPC call carries.
@@ -89,6 +98,8 @@ pub struct Worker {
     pub orphans: Vec<(JwksSource, u64)>,
     /// When each JWKS callout in flight was dispatched (ms), by token: `dcr_guard.jwks_fetch_ms`.
     pub fetch_started: HashMap<u32, u64>,
+    /// The participant status documents (`rules.participant_status`).
+    pub status: super::status::Statuses,
     next_refresh: i64,
     next_replay_fill: i64,
     /// The replay store's fill, read a bounded number of buckets at a time.
@@ -125,6 +136,7 @@ impl Worker {
             verdicts: Verdicts::default(),
             orphans: Vec::new(),
             fetch_started: HashMap::new(),
+            status: super::status::Statuses::default(),
             next_refresh: 0,
             next_replay_fill: 0,
             replay_fill: Default::default(),

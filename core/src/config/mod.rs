@@ -10,6 +10,7 @@ mod binding;
 mod checks;
 mod raw;
 mod rules;
+mod status;
 mod stores;
 mod trust;
 
@@ -160,7 +161,14 @@ impl Config {
         // One JSON document: anything but whitespace after it is refused.
         de.end()
             .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
-        resolve(raw, secrets)
+        // `rules.participant_status` is read by hand from the document itself.
+        let participant_status = match raw.rules.as_ref().and_then(|r| r.participant_status) {
+            None => None,
+            Some(_) => serde_json::from_slice::<serde_json::Value>(doc)
+                .ok()
+                .and_then(|mut v| Some(v.get_mut("rules")?.get_mut("participant_status")?.take())),
+        };
+        resolve(raw, secrets, participant_status)
     }
 
     /// [`Config::parse`] with no secrets at hand: a configuration that names one is refused.
@@ -183,7 +191,11 @@ impl Config {
 }
 
 /// The document, field by field; the first refusal wins.
-fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> {
+fn resolve(
+    raw: RawConfig,
+    secrets: Secrets<'_>,
+    participant_status: Option<serde_json::Value>,
+) -> Result<Config, ConfigError> {
     let profile = resolve_profile(raw.profile.as_deref())?;
     let defaults = profile.defaults();
     let path = resolve_path(raw.path)?;
@@ -204,6 +216,7 @@ fn resolve(raw: RawConfig, secrets: Secrets<'_>) -> Result<Config, ConfigError> 
         raw.rules.unwrap_or_default(),
         claim_names,
         secrets,
+        participant_status,
     )?;
     let hold_headers = raw.hold_headers.unwrap_or(true);
     let forward = resolve_forward(raw.forward.as_deref(), defaults.json_body, hold_headers)?;

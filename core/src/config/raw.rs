@@ -230,6 +230,9 @@ pub(super) struct RawRules {
     pub(super) signing_algorithms: Option<RawSigningAlgorithms>,
     pub(super) grant_and_response_types: Option<RawGrantTypes>,
     pub(super) software_roles: Option<RawSoftwareRoles>,
+    /// Only checked to be present here; `super::status` reads it by hand from the document (a
+    /// derived reader, or a `Value` read through the path tracker, costs the module too much).
+    pub(super) participant_status: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -50,6 +50,9 @@ pub struct Rules {
     pub ssa_jti: bool,
     /// How long an SSA `jti` without `exp` is remembered, seconds.
     pub ssa_jti_window: u64,
+    /// `participant_status`: the status documents a registration is checked against (empty when
+    /// switched off).
+    pub participant_status: Vec<crate::status::StatusSource>,
 }
 
 /// `ssa_claims`: the SSA claim that names the software JWKS URL, and the claim names the claim
@@ -103,6 +106,7 @@ pub(super) fn resolve_rules(
     rr: RawRules,
     claim_names: ClaimNames,
     secrets: Secrets<'_>,
+    participant_status: Option<serde_json::Value>,
 ) -> Result<Rules, ConfigError> {
     // The regime's invariants cannot be configured away (report-only is the way to roll out).
     for (rule, why) in defaults.mandatory {
@@ -155,6 +159,7 @@ pub(super) fn resolve_rules(
     )?;
     let sj = rr.ssa_jti.as_ref();
     let certificate_binding = resolve_cert_binding(defaults, rr.certificate_binding.as_ref())?;
+    let participant_status = super::status::resolve(profile, participant_status)?;
     Ok(Rules {
         claims,
         ssa_issuer: on(&rr.ssa_issuer),
@@ -170,6 +175,7 @@ pub(super) fn resolve_rules(
         ssa_jti_window: sj
             .and_then(|r| r.window_seconds)
             .unwrap_or(DEFAULT_SSA_JTI_WINDOW),
+        participant_status,
     })
 }
 
@@ -209,6 +215,8 @@ fn raw_enabled(rr: &RawRules, rule: crate::error::RuleId) -> Option<bool> {
         R::SigningAlgorithms => rr.signing_algorithms.as_ref().and_then(|r| r.enabled),
         R::GrantAndResponseTypes => rr.grant_and_response_types.as_ref().and_then(|r| r.enabled),
         R::SoftwareRoles => rr.software_roles.as_ref().and_then(|r| r.enabled),
+        // Never mandatory; `super::status` reads its switch.
+        R::ParticipantStatus => None,
     }
 }
 

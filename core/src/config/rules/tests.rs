@@ -8,7 +8,7 @@ use crate::config::tests::{minimal, parse};
 #[test]
 fn mandatory_rules_per_profile() {
     use crate::error::RuleId as R;
-    const ALL: [R; 19] = [
+    const ALL: [R; 20] = [
         R::TokenClientBinding,
         R::SsaIssuer,
         R::SsaSignature,
@@ -26,6 +26,7 @@ fn mandatory_rules_per_profile() {
         R::GrantAndResponseTypes,
         R::SoftwareRoles,
         R::CertificateBinding,
+        R::ParticipantStatus,
         R::RequestJti,
         R::SsaJti,
     ];

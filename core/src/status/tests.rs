@@ -1,0 +1,285 @@
+//! The status document parser and the verdict, table-driven.
+
+use super::*;
+use serde_json::json;
+
+fn src(array: &[&str], id: &str, status: &str, claim: &str) -> StatusSource {
+    StatusSource {
+        name: "software product".into(),
+        url: "https://register.example/status".into(),
+        upstream: "register".into(),
+        authority: "register.example".into(),
+        path: "/status".into(),
+        headers: vec![("x-v".into(), "3".into())],
+        refresh: 300,
+        max_staleness: 3600,
+        max_bytes: 4096,
+        array: array.iter().map(|s| s.to_string()).collect(),
+        id_member: id.into(),
+        status_member: status.into(),
+        ssa_claim: claim.into(),
+        allowed: vec!["ACTIVE".into()],
+        unknown: Unknown::Refuse,
+    }
+}
+
+fn cdr() -> StatusSource {
+    src(&["data"], "softwareProductId", "status", "software_id")
+}
+
+#[test]
+fn parser_table() {
+    let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+    let brackets = "[".repeat(100);
+    let deep_in_string = format!(
+        "{{\"data\":[{{\"softwareProductId\":\"{}\",\"status\":\"ACTIVE\"}}]}}",
+        "[".repeat(100)
+    );
+    let big = format!(
+        "{{\"data\":[{{\"softwareProductId\":\"a\",\"status\":\"ACTIVE\",\"pad\":\"{}\"}}]}}",
+        "x".repeat(5000)
+    );
+    // (document, Ok(entries looked up) | Err(words))
+    let cases: Vec<(String, Result<Vec<(&str, Option<&str>)>, &str>)> = vec![
+        (
+            json!({"data": [{"softwareProductId": "A1", "status": "ACTIVE"},
+                            {"softwareProductId": "b2", "status": "INACTIVE"},
+                            {"softwareProductId": "c3", "status": "REMOVED"}],
+                   "links": {}, "meta": {}})
+            .to_string(),
+            Ok(vec![
+                ("a1", Some("ACTIVE")),
+                ("B2", Some("INACTIVE")),
+                ("c3", Some("REMOVED")),
+                ("d4", None),
+            ]),
+        ),
+        // An empty list is a good document that lists no one.
+        (json!({"data": []}).to_string(), Ok(vec![("a1", None)])),
+        // Entries that are not usable are skipped, the others kept.
+        (
+            json!({"data": [1, "x", null, {"softwareProductId": 7, "status": "ACTIVE"},
+                            {"softwareProductId": "a1"}, {"softwareProductId": "ok", "status": "ACTIVE"},
+                            {"softwareProductId": "x".repeat(300), "status": "ACTIVE"}]})
+            .to_string(),
+            Ok(vec![("ok", Some("ACTIVE")), ("a1", None)]),
+        ),
+        // Listed twice: the status that does not allow registration stays, in either order.
+        (
+            json!({"data": [{"softwareProductId": "a1", "status": "ACTIVE"},
+                            {"softwareProductId": "A1", "status": "REMOVED"},
+                            {"softwareProductId": "b2", "status": "INACTIVE"},
+                            {"softwareProductId": "b2", "status": "ACTIVE"}]})
+            .to_string(),
+            Ok(vec![("a1", Some("REMOVED")), ("b2", Some("INACTIVE"))]),
+        ),
+        (deep_in_string, Ok(vec![(brackets.as_str(), Some("ACTIVE"))])),
+        ("not json".into(), Err("not JSON")),
+        ("{\"data\": [".into(), Err("not JSON")),
+        (json!({"dat": []}).to_string(), Err("no member `data`")),
+        (json!({"data": {}}).to_string(), Err("`data` is not an array")),
+        (json!([]).to_string(), Err("`data`")),
+        (
+            json!({"data": [{"id": "a1", "state": "ACTIVE"}]}).to_string(),
+            Err("no entry has a string `softwareProductId`"),
+        ),
+        (deep, Err("nested deeper")),
+        (big, Err("larger than 4096 bytes")),
+    ];
+    for (doc, want) in cases {
+        let got = parse(doc.as_bytes(), &cdr());
+        match (got, want) {
+            (Ok(d), Ok(lookups)) => {
+                for (id, status) in lookups {
+                    assert_eq!(d.status(id), status, "{doc}: {id}");
+                }
+            }
+            (Err(e), Err(words)) => assert!(e.contains(words), "{doc}: `{words}` not in {e}"),
+            (got, want) => panic!("{doc}: got {got:?}, want {want:?}"),
+        }
+    }
+    // A top-level array (the Open Finance Brasil participants list) and a nested path.
+    let br = src(&[], "OrganisationId", "Status", "org_id");
+    let d = parse(
+        json!([{"OrganisationId": "org-1", "Status": "Active"}])
+            .to_string()
+            .as_bytes(),
+        &br,
+    )
+    .unwrap();
+    assert_eq!((d.status("org-1"), d.len()), (Some("Active"), 1));
+    let nested = src(&["result", "items"], "software_id", "status", "software_id");
+    let d = parse(
+        br#"{"result": {"items": [{"software_id": "s", "status": "Active"}]}}"#,
+        &nested,
+    )
+    .unwrap();
+    assert_eq!(d.status("s"), Some("Active"));
+    assert!(parse(br#"{"result": []}"#, &nested)
+        .unwrap_err()
+        .contains("no member `result.items`"));
+}
+
+#[test]
+fn too_many_entries_are_refused() {
+    let mut s = cdr();
+    s.max_bytes = 64 * 1024 * 1024;
+    let entry = "{},";
+    let doc = format!("{{\"data\":[{}{{}}]}}", entry.repeat(MAX_ENTRIES));
+    assert!(parse(doc.as_bytes(), &s).unwrap_err().contains("more than"));
+}
+
+#[test]
+fn verdict_table() {
+    let doc = Rc::new(
+        parse(
+            json!({"data": [{"softwareProductId": "active", "status": "ACTIVE"},
+                            {"softwareProductId": "lower", "status": "active"},
+                            {"softwareProductId": "inactive", "status": "INACTIVE"},
+                            {"softwareProductId": "removed", "status": "REMOVED"},
+                            {"softwareProductId": "odd", "status": "BAD\u{7}STATE"}]})
+            .to_string()
+            .as_bytes(),
+            &cdr(),
+        )
+        .unwrap(),
+    );
+    let empty = Rc::new(parse(br#"{"data": []}"#, &cdr()).unwrap());
+    let ssa = |id: serde_json::Value| {
+        let mut c = Claims::new();
+        c.insert("software_id".into(), id);
+        c
+    };
+    let base = cdr();
+    let allow_unknown = StatusSource {
+        unknown: Unknown::Allow,
+        ..cdr()
+    };
+    let none = Got::Unavailable("never fetched".into());
+    // (source, document, SSA software_id, Ok | Err((status, error, words)))
+    let cases: Vec<(
+        &StatusSource,
+        Got,
+        serde_json::Value,
+        Result<(), (u16, &str, &str)>,
+    )> = vec![
+        (&base, Got::Doc(doc.clone()), json!("active"), Ok(())),
+        (&base, Got::Doc(doc.clone()), json!("ACTIVE"), Ok(())),
+        (&base, Got::Doc(doc.clone()), json!("lower"), Ok(())),
+        (
+            &base,
+            Got::Doc(doc.clone()),
+            json!("inactive"),
+            Err((
+                400,
+                "unapproved_software_statement",
+                "software product status is INACTIVE",
+            )),
+        ),
+        (
+            &base,
+            Got::Doc(doc.clone()),
+            json!("removed"),
+            Err((
+                400,
+                "unapproved_software_statement",
+                "software product status is REMOVED",
+            )),
+        ),
+        (
+            &base,
+            Got::Doc(doc.clone()),
+            json!("odd"),
+            Err((400, "unapproved_software_statement", "status is BAD?STATE")),
+        ),
+        // Unknown: not "removed".
+        (
+            &base,
+            Got::Doc(doc.clone()),
+            json!("missing"),
+            Err((503, "temporarily_unavailable", "`missing` is not listed")),
+        ),
+        (
+            &base,
+            Got::Doc(empty.clone()),
+            json!("active"),
+            Err((503, "temporarily_unavailable", "is not listed")),
+        ),
+        (
+            &allow_unknown,
+            Got::Doc(empty.clone()),
+            json!("active"),
+            Ok(()),
+        ),
+        (
+            &allow_unknown,
+            Got::Doc(doc.clone()),
+            json!("removed"),
+            Err((400, "unapproved_software_statement", "status is REMOVED")),
+        ),
+        // Never fetched, failed, or staler than allowed: fail closed, even if unknown is allowed.
+        (
+            &base,
+            none.clone(),
+            json!("active"),
+            Err((503, "temporarily_unavailable", "cannot be checked now")),
+        ),
+        (
+            &allow_unknown,
+            none.clone(),
+            json!("active"),
+            Err((503, "temporarily_unavailable", "cannot be checked now")),
+        ),
+        // The claim that selects the entry.
+        (
+            &base,
+            Got::Doc(doc.clone()),
+            json!(7),
+            Err((
+                400,
+                "unapproved_software_statement",
+                "SSA claim `software_id`",
+            )),
+        ),
+        (
+            &base,
+            Got::Doc(doc.clone()),
+            json!(" "),
+            Err((
+                400,
+                "unapproved_software_statement",
+                "SSA claim `software_id`",
+            )),
+        ),
+    ];
+    for (s, got, id, want) in cases {
+        let r = verdict(s, &got, &ssa(id.clone()), 7);
+        match (r, want) {
+            (Ok(()), Ok(())) => {}
+            (Err(e), Err((status, code, words))) => {
+                assert_eq!((e.status, e.code.as_str()), (status, code), "{id}: {e}");
+                assert!(e.description.contains(words), "{id}: `{words}` not in {e}");
+                assert_eq!(
+                    e.source,
+                    crate::error::Source::Rule(RuleId::ParticipantStatus)
+                );
+                assert_eq!(e.retry_after, (status == 503).then_some(7), "{id}");
+            }
+            (r, want) => panic!("{id}: got {r:?}, want {want:?}"),
+        }
+    }
+    // No claim at all.
+    let e = verdict(&base, &Got::Doc(doc), &Claims::new(), 7).unwrap_err();
+    assert_eq!(e.status, 400);
+}
+
+#[test]
+fn the_cache_policy_follows_the_source() {
+    let s = cdr();
+    let p = s.cache_policy(2000);
+    assert_eq!((p.default_ttl, p.min_ttl, p.max_ttl), (300, 300, 300));
+    assert_eq!(p.stale_if_error, 3600);
+    assert_eq!(p.lease_ttl, 5);
+    assert_eq!(p.refresh_ahead, 0);
+    assert_eq!(p.retry_backoff(), 5);
+}
