@@ -340,24 +340,53 @@ impl RequestIo for WasmHost {
     }
 }
 
+/// One HTTPS callout (JWKS and status documents, token introspection) through `upstream`.
+struct Request<'a> {
+    upstream: &'a str,
+    method: &'a str,
+    path: &'a str,
+    authority: &'a str,
+    accept: Option<&'a str>,
+    headers: &'a [(String, String)],
+    body: Option<&'a [u8]>,
+}
+
+fn https_call(req: &Request<'_>, timeout_ms: u64) -> Result<u32, String> {
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", req.method),
+        (":path", req.path),
+        (":authority", req.authority),
+        (":scheme", "https"),
+    ];
+    if let Some(accept) = req.accept {
+        headers.push(("accept", accept));
+    }
+    headers.push(("user-agent", "dcr-guard"));
+    headers.extend(req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    hostcalls::dispatch_http_call(
+        req.upstream,
+        headers,
+        req.body,
+        vec![],
+        Duration::from_millis(timeout_ms),
+    )
+    .map_err(|s| dispatch_error(s, req.upstream))
+}
+
 impl Callouts for WasmHost {
     fn dispatch_get(&mut self, src: &JwksSource, timeout_ms: u64) -> Result<u32, String> {
-        let headers = vec![
-            (":method", "GET"),
-            (":path", src.path.as_str()),
-            (":authority", src.authority.as_str()),
-            (":scheme", "https"),
-            ("accept", "application/json, application/jwk-set+json"),
-            ("user-agent", "dcr-guard"),
-        ];
-        hostcalls::dispatch_http_call(
-            &src.upstream,
-            headers,
-            None,
-            vec![],
-            Duration::from_millis(timeout_ms),
+        https_call(
+            &Request {
+                upstream: &src.upstream,
+                method: "GET",
+                path: &src.path,
+                authority: &src.authority,
+                accept: Some("application/json, application/jwk-set+json"),
+                headers: &[],
+                body: None,
+            },
+            timeout_ms,
         )
-        .map_err(|s| dispatch_error(s, &src.upstream))
     }
 
     fn dispatch_status(
@@ -365,23 +394,18 @@ impl Callouts for WasmHost {
         src: &dcr_guard_core::status::StatusSource,
         timeout_ms: u64,
     ) -> Result<u32, String> {
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "GET"),
-            (":path", src.path.as_str()),
-            (":authority", src.authority.as_str()),
-            (":scheme", "https"),
-            ("accept", "application/json"),
-            ("user-agent", "dcr-guard"),
-        ];
-        headers.extend(src.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        hostcalls::dispatch_http_call(
-            &src.upstream,
-            headers,
-            None,
-            vec![],
-            Duration::from_millis(timeout_ms),
+        https_call(
+            &Request {
+                upstream: &src.upstream,
+                method: "GET",
+                path: &src.path,
+                authority: &src.authority,
+                accept: Some("application/json"),
+                headers: &src.headers,
+                body: None,
+            },
+            timeout_ms,
         )
-        .map_err(|s| dispatch_error(s, &src.upstream))
     }
 
     fn dispatch(
@@ -389,22 +413,18 @@ impl Callouts for WasmHost {
         call: &dcr_guard_core::binding::Callout,
         timeout_ms: u64,
     ) -> Result<u32, String> {
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", call.path.as_str()),
-            (":authority", call.authority.as_str()),
-            (":scheme", "https"),
-            ("user-agent", "dcr-guard"),
-        ];
-        headers.extend(call.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        hostcalls::dispatch_http_call(
-            &call.upstream,
-            headers,
-            Some(&call.body),
-            vec![],
-            Duration::from_millis(timeout_ms),
+        https_call(
+            &Request {
+                upstream: &call.upstream,
+                method: "POST",
+                path: &call.path,
+                authority: &call.authority,
+                accept: None,
+                headers: &call.headers,
+                body: Some(&call.body),
+            },
+            timeout_ms,
         )
-        .map_err(|s| dispatch_error(s, &call.upstream))
     }
 
     fn call_response(&self, body_size: usize, max: usize) -> (Option<u16>, Vec<u8>) {
