@@ -70,6 +70,11 @@ pub fn json_body(
                 Precedence::Narrow if narrows(out.get(&m.name), theirs) => continue,
                 _ => theirs.clone(),
             };
+            // The request's language-tagged variants of a name the SSA supplies (RFC 7591 §2.2:
+            // `client_name#en`, `logo_uri#fr`, ...) would let an AS show the request's value
+            // after all: they go with it.
+            let tagged = format!("{}#", m.name);
+            out.retain(|k, _| !k.starts_with(&tagged));
             out.insert(m.name.clone(), value);
         }
     }
@@ -92,13 +97,18 @@ pub fn json_body(
 }
 
 /// The request's value chooses within the SSA's ([`Precedence::Narrow`]): both are JSON arrays,
-/// or both space-separated strings, and every entry of the request's is in the SSA's.
+/// or both space-separated strings, the request's is not empty (an empty one would leave the
+/// choice to the AS's defaults, which may be wider than the SSA's) and every entry of it is in
+/// the SSA's.
 fn narrows(request: Option<&Value>, ssa: &Value) -> bool {
     match (request, ssa) {
-        (Some(Value::Array(mine)), Value::Array(theirs)) => mine.iter().all(|v| theirs.contains(v)),
+        (Some(Value::Array(mine)), Value::Array(theirs)) => {
+            !mine.is_empty() && mine.iter().all(|v| theirs.contains(v))
+        }
         (Some(Value::String(mine)), Value::String(theirs)) => {
             let theirs = scope_tokens(theirs);
-            scope_tokens(mine).iter().all(|t| theirs.contains(t))
+            let mine = scope_tokens(mine);
+            !mine.is_empty() && mine.iter().all(|t| theirs.contains(t))
         }
         _ => false,
     }
@@ -322,6 +332,30 @@ mod tests {
                 json!({"software_redirect_uris": [a]}),
                 json!({}),
                 vec![("redirect_uris", Some(json!([a])))],
+            ),
+            // An empty choice is no choice: the SSA's list (not the AS's defaults).
+            (
+                "uk-obie",
+                json!({"software_redirect_uris": [a], "scope": "openid accounts"}),
+                json!({"redirect_uris": [], "scope": ""}),
+                vec![
+                    ("redirect_uris", Some(json!([a]))),
+                    ("scope", Some(json!("openid accounts"))),
+                ],
+            ),
+            // The request's language-tagged variants (RFC 7591 §2.2) of a name the SSA supplies
+            // go with the request's value; other tagged names stay.
+            (
+                "uk-obie",
+                json!({"software_client_name": "Dir", "software_logo_uri": "https://l"}),
+                json!({"client_name#en": "Evil", "logo_uri#fr": "https://evil", "tos_uri#en": "https://t-en"}),
+                vec![
+                    ("client_name", Some(json!("Dir"))),
+                    ("client_name#en", None),
+                    ("logo_uri", Some(json!("https://l"))),
+                    ("logo_uri#fr", None),
+                    ("tos_uri#en", Some(json!("https://t-en"))),
+                ],
             ),
             // A same-named claim loses to the regime's mapped one.
             (
