@@ -423,6 +423,15 @@ impl Worker {
             }
             Some(_) => status::parse(&body, src),
         };
+        // An empty list after one that listed entries is a source answering badly (an export
+        // written half-way, a register mid-deploy), not every participant gone: it would turn
+        // refused products into "unknown". The last good document stays, as for a failure.
+        let parsed = match parsed {
+            Ok(d) if d.is_empty() && self.last_good_lists_someone(host, index, src) => {
+                Err("answered an empty list after a document that listed entries".to_string())
+            }
+            other => other,
+        };
         match parsed {
             Ok(d) => {
                 let d = Rc::new(d);
@@ -464,6 +473,26 @@ impl Worker {
         }
     }
 
+    /// Whether the last good document of source `index` (this worker's parsed copy, else the
+    /// shared one) lists any entry.
+    fn last_good_lists_someone(
+        &mut self,
+        host: &mut dyn Host,
+        index: usize,
+        src: &StatusSource,
+    ) -> bool {
+        let Some(slot) = self.status.slots.get_mut(index) else {
+            return false;
+        };
+        if let Some((_, _, d)) = &slot.parsed {
+            return !d.is_empty();
+        }
+        match slot.cache.peek(&HostStore(host), &src.url) {
+            Ok(Some(entry)) => matches!(doc(slot, src, &entry), Got::Doc(d) if !d.is_empty()),
+            _ => false,
+        }
+    }
+
     /// Root-context tick: fetch the status documents that are missing or due, under the lease,
     /// one worker at a time.
     pub fn refresh_status(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
@@ -474,10 +503,23 @@ impl Worker {
         for index in 0..self.status.slots.len() {
             let (Some(src), Some(slot)) = (
                 cfg.rules.participant_status.get(index),
-                self.status.slots.get(index),
+                self.status.slots.get_mut(index),
             ) else {
                 continue;
             };
+            // This worker's parsed copy is current: nothing is due (a document is only replaced
+            // once it expires), and reading shared data would copy the whole document.
+            if matches!(&slot.parsed, Some((_, until, _)) if now < *until) {
+                continue;
+            }
+            // Another worker may have refreshed it: take that copy (parsed once per period)
+            // instead of copying it out of shared data on every tick.
+            if let Ok(Some(entry)) = slot.cache.peek(&HostStore(host), &src.url) {
+                if now < entry.expires_at {
+                    let _ = doc(slot, src, &entry);
+                    continue;
+                }
+            }
             match slot
                 .cache
                 .needs_refresh(&mut HostStore(host), &src.url, now, self.holder)

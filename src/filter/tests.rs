@@ -2757,3 +2757,56 @@ fn a_current_status_document_is_not_read_from_shared_data_again() {
     assert_eq!(w.register(), None);
     assert!(reads(&w) > after_first);
 }
+
+#[test]
+fn the_tick_does_not_copy_a_current_status_document_out_of_shared_data() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    let key = format!("dcr_guard.status.v1.doc.{STATUS_URL}");
+    let reads = |w: &World| w.host.shared_reads.borrow().get(&key).copied().unwrap_or(0);
+    assert_eq!(w.register(), None);
+    // Nine ticks within the refresh period (one a second): no read of the document.
+    let before = reads(&w);
+    for _ in 0..9 {
+        w.host.clock += 1;
+        w.engine.on_tick(&mut w.host, 0);
+    }
+    assert_eq!(reads(&w), before);
+    // Another worker, which never fetched it, reads it once and then keeps its parsed copy.
+    let cfg = Rc::clone(w.engine.config());
+    let mut other = Engine::new(cfg, 2);
+    let before = reads(&w);
+    for _ in 0..5 {
+        other.on_tick(&mut w.host, 0);
+    }
+    assert_eq!(reads(&w), before + 1);
+}
+
+#[test]
+fn an_empty_list_after_one_that_listed_entries_keeps_the_last_good_document() {
+    // `unknown: allow` is where it matters: an empty answer would make a removed product
+    // "unknown" and let it register.
+    let allow = |s: &mut Value| s["unknown"] = json!("allow");
+    let mut w = status_world(products(&[("{id}", "REMOVED")]), allow);
+    assert_eq!(
+        w.register(),
+        Some((400, "unapproved_software_statement".into()))
+    );
+    w.host.clock += 11;
+    serve_status(&mut w, Some(200), br#"{"data": []}"#.to_vec());
+    w.engine.on_tick(&mut w.host, 0);
+    w.answer_status();
+    assert_eq!(w.host.counters["dcr_guard.status_fetch_failures"], 1);
+    assert_eq!(
+        w.register(),
+        Some((400, "unapproved_software_statement".into())),
+        "the empty list replaced the one that listed the product"
+    );
+    // A source that has never listed anyone may answer an empty list: that is a document.
+    let mut w = status_world(json!({"data": []}), allow);
+    assert_eq!(w.register(), None);
+    w.host.clock += 11;
+    w.engine.on_tick(&mut w.host, 0);
+    w.answer_status();
+    assert_eq!(w.host.counters.get("dcr_guard.status_fetch_failures"), None);
+    assert_eq!(w.register(), None);
+}
