@@ -483,6 +483,14 @@ impl Engine {
             self.expire_fleet_calls(host);
             host.set_effective_context(root_ctx);
         }
+        // Calls waiting with nothing on its way to bring the root back: the wake-up was lost
+        // (or is still to come, which is as good): send them now rather than let them wait for
+        // the host's stream timeout.
+        if self.worker.fleet.waiting() > 0 && !self.worker.grpc.values().any(|o| o.batched) {
+            self.worker.fleet.woke();
+            self.send_fleet_calls(host);
+            host.set_effective_context(root_ctx);
+        }
         if !self.worker.orphans.is_empty() {
             self.worker.adopt_orphans(host, &cfg, now);
         }

@@ -2810,3 +2810,37 @@ fn an_empty_list_after_one_that_listed_entries_keeps_the_last_good_document() {
     assert_eq!(w.host.counters.get("dcr_guard.status_fetch_failures"), None);
     assert_eq!(w.register(), None);
 }
+
+#[test]
+fn a_lost_wake_up_is_made_good_on_the_next_tick() {
+    let mut w = fleet_world();
+    w.request("POST", "/register", "application/jwt", &w.tpp.request());
+    w.engine.on_request_headers(&mut w.host, 1, false);
+    let len = w.host.body.len();
+    w.engine.on_request_body(&mut w.host, 1, len, true);
+    w.answer_callouts_without_pump();
+    // The root was asked to wake and never ran (the host lost it): nothing went out.
+    assert_eq!(w.host.wakes, 1);
+    w.host.wakes = 0;
+    assert!(w.host.grpc_calls.is_empty());
+    w.engine.on_tick(&mut w.host, ROOT);
+    assert_eq!(w.host.grpc_calls.len(), 1);
+    assert_eq!(w.host.grpc_from[0].0, ROOT);
+    w.answer_grpc(Some(0), "", TXN_RECORDED);
+    assert_eq!(w.host.resumed, 1);
+}
+
+impl World {
+    /// [`World::answer_callouts`] without delivering the root's wake-ups.
+    fn answer_callouts_without_pump(&mut self) {
+        let mut answered = 0;
+        while answered < self.host.dispatched.len() {
+            let (token, src) = self.host.dispatched[answered].clone();
+            answered += 1;
+            let reply = self.host.keystore[&src.url].clone();
+            let size = reply.1.len();
+            self.host.current = Some(reply);
+            self.engine.on_call_response(&mut self.host, token, size);
+        }
+    }
+}
