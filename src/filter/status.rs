@@ -551,7 +551,13 @@ impl Worker {
             };
             let store = HostStore(host);
             let outcome = match slot.cache.poll(&store, &src.url, w.seen, now) {
-                Ok(Poll::Ready(entry)) => Some(doc(slot, src, &entry)),
+                // New to this waiter, but never used past the maximum staleness either.
+                Ok(Poll::Ready(entry)) if now < add(entry.expires_at, src.max_staleness) => {
+                    Some(doc(slot, src, &entry))
+                }
+                Ok(Poll::Ready(_)) => Some(Got::Unavailable(
+                    "the status document is older than its maximum staleness".into(),
+                )),
                 Ok(Poll::TimedOut) => match slot.cache.peek(&store, &src.url) {
                     Ok(Some(e)) if now < add(e.expires_at, src.max_staleness) => {
                         Some(doc(slot, src, &e))
