@@ -244,14 +244,37 @@ pub(super) fn allowed_upstream<'a>(
         .map(|r| r.upstream.as_str())
 }
 
+/// Top-level names that are never a recipient's public host: special-use names (RFC 6761,
+/// RFC 6762 `local`, RFC 8375 `home.arpa`, RFC 7686 `onion`, RFC 9476 `alt`, `internal` reserved
+/// for private use) and the suffixes private networks and Kubernetes use (`svc`, `cluster.local`
+/// via `local`, `lan`, `corp`, ...). `test` and `example` stay usable (test deployments).
+const NOT_PUBLIC: [&str; 14] = [
+    "localhost",
+    "local",
+    "internal",
+    "intranet",
+    "private",
+    "corp",
+    "home",
+    "lan",
+    "localdomain",
+    "arpa",
+    "invalid",
+    "onion",
+    "alt",
+    "svc",
+];
+
 /// What `*` allows: a DNS name (letters, digits, `-`; no empty label, so no trailing dot) of at
-/// least two labels, not `localhost` or under it (RFC 6761). A single label would be completed by
-/// the resolver's search domains into an internal name.
+/// least two labels whose last label is not one of [`NOT_PUBLIC`]. A single label would be
+/// completed by the resolver's search domains into an internal name.
 fn public_dns_name(host: &str) -> bool {
     valid_dns_name(host)
         && host.contains('.')
-        && host != "localhost"
-        && !host.ends_with(".localhost")
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| !NOT_PUBLIC.contains(&tld))
 }
 
 fn is_ip_literal(host: &str) -> bool {

@@ -124,6 +124,16 @@ fn any_host_entry() {
         ("https://adr/jwks", None),
         ("https://localhost/jwks", None),
         ("https://keys.localhost/jwks", None),
+        // Special-use and private-network names (search-domain completion and internal DNS).
+        ("https://vault.svc/jwks", None),
+        ("https://vault.default.svc/jwks", None),
+        ("https://keys.cluster.local/jwks", None),
+        ("https://printer.local/jwks", None),
+        ("https://jwks.corp/jwks", None),
+        ("https://db.internal/jwks", None),
+        ("https://router.home.arpa/jwks", None),
+        ("https://x.onion/jwks", None),
+        ("https://keys.lan/jwks", None),
         ("https://jwks.adr.example./jwks", None),
         ("https://under_score.example/jwks", None),
         // IP literals in every spelling.
