@@ -95,9 +95,13 @@ impl StatusSource {
 
     /// Whether `status` allows a registration.
     pub fn allows(&self, status: &str) -> bool {
-        self.allowed.iter().any(|a| a.eq_ignore_ascii_case(status))
+        status != UNREADABLE && self.allowed.iter().any(|a| a.eq_ignore_ascii_case(status))
     }
 }
+
+/// The status of a listed participant whose status member is missing, not a string or too long:
+/// never one that allows registration.
+pub const UNREADABLE: &str = "(unreadable)";
 
 /// A parsed status document: id (ASCII lower case) → status as published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,8 +163,9 @@ fn too_deep(doc: &[u8], max: usize) -> bool {
 /// array none of whose entries is an object with a string id and a string status.
 ///
 /// An empty array is a good document that lists no one (every lookup is then "unknown"). Entries
-/// that are not objects, or whose id or status is not a string (or longer than
-/// [`MAX_VALUE_BYTES`]) are skipped. An id listed twice with different statuses keeps a status
+/// that are not objects, or whose id is not a string (or longer than [`MAX_VALUE_BYTES`]) are
+/// skipped; an entry with a usable id whose status is not a string (or too long) lists that
+/// participant with the status [`UNREADABLE`], which allows nothing. An id listed twice with different statuses keeps a status
 /// that does not allow registration, if either is one (the stricter reading).
 pub fn parse(doc: &[u8], src: &StatusSource) -> Result<StatusDoc, String> {
     if doc.len() > src.max_bytes {
@@ -188,17 +193,28 @@ pub fn parse(doc: &[u8], src: &StatusSource) -> Result<StatusDoc, String> {
         return Err(format!("more than {MAX_ENTRIES} entries"));
     }
     let mut entries: HashMap<String, String> = HashMap::with_capacity(list.len());
+    let mut readable = false;
     for item in list {
-        let (Some(id), Some(status)) = (
-            item.get(src.id_member.as_str()).and_then(|v| v.as_str()),
-            item.get(src.status_member.as_str())
-                .and_then(|v| v.as_str()),
-        ) else {
+        let Some(id) = item
+            .get(src.id_member.as_str())
+            .and_then(|v| v.as_str())
+            .filter(|id| id.len() <= MAX_VALUE_BYTES)
+        else {
             continue;
         };
-        if id.len() > MAX_VALUE_BYTES || status.len() > MAX_VALUE_BYTES {
-            continue;
-        }
+        // A listed participant whose status cannot be read is not allowed (never "unknown",
+        // which `unknown: allow` would let through).
+        let status = match item
+            .get(src.status_member.as_str())
+            .and_then(|v| v.as_str())
+            .filter(|s| s.len() <= MAX_VALUE_BYTES)
+        {
+            Some(s) => {
+                readable = true;
+                s
+            }
+            None => UNREADABLE,
+        };
         let id = id.to_ascii_lowercase();
         match entries.get(&id) {
             Some(existing) if !src.allows(existing) => {}
@@ -207,7 +223,7 @@ pub fn parse(doc: &[u8], src: &StatusSource) -> Result<StatusDoc, String> {
             }
         }
     }
-    if entries.is_empty() && !list.is_empty() {
+    if !readable && !list.is_empty() {
         return Err(format!(
             "no entry has a string `{}` and a string `{}`",
             clip(&src.id_member, 64),

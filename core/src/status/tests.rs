@@ -56,13 +56,34 @@ fn parser_table() {
         ),
         // An empty list is a good document that lists no one.
         (json!({"data": []}).to_string(), Ok(vec![("a1", None)])),
-        // Entries that are not usable are skipped, the others kept.
+        // Entries without a usable id are skipped, the others kept; a listed id whose status
+        // cannot be read is listed as unreadable (allows nothing; never "unknown").
         (
             json!({"data": [1, "x", null, {"softwareProductId": 7, "status": "ACTIVE"},
                             {"softwareProductId": "a1"}, {"softwareProductId": "ok", "status": "ACTIVE"},
+                            {"softwareProductId": "b2", "status": 3},
+                            {"softwareProductId": "c3", "status": "x".repeat(300)},
                             {"softwareProductId": "x".repeat(300), "status": "ACTIVE"}]})
             .to_string(),
-            Ok(vec![("ok", Some("ACTIVE")), ("a1", None)]),
+            Ok(vec![
+                ("ok", Some("ACTIVE")),
+                ("a1", Some(UNREADABLE)),
+                ("b2", Some(UNREADABLE)),
+                ("c3", Some(UNREADABLE)),
+                ("x", None),
+            ]),
+        ),
+        // ...and wins over a readable entry of the same id.
+        (
+            json!({"data": [{"softwareProductId": "a1", "status": "ACTIVE"},
+                            {"softwareProductId": "a1", "status": null}]})
+            .to_string(),
+            Ok(vec![("a1", Some(UNREADABLE))]),
+        ),
+        // No entry with a readable status: the document is malformed (the last good one stays).
+        (
+            json!({"data": [{"softwareProductId": "a1", "state": "ACTIVE"}]}).to_string(),
+            Err("no entry has a string `softwareProductId` and a string `status`"),
         ),
         // Listed twice: the status that does not allow registration stays, in either order.
         (
@@ -137,7 +158,8 @@ fn verdict_table() {
                             {"softwareProductId": "lower", "status": "active"},
                             {"softwareProductId": "inactive", "status": "INACTIVE"},
                             {"softwareProductId": "removed", "status": "REMOVED"},
-                            {"softwareProductId": "odd", "status": "BAD\u{7}STATE"}]})
+                            {"softwareProductId": "odd", "status": "BAD\u{7}STATE"},
+                            {"softwareProductId": "garbled", "status": {"code": "REMOVED"}}]})
             .to_string()
             .as_bytes(),
             &cdr(),
@@ -165,6 +187,17 @@ fn verdict_table() {
     )> = vec![
         (&base, Got::Doc(doc.clone()), json!("active"), Ok(())),
         (&base, Got::Doc(doc.clone()), json!("ACTIVE"), Ok(())),
+        // Listed with a status that cannot be read: refused, even where unknown ones are allowed.
+        (
+            &allow_unknown,
+            Got::Doc(doc.clone()),
+            json!("garbled"),
+            Err((
+                400,
+                "unapproved_software_statement",
+                "software product status is (unreadable)",
+            )),
+        ),
         (&base, Got::Doc(doc.clone()), json!("lower"), Ok(())),
         (
             &base,
