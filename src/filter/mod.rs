@@ -494,6 +494,9 @@ impl Engine {
         if !self.worker.orphans.is_empty() {
             self.worker.adopt_orphans(host, &cfg, now);
         }
+        if !self.worker.status_orphans.is_empty() {
+            self.worker.adopt_status_orphans(host, &cfg, now);
+        }
         self.worker.refresh(host, &cfg, now);
         self.worker.refresh_status(host, &cfg, now);
         if !self.worker.body_delivered && cfg.hold_headers && !self.streams.is_empty() {
@@ -583,6 +586,7 @@ impl Engine {
             .grpc
             .retain(|_, o| o.batched || !o.members.contains(&ctx));
         let orphans = &mut self.worker.orphans;
+        let status_orphans = &mut self.worker.status_orphans;
         self.worker.tokens.retain(|_, owner| match owner {
             Owner::Stream { ctx: c, src, lease } if *c == ctx => {
                 if let Some(lease) = lease {
@@ -590,7 +594,16 @@ impl Engine {
                 }
                 false
             }
-            // A status fetch's lease (if any) expires by itself; the background refresh goes on.
+            Owner::Status {
+                ctx: c,
+                index,
+                lease,
+            } if *c == ctx => {
+                if let Some(lease) = lease {
+                    status_orphans.push((*index, *lease));
+                }
+                false
+            }
             Owner::Call { ctx: c } | Owner::Status { ctx: c, .. } => *c != ctx,
             Owner::Stream { .. } | Owner::Refresh { .. } | Owner::StatusRefresh { .. } => true,
         });

@@ -493,6 +493,15 @@ impl Worker {
         }
     }
 
+    /// Root-context tick: status fetches whose stream the host finished before the answer came
+    /// (the SDK drops that answer) are fetched again by the root under the same lease, so that
+    /// a client hanging up does not leave the lease held and everyone else waiting.
+    pub fn adopt_status_orphans(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {
+        for (index, lease) in std::mem::take(&mut self.status_orphans) {
+            let _ = self.fetch_status(host, cfg, index, Some(lease), None, now);
+        }
+    }
+
     /// Root-context tick: fetch the status documents that are missing or due, under the lease,
     /// one worker at a time.
     pub fn refresh_status(&mut self, host: &mut dyn Host, cfg: &Config, now: i64) {

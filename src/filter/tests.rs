@@ -2844,3 +2844,22 @@ impl World {
         }
     }
 }
+
+#[test]
+fn a_status_fetch_whose_client_hung_up_is_finished_by_the_root_context() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    again(&mut w);
+    let body = w.tpp.request();
+    w.post(&body);
+    w.answer_callouts();
+    assert_eq!(w.host.status_calls.len(), 1);
+    // The client hangs up before the document comes: the SDK drops that answer.
+    w.host.status_calls.clear();
+    w.engine.remove(1);
+    // The next tick fetches it again under the same lease (no one waits the lease out).
+    w.engine.on_tick(&mut w.host, 0);
+    assert_eq!(w.host.status_calls.len(), 1);
+    w.answer_status();
+    assert_eq!(w.register(), None);
+    assert_eq!(w.host.counters["dcr_guard.status_fetches"], 2);
+}

@@ -96,6 +96,8 @@ pub struct Worker {
     /// — otherwise a client that hangs up mid-fetch would leave the lease held and the rotated
     /// document unpublished until the lease and the kid cooldown ran out.
     pub orphans: Vec<(JwksSource, u64)>,
+    /// The same for participant status fetches: (source index, lease).
+    pub status_orphans: Vec<(usize, u64)>,
     /// When each JWKS callout in flight was dispatched (ms), by token: `dcr_guard.jwks_fetch_ms`.
     pub fetch_started: HashMap<u32, u64>,
     /// The participant status documents (`rules.participant_status`).
@@ -135,6 +137,7 @@ impl Worker {
             waiters: Vec::new(),
             verdicts: Verdicts::default(),
             orphans: Vec::new(),
+            status_orphans: Vec::new(),
             fetch_started: HashMap::new(),
             status: super::status::Statuses::default(),
             next_refresh: 0,
