@@ -36,6 +36,13 @@ use common::keys::{self, TestKey};
 use common::{Envoy, EnvoyConfig, Reply, TestServer};
 use serde_json::{json, Value};
 
+/// Offered rate of the paced fleet scenarios (8e, 8f), registrations per second across all
+/// connections (`BENCH_FLEET_RATE` overrides): below what either store sustains on one worker,
+/// so both scenarios do the same work in the same time and Envoy's per-second costs (event-loop
+/// wake-ups, timers) are shared by the same number of registrations.
+const FLEET_RATE: f64 = 100.0;
+/// Concurrent clients of the paced fleet scenarios: enough that the rate never waits for an answer.
+const FLEET_PACED_CONNS: usize = 16;
 /// Concurrent clients of the busy fleet scenarios (8c, 8d).
 const FLEET_BUSY_CONNS: usize = 16;
 
@@ -228,6 +235,9 @@ fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>)
 struct Client {
     port: u16,
     conns: Vec<Option<(TcpStream, BufReader<TcpStream>)>>,
+    /// Paced: request `i` of a run is not sent before `i / rate` seconds after the run's start
+    /// (a request late because every connection was busy goes at once). `None`: closed loop.
+    rate: Option<f64>,
 }
 
 impl Client {
@@ -235,6 +245,7 @@ impl Client {
         Client {
             port,
             conns: (0..conns.max(1)).map(|_| None).collect(),
+            rate: None,
         }
     }
 
@@ -244,6 +255,7 @@ impl Client {
         let next = AtomicUsize::new(0);
         let start = Instant::now();
         let port = self.port;
+        let rate = self.rate;
         let per_conn: Vec<(Vec<u64>, usize, Option<String>)> = thread::scope(|s| {
             let handles: Vec<_> = self
                 .conns
@@ -257,6 +269,13 @@ impl Client {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             if i >= total {
                                 break;
+                            }
+                            if let Some(rate) = rate {
+                                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                                let now = Instant::now();
+                                if due > now {
+                                    thread::sleep(due - now);
+                                }
                             }
                             if slot.is_none() {
                                 let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -444,6 +463,8 @@ struct Ctx {
     conns: usize,
     tck: f64,
     pinned: bool,
+    /// Paced load (see [`Client::rate`]); `None`: each connection sends as soon as answered.
+    rate: Option<f64>,
 }
 
 /// One scenario of a side-by-side measurement.
@@ -492,6 +513,7 @@ fn measure_side_by_side(ctx: &Ctx, scenarios: &[Scenario], rounds: usize) -> Vec
                 taskset(0, envoy.pid());
             }
             let mut client = Client::new(envoy.port, ctx.conns);
+            client.rate = ctx.rate;
             let w = client.run(&sc.warm, 0, sc.warm.len(), 201);
             if w.errors > 0 {
                 eprintln!(
@@ -829,6 +851,7 @@ fn main() {
         conns,
         tck: clk_tck(),
         pinned,
+        rate: None,
     };
     let mut rows: Vec<Row> = Vec::new();
     let keystore = keystore_for(&tpps.iter().collect::<Vec<_>>(), None);
@@ -1025,7 +1048,10 @@ fn main() {
     // 8. the fleet replay store: the same all-unique registrations with replay.store local (8a)
     // and etcd (8b, a 3-member cluster on loopback), side by side; etcd's own CPU is measured
     // over the block (its members run on the load CPU, not pinned with Envoy).
-    let fleet = if ["8a", "8b", "8c", "8d"].iter().any(|id| selected(id)) {
+    let fleet = if ["8a", "8b", "8c", "8d", "8e", "8f"]
+        .iter()
+        .any(|id| selected(id))
+    {
         match common::etcd::etcd_bin() {
             None => {
                 eprintln!("bench: 8 skipped: etcd not found (make deps-etcd)");
@@ -1037,12 +1063,26 @@ fn main() {
         None
     };
     // (8a, 8b) with the bench's connections; (8c, 8d) the same with 16 concurrent clients, where
-    // a worker's registrations share etcd calls more (the fleet store batches what queues up).
+    // a worker's registrations share etcd calls more (the fleet store batches what queues up);
+    // (8e, 8f) both at the same offered rate, so that the two stores do the same work in the same
+    // time (closed-loop, the slower store also spreads Envoy's per-second costs over fewer
+    // registrations).
     let mut etcd_cpu_ns = 0u64;
+    let fleet_rate = std::env::var("BENCH_FLEET_RATE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|r| *r > 0.0)
+        .unwrap_or(FLEET_RATE);
     if let Some(cluster) = &fleet {
-        for (ids, conns, prefix) in [
-            (("8a", "8b"), ctx.conns, "/bench/"),
-            (("8c", "8d"), FLEET_BUSY_CONNS, "/bench-busy/"),
+        for (ids, conns, prefix, rate) in [
+            (("8a", "8b"), ctx.conns, "/bench/", None),
+            (("8c", "8d"), FLEET_BUSY_CONNS, "/bench-busy/", None),
+            (
+                ("8e", "8f"),
+                FLEET_PACED_CONNS,
+                "/bench-paced/",
+                Some(fleet_rate),
+            ),
         ] {
             let mut fleet_scenarios: Vec<Scenario> = Vec::new();
             for (id, store) in [(ids.0, "local"), (ids.1, "etcd")] {
@@ -1061,9 +1101,14 @@ fn main() {
                 });
                 fleet_scenarios.push(Scenario {
                     id,
-                    name: format!(
-                        "dcr-guard, all-unique, replay.store {store}, {conns} connections"
-                    ),
+                    name: match rate {
+                        None => format!(
+                            "dcr-guard, all-unique, replay.store {store}, {conns} connections"
+                        ),
+                        Some(r) => format!(
+                            "dcr-guard, all-unique, replay.store {store}, paced at {r} req/s"
+                        ),
+                    },
                     cfg,
                     warm: Arc::clone(&warm),
                     pool: Arc::clone(&unique),
@@ -1076,6 +1121,7 @@ fn main() {
                 conns,
                 tck: ctx.tck,
                 pinned: ctx.pinned,
+                rate,
             };
             let etcd_before: u64 = cluster.pids().iter().map(|p| cpu_ns(*p)).sum();
             let measured = measure_side_by_side(&busy, &fleet_scenarios, rounds);
@@ -1093,6 +1139,7 @@ fn main() {
                     "etcd_calls": m.envoy.stat("dcr_guard.replay_etcd_calls"),
                     "etcd_txns": m.envoy.stat("dcr_guard.replay_etcd_txns"),
                     "connections": conns,
+                    "offered_rate": rate,
                 });
                 rows.push(row(&busy, sc, m, extra).0);
             }
@@ -1337,6 +1384,26 @@ fn main() {
         p("8d", 0.99) as i64 - p("8c", 0.99) as i64,
         per_call("8d"),
     );
+    let (c8e, c8f) = (get("8e"), get("8f"));
+    let r8paced = c8f / c8e;
+    let s8paced = spread(&|c| c("8f") / c("8e"));
+    // Achieved rate: a scenario that could not keep up did less work per second than the other.
+    let achieved = |id: &str| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .map_or(0.0, |r| r.load.n as f64 / r.load.secs.max(1e-9))
+    };
+    let kept_up = achieved("8e") >= 0.95 * fleet_rate && achieved("8f") >= 0.95 * fleet_rate;
+    println!(
+        "  fleet, paced 8f/8e              = {r8paced:.3}  target ≤ 1.10  {}  {s8paced}  both offered {fleet_rate} req/s (achieved {:.0} / {:.0}{}): added latency p50 {} µs, p99 {} µs; {:.2} registrations per etcd call",
+        judged(r8paced, r8paced <= 1.10 && kept_up, &["8e", "8f"]),
+        achieved("8e"),
+        achieved("8f"),
+        if kept_up { "" } else { " — NOT the same work: lower BENCH_FLEET_RATE" },
+        p("8f", 0.5) as i64 - p("8e", 0.5) as i64,
+        p("8f", 0.99) as i64 - p("8e", 0.99) as i64,
+        per_call("8f"),
+    );
     println!();
     println!("(CPU µs are the Envoy process's run time over its {rounds} interleaved rounds (schedstat; /proc/<pid>/stat utime+stime agrees, see results.json) / requests; \"blocks\" is the range of the same ratio over {BLOCKS} consecutive blocks of rounds. Whole run {:.0} s. Load average before: {load_before}; after: {}. This machine's speed changes under other tenants: compare ratios, not µs.)", began.elapsed().as_secs_f64(), loadavg());
 
@@ -1368,6 +1435,7 @@ fn main() {
             "es256_mix_5em1_over_half_3em1": r5e,
             "fleet_8b_over_8a": r8, "fleet_target": 1.10,
             "fleet_busy_8d_over_8c": r8busy, "fleet_busy_connections": FLEET_BUSY_CONNS,
+            "fleet_paced_8f_over_8e": r8paced, "fleet_paced_rate": fleet_rate,
             "fleet_etcd_cpu_us_per_registration": etcd_us,
         },
     });
