@@ -8,6 +8,7 @@
 
 mod binding;
 mod checks;
+mod locate;
 mod raw;
 mod rules;
 mod status;
@@ -154,9 +155,8 @@ impl Config {
     /// `secrets`. An empty document is refused: at least one trusted directory must be configured.
     pub fn parse(doc: &[u8], secrets: Secrets<'_>) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(doc);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let field = e.path().to_string();
-            ConfigError::new(field, strip_position(&e.inner().to_string()))
+        let raw: RawConfig = serde::Deserialize::deserialize(&mut de).map_err(|e| {
+            ConfigError::new(locate::error_path(doc, &e), strip_position(&e.to_string()))
         })?;
         // One JSON document: anything but whitespace after it is refused.
         de.end()

@@ -63,6 +63,24 @@ fn unknown_fields_are_named() {
     assert!(refused(v).to_string().contains("not_a_rule"));
 }
 
+/// A missing field names the object that lacks it.
+#[test]
+fn missing_fields_name_their_object() {
+    let mut v = minimal();
+    v["replay"] = json!({"store": "etcd", "etcd": {"key_prefix": "/dcr/"}});
+    let e = refused(v);
+    assert_eq!(e.field, "replay.etcd", "{e}");
+    assert!(e.message.contains("missing field `upstream`"), "{e}");
+
+    let mut v = minimal();
+    v["directories"][0]["jwks"] = json!([{"url": "https://k/k.jwks", "upstream": "k"}]);
+    v["directories"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("issuer");
+    assert_eq!(refused(v).field, "directories[0]");
+}
+
 #[test]
 fn wrong_types_are_named() {
     let mut v = minimal();
