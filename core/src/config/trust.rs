@@ -231,17 +231,23 @@ pub(super) fn allowed_upstream<'a>(
     if is_ip_literal(host) {
         return None;
     }
-    hosts
-        .iter()
-        .find(|r| {
-            r.port == port
-                && match &r.pattern {
-                    HostPattern::Exact(h) => h == host,
-                    HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
-                    HostPattern::Any => public_dns_name(host),
-                }
-        })
-        .map(|r| r.upstream.as_str())
+    // The most specific entry for this port wins, whatever the order (as Envoy picks a virtual
+    // host): the exact host, then the longest `*.` domain, then `*`; the first of equals.
+    let mut best: Option<(usize, &HostRule)> = None;
+    for r in hosts.iter().filter(|r| r.port == port) {
+        let rank = match &r.pattern {
+            HostPattern::Exact(h) if h == host => usize::MAX,
+            HostPattern::Suffix(s) if host.len() > s.len() && host.ends_with(s.as_str()) => {
+                s.len().saturating_add(1)
+            }
+            HostPattern::Any if public_dns_name(host) => 0,
+            _ => continue,
+        };
+        if best.is_none_or(|(b, _)| rank > b) {
+            best = Some((rank, r));
+        }
+    }
+    best.map(|(_, r)| r.upstream.as_str())
 }
 
 /// Top-level names that are never a recipient's public host: special-use names (RFC 6761,

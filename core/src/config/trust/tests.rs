@@ -23,6 +23,83 @@ fn host_allow_list() {
     assert_eq!(c.software_upstream("other.example.com", 443), None);
 }
 
+/// The most specific entry wins whatever the order, as in Envoy's virtual host domains: an exact
+/// host, then the longest `*.` domain, then `*` — a `*` (a dynamic forward proxy) listed first
+/// must not take a host the operator pinned to its own cluster.
+#[test]
+fn the_most_specific_host_entry_wins_whatever_the_order() {
+    let entries = [
+        json!({"host": "*", "upstream": "any"}),
+        json!({"host": "*.example.com", "upstream": "domain"}),
+        json!({"host": "*.tpp.example.com", "upstream": "subdomain"}),
+        json!({"host": "keys.tpp.example.com", "upstream": "exact"}),
+    ];
+    // Every order of the four entries.
+    let orders = [
+        [0, 1, 2, 3],
+        [0, 1, 3, 2],
+        [0, 2, 1, 3],
+        [0, 2, 3, 1],
+        [0, 3, 1, 2],
+        [0, 3, 2, 1],
+        [1, 0, 2, 3],
+        [1, 0, 3, 2],
+        [1, 2, 0, 3],
+        [1, 2, 3, 0],
+        [1, 3, 0, 2],
+        [1, 3, 2, 0],
+        [2, 0, 1, 3],
+        [2, 0, 3, 1],
+        [2, 1, 0, 3],
+        [2, 1, 3, 0],
+        [2, 3, 0, 1],
+        [2, 3, 1, 0],
+        [3, 0, 1, 2],
+        [3, 0, 2, 1],
+        [3, 1, 0, 2],
+        [3, 1, 2, 0],
+        [3, 2, 0, 1],
+        [3, 2, 1, 0],
+    ];
+    for order in orders {
+        let mut v = minimal();
+        v["software_jwks_hosts"] = json!(order
+            .iter()
+            .map(|i| entries[*i].clone())
+            .collect::<Vec<_>>());
+        let c = parse(&v).unwrap();
+        for (host, want) in [
+            ("keys.tpp.example.com", "exact"),
+            ("other.tpp.example.com", "subdomain"),
+            ("a.b.tpp.example.com", "subdomain"),
+            ("tpp.example.com", "domain"),
+            ("keys.example.com", "domain"),
+            ("keys.example.org", "any"),
+        ] {
+            assert_eq!(
+                c.software_upstream(host, 443),
+                Some(want),
+                "{host} with {order:?}"
+            );
+        }
+    }
+    // A more specific entry for another port does not hide a less specific one for this port.
+    let mut v = minimal();
+    v["software_jwks_hosts"] = json!([
+        {"host": "keys.tpp.example.com:8443", "upstream": "exact-8443"},
+        {"host": "*.tpp.example.com", "upstream": "subdomain"}
+    ]);
+    let c = parse(&v).unwrap();
+    assert_eq!(
+        c.software_upstream("keys.tpp.example.com", 443),
+        Some("subdomain")
+    );
+    assert_eq!(
+        c.software_upstream("keys.tpp.example.com", 8443),
+        Some("exact-8443")
+    );
+}
+
 #[test]
 fn host_allow_list_matches_host_and_port() {
     let mut v = minimal();
