@@ -21,6 +21,8 @@ use crate::claims::Claims;
 use crate::error::{clip, DcrError, RuleId};
 use crate::keys::CachePolicy;
 
+mod read;
+
 /// Deepest nesting of arrays and objects a status document may have.
 pub const MAX_DEPTH: usize = 32;
 /// Most entries a status document may list.
@@ -174,41 +176,40 @@ pub fn parse(doc: &[u8], src: &StatusSource) -> Result<StatusDoc, String> {
     if too_deep(doc, MAX_DEPTH) {
         return Err(format!("document nested deeper than {MAX_DEPTH} levels"));
     }
-    let root: serde_json::Value =
-        serde_json::from_slice(doc).map_err(|e| format!("not JSON ({e})"))?;
-    let mut at = &root;
-    let mut walked = String::new();
-    for member in &src.array {
-        walked.push_str(if walked.is_empty() { "" } else { "." });
-        walked.push_str(member);
-        at = at
-            .get(member.as_str())
-            .ok_or_else(|| format!("no member `{}`", clip(&walked, 64)))?;
-    }
-    let list = at.as_array().ok_or_else(|| match walked.is_empty() {
-        true => "the document is not an array".to_string(),
-        false => format!("`{}` is not an array", clip(&walked, 64)),
-    })?;
-    if list.len() > MAX_ENTRIES {
-        return Err(format!("more than {MAX_ENTRIES} entries"));
-    }
+    let (found, too_many) = read::read(
+        doc,
+        &src.array,
+        &src.id_member,
+        &src.status_member,
+        MAX_ENTRIES,
+    );
+    let walked = |n: usize| src.array.get(..n).unwrap_or_default().join(".");
+    let list = match found {
+        Err(_) if too_many => return Err(format!("more than {MAX_ENTRIES} entries")),
+        Err(e) => return Err(format!("not JSON ({e})")),
+        Ok(read::Found::Missing(n)) => {
+            return Err(format!(
+                "no member `{}`",
+                clip(&walked(n.saturating_add(1)), 64)
+            ))
+        }
+        Ok(read::Found::NotArray) => {
+            return Err(match src.array.is_empty() {
+                true => "the document is not an array".to_string(),
+                false => format!("`{}` is not an array", clip(&walked(src.array.len()), 64)),
+            })
+        }
+        Ok(read::Found::List(list)) => list,
+    };
     let mut entries: HashMap<String, String> = HashMap::with_capacity(list.len());
     let mut readable = false;
-    for item in list {
-        let Some(id) = item
-            .get(src.id_member.as_str())
-            .and_then(|v| v.as_str())
-            .filter(|id| id.len() <= MAX_VALUE_BYTES)
-        else {
+    for item in &list {
+        let Some(id) = item.as_ref().and_then(|i| i.id.as_deref()) else {
             continue;
         };
         // A listed participant whose status cannot be read is not allowed (never "unknown",
         // which `unknown: allow` would let through).
-        let status = match item
-            .get(src.status_member.as_str())
-            .and_then(|v| v.as_str())
-            .filter(|s| s.len() <= MAX_VALUE_BYTES)
-        {
+        let status = match item.as_ref().and_then(|i| i.status.as_deref()) {
             Some(s) => {
                 readable = true;
                 s

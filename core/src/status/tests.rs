@@ -316,3 +316,203 @@ fn the_cache_policy_follows_the_source() {
     assert_eq!(p.refresh_ahead, 0);
     assert_eq!(p.retry_backoff(), 5);
 }
+
+/// The reader before it streamed: the whole document as a `serde_json::Value`, then walked. The
+/// streaming reader must give the same table or the same refusal for any document.
+fn parse_value(doc: &[u8], src: &StatusSource) -> Result<StatusDoc, String> {
+    if doc.len() > src.max_bytes {
+        return Err(format!("document larger than {} bytes", src.max_bytes));
+    }
+    if too_deep(doc, MAX_DEPTH) {
+        return Err(format!("document nested deeper than {MAX_DEPTH} levels"));
+    }
+    let root: serde_json::Value =
+        serde_json::from_slice(doc).map_err(|e| format!("not JSON ({e})"))?;
+    let mut at = &root;
+    let mut walked = String::new();
+    for member in &src.array {
+        walked.push_str(if walked.is_empty() { "" } else { "." });
+        walked.push_str(member);
+        at = at
+            .get(member.as_str())
+            .ok_or_else(|| format!("no member `{}`", clip(&walked, 64)))?;
+    }
+    let list = at.as_array().ok_or_else(|| match walked.is_empty() {
+        true => "the document is not an array".to_string(),
+        false => format!("`{}` is not an array", clip(&walked, 64)),
+    })?;
+    if list.len() > MAX_ENTRIES {
+        return Err(format!("more than {MAX_ENTRIES} entries"));
+    }
+    let mut entries: HashMap<String, String> = HashMap::new();
+    let mut readable = false;
+    for item in list {
+        let Some(id) = item
+            .get(src.id_member.as_str())
+            .and_then(|v| v.as_str())
+            .filter(|id| id.len() <= MAX_VALUE_BYTES)
+        else {
+            continue;
+        };
+        let status = match item
+            .get(src.status_member.as_str())
+            .and_then(|v| v.as_str())
+            .filter(|s| s.len() <= MAX_VALUE_BYTES)
+        {
+            Some(s) => {
+                readable = true;
+                s
+            }
+            None => UNREADABLE,
+        };
+        let id = id.to_ascii_lowercase();
+        match entries.get(&id) {
+            Some(existing) if !src.allows(existing) => {}
+            _ => {
+                entries.insert(id, status.to_string());
+            }
+        }
+    }
+    if !readable && !list.is_empty() {
+        return Err(format!(
+            "no entry has a string `{}` and a string `{}`",
+            clip(&src.id_member, 64),
+            clip(&src.status_member, 64)
+        ));
+    }
+    Ok(StatusDoc { entries })
+}
+
+/// A JSON document whose objects may name a member twice (a `Value` cannot say that).
+#[derive(Debug, Clone)]
+enum Node {
+    Scalar(&'static str),
+    Text(String),
+    Array(Vec<Node>),
+    Object(Vec<(&'static str, Node)>),
+}
+
+impl Node {
+    fn write(&self, out: &mut String) {
+        match self {
+            Node::Scalar(s) => out.push_str(s),
+            Node::Text(t) => out.push_str(&serde_json::to_string(t).unwrap()),
+            Node::Array(items) => {
+                out.push('[');
+                for (i, n) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    n.write(out);
+                }
+                out.push(']');
+            }
+            Node::Object(members) => {
+                out.push('{');
+                for (i, (k, n)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!("\"{k}\":"));
+                    n.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn node() -> impl proptest::strategy::Strategy<Value = Node> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        // Not `1e400`: a `Value` refuses a number out of f64's range anywhere; the streaming
+        // reader only where it reads (see `a_huge_number_where_nothing_is_read_is_no_error`).
+        prop::sample::select(vec!["null", "true", "1", "-2.5", "18446744073709551616"])
+            .prop_map(Node::Scalar),
+        prop::sample::select(vec!["ACTIVE", "INACTIVE", "REMOVED", "a1", "A1", "b", ""])
+            .prop_map(|s| Node::Text(s.to_string())),
+        Just(Node::Text("x".repeat(MAX_VALUE_BYTES + 1))),
+        Just(Node::Text("x".repeat(MAX_VALUE_BYTES))),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Node::Array),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec!["data", "list", "id", "status", "other"]),
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(Node::Object),
+        ]
+    })
+}
+
+/// Documents shaped like a status document (an array of entries at one of the paths, entries
+/// with ids and statuses of every kind, members named twice), or anything at all.
+fn document() -> impl proptest::strategy::Strategy<Value = Node> {
+    use proptest::prelude::*;
+    let text = prop::sample::select(vec!["ACTIVE", "INACTIVE", "a1", "A1", "b", ""])
+        .prop_map(|s| Node::Text(s.to_string()));
+    let value = prop_oneof![3 => text, 1 => node()];
+    let entry = prop::collection::vec(
+        (
+            prop::sample::select(vec!["id", "id", "status", "status", "other"]),
+            value,
+        ),
+        0..5,
+    )
+    .prop_map(Node::Object);
+    let entries = prop::collection::vec(prop_oneof![4 => entry, 1 => node()], 0..8);
+    prop_oneof![
+        1 => node(),
+        2 => entries.clone().prop_map(Node::Array),
+        2 => (entries.clone(), node()).prop_map(|(e, n)| Node::Object(vec![
+            ("meta", n),
+            ("data", Node::Array(e)),
+        ])),
+        1 => (entries, node()).prop_map(|(e, n)| Node::Object(vec![(
+            "data",
+            Node::Object(vec![("list", Node::Array(e)), ("list", n)]),
+        )])),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+    /// Any document, any of three paths: the streaming reader and the `Value` one agree.
+    #[test]
+    fn the_streaming_reader_reads_what_a_value_would(
+        doc in document(),
+        path in proptest::sample::select(vec![vec![], vec!["data"], vec!["data", "list"]]),
+        cut in proptest::prelude::any::<proptest::sample::Index>(),
+        truncate in proptest::prelude::any::<proptest::sample::Index>(),
+    ) {
+        let mut text = String::new();
+        doc.write(&mut text);
+        if truncate.index(5) == 0 {
+            // Broken JSON too.
+            text.truncate(cut.index(text.len() + 1));
+        }
+        let mut s = src(&path, "id", "status", "software_id");
+        s.max_bytes = 1 << 20;
+        let streamed = parse(text.as_bytes(), &s).map(|d| d.entries);
+        let whole = parse_value(text.as_bytes(), &s).map(|d| d.entries);
+        match (&streamed, &whole) {
+            (Err(a), Err(b)) if a.starts_with("not JSON") && b.starts_with("not JSON") => {}
+            _ => proptest::prop_assert_eq!(&streamed, &whole, "{}", text),
+        }
+    }
+}
+
+/// The one difference from reading a `Value`: a number beyond f64's range in a part of the
+/// document nothing reads is skipped, not a reason to refuse the whole document.
+#[test]
+fn a_huge_number_where_nothing_is_read_is_no_error() {
+    let s = src(&["data"], "id", "status", "software_id");
+    let doc = br#"{"meta":{"n":1e400},"data":[{"id":"a","status":"ACTIVE","n":1e400}]}"#;
+    assert!(parse_value(doc, &s).is_err());
+    let got = parse(doc, &s).unwrap();
+    assert_eq!(got.entries.get("a").map(String::as_str), Some("ACTIVE"));
+}
