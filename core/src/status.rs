@@ -46,8 +46,12 @@ pub enum Unknown {
 pub struct StatusSource {
     /// What the entries are, for descriptions and logs: `software product`, `data recipient`.
     pub name: String,
-    /// The document's URL (also its cache key).
+    /// The document's URL.
     pub url: String,
+    /// Its key in the shared cache: the URL and a digest of how it is fetched (upstream,
+    /// authority, path, headers), so that two filter configurations sharing a VM share a document
+    /// only when they would fetch the same bytes ([`StatusSource::key_for`]).
+    pub cache_key: String,
     /// The host upstream (Envoy cluster) it is fetched through.
     pub upstream: String,
     /// `:authority` of the fetch.
@@ -93,6 +97,35 @@ impl StatusSource {
             lease_ttl: callout_timeout_ms.div_ceil(1000).saturating_add(3),
             refresh_ahead: 0,
         }
+    }
+
+    /// The cache key of a document at `url` fetched through `upstream` with `authority`, `path`
+    /// and `headers`: `{url}#{16 hex digits of a SHA-256 over them}`.
+    pub fn key_for(
+        url: &str,
+        upstream: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut part = |b: &[u8]| {
+            ctx.update(&(b.len() as u64).to_be_bytes());
+            ctx.update(b);
+        };
+        for p in [upstream, authority, path] {
+            part(p.as_bytes());
+        }
+        for (name, value) in headers {
+            part(name.as_bytes());
+            part(value.as_bytes());
+        }
+        let digest = ctx.finish();
+        let mut key = format!("{url}#");
+        for b in digest.as_ref().iter().take(8) {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
     }
 
     /// Whether `status` allows a registration.

@@ -111,7 +111,10 @@ impl Worker {
     /// fetch is elected by compare-and-swap.
     pub fn precreate_status(&self, host: &mut dyn Host, cfg: &Config) {
         for (slot, src) in self.status.slots.iter().zip(&cfg.rules.participant_status) {
-            if let Err(e) = slot.cache.create_free_lease(&mut HostStore(host), &src.url) {
+            if let Err(e) = slot
+                .cache
+                .create_free_lease(&mut HostStore(host), &src.cache_key)
+            {
                 host.log(Level::Warn, &format!("dcr-guard: status cache: {e}"));
             }
         }
@@ -138,45 +141,47 @@ impl Worker {
                 return Obtained::Got(Got::Doc(Rc::clone(d)));
             }
         }
-        let lease =
-            match slot
-                .cache
-                .decide(&mut HostStore(host), &src.url, Need::Any, now, self.holder)
-            {
-                Ok(Decision::Use(entry)) => return Obtained::Got(doc(slot, src, &entry)),
-                Ok(Decision::UseStale(entry)) => {
-                    host.count(metrics::STATUS_STALE_SERVES);
-                    return Obtained::Got(doc(slot, src, &entry));
-                }
-                Ok(Decision::Wait { until }) => {
-                    let seen = slot
-                        .cache
-                        .peek(&HostStore(host), &src.url)
-                        .ok()
-                        .flatten()
-                        .map(|e| e.generation);
-                    self.status.waiters.push(Waiter {
-                        ctx,
-                        index,
-                        seen,
-                        deadline: until,
-                    });
-                    return Obtained::Waiting;
-                }
-                Ok(Decision::Unavailable { .. }) => {
-                    let why = match slot.cache.last_failure(&HostStore(host), &src.url) {
-                        Fetched::Unavailable(w) | Fetched::Unusable(w) => w,
-                        Fetched::Keys(_) => String::new(),
-                    };
-                    return Obtained::Got(Got::Unavailable(why));
-                }
-                Ok(Decision::Fetch { lease_id }) => Some(lease_id),
-                Err(e) => {
-                    // The shared cache is out of order: fetch for this request alone.
-                    host.log(Level::Warn, &format!("dcr-guard: status cache: {e}"));
-                    None
-                }
-            };
+        let lease = match slot.cache.decide(
+            &mut HostStore(host),
+            &src.cache_key,
+            Need::Any,
+            now,
+            self.holder,
+        ) {
+            Ok(Decision::Use(entry)) => return Obtained::Got(doc(slot, src, &entry)),
+            Ok(Decision::UseStale(entry)) => {
+                host.count(metrics::STATUS_STALE_SERVES);
+                return Obtained::Got(doc(slot, src, &entry));
+            }
+            Ok(Decision::Wait { until }) => {
+                let seen = slot
+                    .cache
+                    .peek(&HostStore(host), &src.cache_key)
+                    .ok()
+                    .flatten()
+                    .map(|e| e.generation);
+                self.status.waiters.push(Waiter {
+                    ctx,
+                    index,
+                    seen,
+                    deadline: until,
+                });
+                return Obtained::Waiting;
+            }
+            Ok(Decision::Unavailable { .. }) => {
+                let why = match slot.cache.last_failure(&HostStore(host), &src.cache_key) {
+                    Fetched::Unavailable(w) | Fetched::Unusable(w) => w,
+                    Fetched::Keys(_) => String::new(),
+                };
+                return Obtained::Got(Got::Unavailable(why));
+            }
+            Ok(Decision::Fetch { lease_id }) => Some(lease_id),
+            Err(e) => {
+                // The shared cache is out of order: fetch for this request alone.
+                host.log(Level::Warn, &format!("dcr-guard: status cache: {e}"));
+                None
+            }
+        };
         self.fetch_status(host, cfg, index, lease, Some(ctx), now)
     }
 
@@ -249,11 +254,15 @@ impl Worker {
         let last_good = {
             let mut store = HostStore(host);
             let failed = Fetched::Unavailable(why.clone());
-            let _ = slot.cache.record_failure(&mut store, &src.url, &failed);
+            let _ = slot
+                .cache
+                .record_failure(&mut store, &src.cache_key, &failed);
             if let Some(lease) = lease {
-                let _ = slot.cache.fetch_failed(&mut store, &src.url, now, lease);
+                let _ = slot
+                    .cache
+                    .fetch_failed(&mut store, &src.cache_key, now, lease);
             }
-            slot.cache.peek(&store, &src.url).ok().flatten()
+            slot.cache.peek(&store, &src.cache_key).ok().flatten()
         };
         match last_good {
             Some(e) if now < add(e.expires_at, src.max_staleness) => {
@@ -438,7 +447,7 @@ impl Worker {
                 if let (Some(lease), Some(slot)) = (lease, self.status.slots.get_mut(index)) {
                     match slot.cache.publish(
                         &mut HostStore(host),
-                        &src.url,
+                        &src.cache_key,
                         &body,
                         src.refresh,
                         now,
@@ -487,7 +496,7 @@ impl Worker {
         if let Some((_, _, d)) = &slot.parsed {
             return !d.is_empty();
         }
-        match slot.cache.peek(&HostStore(host), &src.url) {
+        match slot.cache.peek(&HostStore(host), &src.cache_key) {
             Ok(Some(entry)) => matches!(doc(slot, src, &entry), Got::Doc(d) if !d.is_empty()),
             _ => false,
         }
@@ -523,7 +532,7 @@ impl Worker {
             }
             // Another worker may have refreshed it: take that copy (parsed once per period)
             // instead of copying it out of shared data on every tick.
-            if let Ok(Some(entry)) = slot.cache.peek(&HostStore(host), &src.url) {
+            if let Ok(Some(entry)) = slot.cache.peek(&HostStore(host), &src.cache_key) {
                 if now < entry.expires_at {
                     let _ = doc(slot, src, &entry);
                     continue;
@@ -531,7 +540,7 @@ impl Worker {
             }
             match slot
                 .cache
-                .needs_refresh(&mut HostStore(host), &src.url, now, self.holder)
+                .needs_refresh(&mut HostStore(host), &src.cache_key, now, self.holder)
             {
                 Ok(Some(lease)) => {
                     let _ = self.fetch_status(host, cfg, index, Some(lease), None, now);
@@ -559,7 +568,7 @@ impl Worker {
                 continue;
             };
             let store = HostStore(host);
-            let outcome = match slot.cache.poll(&store, &src.url, w.seen, now) {
+            let outcome = match slot.cache.poll(&store, &src.cache_key, w.seen, now) {
                 // New to this waiter, but never used past the maximum staleness either.
                 Ok(Poll::Ready(entry)) if now < add(entry.expires_at, src.max_staleness) => {
                     Some(doc(slot, src, &entry))
@@ -567,7 +576,7 @@ impl Worker {
                 Ok(Poll::Ready(_)) => Some(Got::Unavailable(
                     "the status document is older than its maximum staleness".into(),
                 )),
-                Ok(Poll::TimedOut) => match slot.cache.peek(&store, &src.url) {
+                Ok(Poll::TimedOut) => match slot.cache.peek(&store, &src.cache_key) {
                     Ok(Some(e)) if now < add(e.expires_at, src.max_staleness) => {
                         Some(doc(slot, src, &e))
                     }

@@ -2740,10 +2740,51 @@ fn a_worker_waits_for_the_status_fetch_of_another() {
     assert_eq!(w.host.counters["dcr_guard.status_fetches"], 1);
 }
 
+/// Two filter configurations in one VM share its shared data: a document fetched with other
+/// request headers (or through another upstream) is another document, never the same cache entry.
+#[test]
+fn status_documents_fetched_differently_are_cached_apart() {
+    let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
+    assert_eq!(w.register(), None);
+    assert_eq!(w.host.counters["dcr_guard.status_fetches"], 1);
+    // The same URL asked for at another version: its own fetch, not the first one's document.
+    let v1 = status_world(products(&[]), |s| s["headers"]["x-v"] = json!("1"));
+    let mut other = Engine::new(Rc::clone(v1.engine.config()), 2);
+    again(&mut w);
+    let body = w.tpp.request();
+    w.host.body = body.as_bytes().to_vec();
+    other.on_request_headers(&mut w.host, 7, false);
+    assert_eq!(
+        other.on_request_body(&mut w.host, 7, body.len(), true),
+        Flow::Pause
+    );
+    assert_eq!(
+        w.host.status_calls.len(),
+        1,
+        "the x-v 1 document is fetched"
+    );
+    // The same configuration again does reuse the first document.
+    let same = status_world(products(&[]), |_| {});
+    let mut third = Engine::new(Rc::clone(same.engine.config()), 3);
+    again(&mut w);
+    let body = w.tpp.request();
+    w.host.body = body.as_bytes().to_vec();
+    third.on_request_headers(&mut w.host, 9, false);
+    third.on_request_body(&mut w.host, 9, body.len(), true);
+    assert_eq!(
+        w.host.status_calls.len(),
+        1,
+        "no second fetch of the x-v 3 document"
+    );
+}
+
 #[test]
 fn a_current_status_document_is_not_read_from_shared_data_again() {
     let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
-    let key = format!("dcr_guard.status.v1.doc.{STATUS_URL}");
+    let key = format!(
+        "dcr_guard.status.v1.doc.{}",
+        w.engine.config().rules.participant_status[0].cache_key
+    );
     let reads = |w: &World| w.host.shared_reads.borrow().get(&key).copied().unwrap_or(0);
     assert_eq!(w.register(), None);
     let after_first = reads(&w);
@@ -2761,7 +2802,10 @@ fn a_current_status_document_is_not_read_from_shared_data_again() {
 #[test]
 fn the_tick_does_not_copy_a_current_status_document_out_of_shared_data() {
     let mut w = status_world(products(&[("{id}", "ACTIVE")]), |_| {});
-    let key = format!("dcr_guard.status.v1.doc.{STATUS_URL}");
+    let key = format!(
+        "dcr_guard.status.v1.doc.{}",
+        w.engine.config().rules.participant_status[0].cache_key
+    );
     let reads = |w: &World| w.host.shared_reads.borrow().get(&key).copied().unwrap_or(0);
     assert_eq!(w.register(), None);
     // Nine ticks within the refresh period (one a second): no read of the document.

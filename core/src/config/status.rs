@@ -286,8 +286,10 @@ fn source(f: &str, s: RawStatusSource) -> Result<StatusSource, ConfigError> {
             ))
         }
     };
+    let cache_key = StatusSource::key_for(&src.url, &upstream, &authority, &src.path, &headers);
     Ok(StatusSource {
         name,
+        cache_key,
         url: src.url,
         upstream,
         authority,

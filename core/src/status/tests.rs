@@ -7,6 +7,7 @@ fn src(array: &[&str], id: &str, status: &str, claim: &str) -> StatusSource {
     StatusSource {
         name: "software product".into(),
         url: "https://register.example/status".into(),
+        cache_key: "https://register.example/status#0".into(),
         upstream: "register".into(),
         authority: "register.example".into(),
         path: "/status".into(),
