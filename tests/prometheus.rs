@@ -77,6 +77,7 @@ fn grafana_expand(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
         .replace("$__range", "5m")
         .replace("$instance", ".*")
+        .replace("$filter", ".*")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ fn dashboard_is_well_formed() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(vars, BTreeSet::from(["datasource", "instance"]));
+    assert_eq!(vars, BTreeSet::from(["datasource", "instance", "filter"]));
     let mut ids = BTreeSet::new();
     for p in d["panels"].as_array().unwrap() {
         let title = p["title"].as_str().unwrap();
@@ -204,6 +205,10 @@ fn dashboard_is_well_formed() {
             assert!(
                 expr.contains("instance=~\"$instance\""),
                 "{title}: {expr} ignores the instance selector"
+            );
+            assert!(
+                expr.contains("dcr_guard_instance=~\"$filter\""),
+                "{title}: {expr} ignores the filter (stats.instance) selector"
             );
         }
     }
@@ -492,6 +497,18 @@ fn prometheus_scrapes_labelled_dcr_guard_series_from_envoy() {
         empty.is_empty(),
         "dashboard queries with no result:\n{}",
         empty.join("\n")
+    );
+    // The filter selector selects: this Envoy's one filter has no `stats.instance`, so naming
+    // another filter leaves the requests panel empty.
+    let (_, _, requests) = dashboard_queries(&d)
+        .into_iter()
+        .find(|(_, _, e)| e.starts_with("sum(rate(dcr_guard_requests{"))
+        .unwrap();
+    let other = grafana_expand(&requests.replace("$filter", "no_such_filter"));
+    assert_eq!(
+        prometheus.query(&other).map(|v| v.is_empty()),
+        Ok(true),
+        "{other}"
     );
 
     // Every alert rule, loaded into this Prometheus, has been evaluated without error.
