@@ -597,55 +597,40 @@ impl Properties for WasmHost {
     }
 }
 
+type Ids = std::thread::LocalKey<RefCell<HashMap<String, u32>>>;
+
 thread_local! {
     /// Counter ids by name, defined on first use (one VM per worker thread).
     static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
-}
-
-thread_local! {
     /// Histogram ids by name, defined when the filter is configured.
     static HISTOGRAMS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
-}
-
-thread_local! {
     /// Gauge ids by name, defined when the filter is configured.
     static GAUGES: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
-fn gauge_id(name: &str) -> Option<u32> {
-    GAUGES.with(|m| {
+/// The id of metric `name` in `ids`, defined with `define` the first time.
+fn cached_id(ids: &'static Ids, name: &str, define: fn(&str) -> Result<u32, u32>) -> Option<u32> {
+    ids.with(|m| {
         let mut m = m.try_borrow_mut().ok()?;
         if let Some(id) = m.get(name) {
             return Some(*id);
         }
-        let id = abi::define_gauge(name).ok()?;
+        let id = define(name).ok()?;
         m.insert(name.to_string(), id);
         Some(id)
     })
+}
+
+fn gauge_id(name: &str) -> Option<u32> {
+    cached_id(&GAUGES, name, abi::define_gauge)
 }
 
 fn histogram_id(name: &str) -> Option<u32> {
-    HISTOGRAMS.with(|m| {
-        let mut m = m.try_borrow_mut().ok()?;
-        if let Some(id) = m.get(name) {
-            return Some(*id);
-        }
-        let id = abi::define_histogram(name).ok()?;
-        m.insert(name.to_string(), id);
-        Some(id)
-    })
+    cached_id(&HISTOGRAMS, name, abi::define_histogram)
 }
 
 fn metric_id(name: &str) -> Option<u32> {
-    METRICS.with(|m| {
-        let mut m = m.try_borrow_mut().ok()?;
-        if let Some(id) = m.get(name) {
-            return Some(*id);
-        }
-        let id = abi::define_counter(name).ok()?;
-        m.insert(name.to_string(), id);
-        Some(id)
-    })
+    cached_id(&METRICS, name, abi::define_counter)
 }
 
 fn action(f: Flow) -> Action {
