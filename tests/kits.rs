@@ -1372,6 +1372,14 @@ fn schema_enums_match_the_filter() {
             "/rules/software_roles/mode",
             "/$defs/SoftwareRoles/properties/mode/enum",
         ),
+        (
+            "/client_certificate/source",
+            "/$defs/ClientCertificate/properties/source/enum",
+        ),
+        (
+            "/rules/participant_status/sources/0/unknown",
+            "/$defs/StatusSource/properties/unknown/enum",
+        ),
     ];
     for (field, enum_at) in cases {
         let mut cfg = kitchen_sink();
