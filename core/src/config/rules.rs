@@ -6,7 +6,7 @@ use super::binding::{resolve_binding, Secrets, TokenMode};
 use super::checks::{bounded, metadata_algs, names, non_empty_name, strings, ConfigError};
 use super::raw::{
     RawAudience, RawCertBinding, RawGrantTypes, RawRequestJti, RawRequiredAttributes, RawRules,
-    RawSoftwareRoles, RawSoftwareStatus, RawSsaClaims, RawToggle,
+    RawSoftwareRoles, RawSoftwareStatus, RawSsaClaims, RawToggle, REDIRECT_URI_LENGTH,
 };
 use crate::profile::{Defaults, Profile};
 use crate::rules::certificate::{CertificateBinding, OrgCheck, SoftwareCheck};
@@ -16,12 +16,12 @@ use crate::rules::{
 };
 
 /// `rules.issuance_time.max_age_seconds` when not configured.
-const DEFAULT_MAX_REQUEST_AGE: u64 = 3600;
+pub(super) const DEFAULT_MAX_REQUEST_AGE: u64 = 3600;
 /// `rules.redirect_uri_format.max_length` when not configured.
-const DEFAULT_REDIRECT_URI_LENGTH: usize = 256;
+pub(super) const DEFAULT_REDIRECT_URI_LENGTH: usize = 256;
 /// How long an SSA `jti` without `exp` is remembered when `rules.ssa_jti.window_seconds` is not
 /// configured.
-const DEFAULT_SSA_JTI_WINDOW: u64 = 86_400;
+pub(super) const DEFAULT_SSA_JTI_WINDOW: u64 = 86_400;
 
 /// The resolved `rules` object: every rule's switch and parameters.
 #[derive(Debug, Clone)]
@@ -324,8 +324,7 @@ fn claim_rules(
         "rules.redirect_uri_format.max_length",
         rf.and_then(|r| r.max_length),
         DEFAULT_REDIRECT_URI_LENGTH,
-        16,
-        4096,
+        REDIRECT_URI_LENGTH,
     )?;
     // `signing_algorithms.algorithms` is also what token_endpoint_auth and CIBA accept.
     let rs = rr.signing_algorithms.as_ref();

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::checks::{bounded, non_empty_name, ConfigError};
+use super::checks::{bounded, non_empty_name, Bounds, ConfigError};
 use crate::keys::jwks_source;
 use crate::profile::Profile;
 use crate::status::{StatusSource, Unknown};
@@ -16,11 +16,23 @@ pub const DEFAULT_REFRESH: u64 = 300;
 pub const DEFAULT_MAX_STALENESS: u64 = 3_600;
 /// Default largest status document, bytes.
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
-const MAX_REFRESH: u64 = 86_400;
-const MAX_STALENESS: u64 = 7 * 86_400;
-const MAX_BYTES: usize = 16 * 1024 * 1024;
-const MAX_SOURCES: usize = 8;
-const MAX_HEADERS: usize = 8;
+/// `refresh_seconds`, seconds.
+pub(super) const REFRESH: Bounds<u64> = Bounds {
+    min: 1,
+    max: 86_400,
+};
+/// `max_staleness_seconds`, seconds.
+pub(super) const STALENESS: Bounds<u64> = Bounds {
+    min: 0,
+    max: 7 * 86_400,
+};
+/// `max_bytes`, bytes.
+pub(super) const DOCUMENT_BYTES: Bounds<usize> = Bounds {
+    min: 1024,
+    max: 16 * 1024 * 1024,
+};
+pub(super) const MAX_SOURCES: usize = 8;
+pub(super) const MAX_HEADERS: usize = 8;
 const MAX_HEADER_VALUE: usize = 256;
 
 /// The CDR Register's status endpoints as the `au-cdr` preset fetches them: (what, path under
@@ -54,7 +66,7 @@ pub(super) fn resolve(
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
-    let o = Obj::new(F, &raw, &["enabled", "register", "sources"])?;
+    let o = Obj::new(F, &raw, STATUS_FIELDS)?;
     if o.bool("enabled")? == Some(false) {
         return Ok(Vec::new());
     }
@@ -240,22 +252,19 @@ fn source(f: &str, s: RawStatusSource) -> Result<StatusSource, ConfigError> {
         &format!("{f}.refresh_seconds"),
         s.refresh_seconds,
         DEFAULT_REFRESH,
-        1,
-        MAX_REFRESH,
+        REFRESH,
     )?;
     let max_staleness = bounded(
         &format!("{f}.max_staleness_seconds"),
         s.max_staleness_seconds,
         DEFAULT_MAX_STALENESS,
-        0,
-        MAX_STALENESS,
+        STALENESS,
     )?;
     let max_bytes = bounded(
         &format!("{f}.max_bytes"),
         s.max_bytes,
         DEFAULT_MAX_BYTES,
-        1024,
-        MAX_BYTES,
+        DOCUMENT_BYTES,
     )?;
     let array: Vec<String> = match s.array.trim() {
         "" => Vec::new(),
@@ -307,6 +316,39 @@ fn source(f: &str, s: RawStatusSource) -> Result<StatusSource, ConfigError> {
     })
 }
 
+// The members each object may have (any other is refused). The schema describes the same objects
+// (config/schema.rs `ParticipantStatus`); its tests hold the two to the same members.
+
+/// `rules.participant_status`.
+pub(super) const STATUS_FIELDS: &[&str] = &["enabled", "register", "sources"];
+/// `rules.participant_status.register`.
+pub(super) const REGISTER_FIELDS: &[&str] = &[
+    "base_url",
+    "upstream",
+    "authority",
+    "refresh_seconds",
+    "max_staleness_seconds",
+    "max_bytes",
+    "unknown",
+];
+/// `rules.participant_status.sources[]`.
+pub(super) const SOURCE_FIELDS: &[&str] = &[
+    "name",
+    "url",
+    "upstream",
+    "authority",
+    "headers",
+    "refresh_seconds",
+    "max_staleness_seconds",
+    "max_bytes",
+    "array",
+    "id_member",
+    "status_member",
+    "ssa_claim",
+    "allowed",
+    "unknown",
+];
+
 /// `register` as written.
 #[derive(Default)]
 struct RawCdrRegister {
@@ -321,19 +363,7 @@ struct RawCdrRegister {
 
 impl RawCdrRegister {
     fn read(f: &str, v: &Value) -> Result<Self, ConfigError> {
-        let o = Obj::new(
-            f,
-            v,
-            &[
-                "base_url",
-                "upstream",
-                "authority",
-                "refresh_seconds",
-                "max_staleness_seconds",
-                "max_bytes",
-                "unknown",
-            ],
-        )?;
+        let o = Obj::new(f, v, REGISTER_FIELDS)?;
         Ok(RawCdrRegister {
             base_url: o.string("base_url")?,
             upstream: o.string("upstream")?,
@@ -366,26 +396,7 @@ struct RawStatusSource {
 
 impl RawStatusSource {
     fn read(f: &str, v: &Value) -> Result<Self, ConfigError> {
-        let o = Obj::new(
-            f,
-            v,
-            &[
-                "name",
-                "url",
-                "upstream",
-                "authority",
-                "headers",
-                "refresh_seconds",
-                "max_staleness_seconds",
-                "max_bytes",
-                "array",
-                "id_member",
-                "status_member",
-                "ssa_claim",
-                "allowed",
-                "unknown",
-            ],
-        )?;
+        let o = Obj::new(f, v, SOURCE_FIELDS)?;
         let mut headers = Vec::new();
         match o.get("headers") {
             None => {}

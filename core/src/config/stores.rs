@@ -1,8 +1,13 @@
 //! Where the filter keeps state between requests, and for how long: the JWKS cache (`jwks_cache`)
 //! and the replay store (`replay`).
 
+use super::checks::Bounds;
 use super::checks::{bounded, ConfigError};
-use super::raw::{RawEtcd, RawJwksCache, RawReplay};
+use super::raw::{
+    RawEtcd, RawJwksCache, RawReplay, BUCKETS, ENTRIES_PER_BUCKET, ETCD_KEY_PREFIX_LEN,
+    ETCD_TIMEOUT_MS, ISSUER_SHARE_PERCENT, KID_REFETCH_COOLDOWN, MAX_TTL, MIN_TTL, REFRESH_AHEAD,
+    STALE_IF_ERROR,
+};
 use crate::keys::CachePolicy;
 use crate::replay::etcd::{EtcdSettings, MAX_NAME_LEN};
 use crate::replay::ReplayConfig;
@@ -57,20 +62,18 @@ pub(super) fn resolve_replay(
     }
     let defaults = ReplayConfig::default();
     let store = ReplayConfig {
-        buckets: bounded("replay.buckets", raw.buckets, defaults.buckets, 1, 4096)?,
+        buckets: bounded("replay.buckets", raw.buckets, defaults.buckets, BUCKETS)?,
         entries_per_bucket: bounded(
             "replay.entries_per_bucket",
             raw.entries_per_bucket,
             defaults.entries_per_bucket,
-            1,
-            4096,
+            ENTRIES_PER_BUCKET,
         )?,
         issuer_share_percent: bounded(
             "replay.issuer_share_percent",
             raw.issuer_share_percent,
             defaults.issuer_share_percent,
-            1,
-            100,
+            ISSUER_SHARE_PERCENT,
         )?,
         ..defaults
     };
@@ -103,6 +106,9 @@ pub(super) fn resolve_replay(
     })
 }
 
+/// Default `replay.etcd.timeout_ms`.
+pub(super) const DEFAULT_ETCD_TIMEOUT_MS: u64 = 500;
+
 /// Default `replay.etcd.key_prefix`.
 pub const DEFAULT_ETCD_KEY_PREFIX: &str = "/dcr-guard/replay/";
 
@@ -134,8 +140,8 @@ fn resolve_etcd(raw: RawEtcd, max_retention: u64) -> Result<EtcdSettings, Config
     let key_prefix = raw
         .key_prefix
         .unwrap_or_else(|| DEFAULT_ETCD_KEY_PREFIX.to_string());
-    if key_prefix.is_empty()
-        || key_prefix.len() > 128
+    if key_prefix.len() < ETCD_KEY_PREFIX_LEN.min
+        || key_prefix.len() > ETCD_KEY_PREFIX_LEN.max
         || !key_prefix.bytes().all(|b| b.is_ascii_graphic())
     {
         return Err(ConfigError::new(
@@ -143,7 +149,12 @@ fn resolve_etcd(raw: RawEtcd, max_retention: u64) -> Result<EtcdSettings, Config
             "must be 1–128 printable ASCII characters without spaces",
         ));
     }
-    let timeout_ms = bounded("replay.etcd.timeout_ms", raw.timeout_ms, 500, 10, 10_000)?;
+    let timeout_ms = bounded(
+        "replay.etcd.timeout_ms",
+        raw.timeout_ms,
+        DEFAULT_ETCD_TIMEOUT_MS,
+        ETCD_TIMEOUT_MS,
+    )?;
     let slot_seconds = i64::try_from((max_retention / 8).clamp(5, 3600)).unwrap_or(3600);
     Ok(EtcdSettings {
         upstream,
@@ -164,15 +175,13 @@ pub(super) fn resolve_cache(
         &format!("{f}.min_ttl_seconds"),
         raw.min_ttl_seconds,
         d.min_ttl,
-        1,
-        86_400,
+        MIN_TTL,
     )?;
     let max_ttl = bounded(
         &format!("{f}.max_ttl_seconds"),
         raw.max_ttl_seconds,
         d.max_ttl,
-        1,
-        7 * 86_400,
+        MAX_TTL,
     )?;
     if max_ttl < min_ttl {
         return Err(ConfigError::new(
@@ -184,8 +193,10 @@ pub(super) fn resolve_cache(
         &format!("{f}.default_ttl_seconds"),
         raw.default_ttl_seconds,
         d.default_ttl,
-        min_ttl,
-        max_ttl,
+        Bounds {
+            min: min_ttl,
+            max: max_ttl,
+        },
     )?;
     Ok(CachePolicy {
         default_ttl,
@@ -195,15 +206,13 @@ pub(super) fn resolve_cache(
             &format!("{f}.kid_refetch_cooldown_seconds"),
             raw.kid_refetch_cooldown_seconds,
             d.kid_refetch_cooldown,
-            1,
-            3600,
+            KID_REFETCH_COOLDOWN,
         )?,
         stale_if_error: bounded(
             &format!("{f}.stale_if_error_seconds"),
             raw.stale_if_error_seconds,
             d.stale_if_error,
-            0,
-            7 * 86_400,
+            STALE_IF_ERROR,
         )?,
         // A lease outlives the callout it covers.
         lease_ttl: callout_timeout_ms.div_ceil(1000).saturating_add(2),
@@ -211,8 +220,7 @@ pub(super) fn resolve_cache(
             &format!("{f}.refresh_ahead_seconds"),
             raw.refresh_ahead_seconds,
             d.refresh_ahead,
-            0,
-            3600,
+            REFRESH_AHEAD,
         )?,
     })
 }
