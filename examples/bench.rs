@@ -1048,9 +1048,11 @@ fn main() {
     // 8. the fleet replay store: the same all-unique registrations with replay.store local (8a)
     // and etcd (8b, a 3-member cluster on loopback), side by side; etcd's own CPU is measured
     // over the block (its members run on the load CPU, not pinned with Envoy).
-    let fleet = if ["8a", "8b", "8c", "8d", "8e", "8f"]
-        .iter()
-        .any(|id| selected(id))
+    let fleet = if [
+        "8a", "8b", "8c", "8d", "8e", "8f", "9a", "9b", "9c", "9d", "9e",
+    ]
+    .iter()
+    .any(|id| selected(id))
     {
         match common::etcd::etcd_bin() {
             None => {
@@ -1143,6 +1145,71 @@ fn main() {
                 });
                 rows.push(row(&busy, sc, m, extra).0);
             }
+        }
+    }
+
+    // 9. what one callout costs Envoy, by transport: the bare filter doing nothing else (9a),
+    // then one read of an etcd key per request, waiting for the answer: a gRPC call (9b, the fleet
+    // store's transport), an HTTP callout to etcd's JSON gateway over HTTP/2 (9c) and over
+    // HTTP/1.1 (9d). The same etcd cluster, side by side.
+    if let Some(cluster) = &fleet {
+        let mut callouts: Vec<Scenario> = Vec::new();
+        for (id, name, callout) in [
+            ("9a", "bare wasm, no callout", Value::Null),
+            (
+                "9b",
+                "bare wasm + 1 gRPC callout (etcd KV/Range)",
+                json!({"kind": "grpc", "cluster": "etcd"}),
+            ),
+            (
+                "9e",
+                "bare wasm + 1 gRPC callout (etcd KV/Put)",
+                json!({"kind": "grpc_put", "cluster": "etcd"}),
+            ),
+            (
+                "9c",
+                "bare wasm + 1 HTTP/2 callout (etcd JSON gateway)",
+                json!({"kind": "http", "cluster": "etcd"}),
+            ),
+            (
+                "9d",
+                "bare wasm + 1 HTTP/1.1 callout (etcd JSON gateway)",
+                json!({"kind": "http", "cluster": "etcd_h1"}),
+            ),
+        ] {
+            let etcd = common::etcd::envoy_cluster("etcd", cluster);
+            let mut etcd_h1 = common::etcd::envoy_cluster("etcd_h1", cluster);
+            etcd_h1
+                .as_object_mut()
+                .unwrap()
+                .remove("typed_extension_protocol_options");
+            let cfg = guard_config(tpp, &keystore, &ctx, false)
+                .wasm(&bare)
+                .filter_config(json!({
+                    "mode": "verify",
+                    "ssa_jwks": tpp.directory_jwks(),
+                    "request_jwks": tpp.software_jwks(),
+                    "probe_only": true,
+                    "probe_callout": callout,
+                }))
+                .edit(move |b| {
+                    let clusters = b["static_resources"]["clusters"].as_array_mut().unwrap();
+                    clusters.push(etcd.clone());
+                    clusters.push(etcd_h1.clone());
+                });
+            callouts.push(Scenario {
+                id,
+                name: name.into(),
+                cfg,
+                warm: Arc::clone(&warm),
+                pool: Arc::clone(&unique),
+                total: n,
+            });
+        }
+        callouts.retain(|sc| selected(sc.id));
+        let measured = measure_side_by_side(&ctx, &callouts, rounds);
+        for (sc, m) in callouts.iter().zip(measured) {
+            rows.push(row(&ctx, sc, m, json!({})).0);
         }
     }
 
@@ -1403,6 +1470,16 @@ fn main() {
         p("8f", 0.5) as i64 - p("8e", 0.5) as i64,
         p("8f", 0.99) as i64 - p("8e", 0.99) as i64,
         per_call("8f"),
+    );
+    let (c9a, c9b, c9c, c9d) = (get("9a"), get("9b"), get("9c"), get("9d"));
+    println!(
+        "  callout cost  Envoy CPU per callout (− 9a): gRPC {:.0} µs (a write, answered after etcd's fsync: {:.0} µs), HTTP/2 {:.0} µs, HTTP/1.1 {:.0} µs; HTTP/1.1 / gRPC = {:.2}  {}",
+        c9b - c9a,
+        get("9e") - c9a,
+        c9c - c9a,
+        c9d - c9a,
+        (c9d - c9a) / (c9b - c9a),
+        spread(&|c| (c("9d") - c("9a")) / (c("9b") - c("9a"))),
     );
     println!();
     println!("(CPU µs are the Envoy process's run time over its {rounds} interleaved rounds (schedstat; /proc/<pid>/stat utime+stime agrees, see results.json) / requests; \"blocks\" is the range of the same ratio over {BLOCKS} consecutive blocks of rounds. Whole run {:.0} s. Load average before: {load_before}; after: {}. This machine's speed changes under other tenants: compare ratios, not µs.)", began.elapsed().as_secs_f64(), loadavg());

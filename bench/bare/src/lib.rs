@@ -49,6 +49,19 @@ struct Keys {
     probe_buffer: bool,
     /// The algorithm both signatures use (`"alg"`, default PS256).
     alg: Alg,
+    /// Probe: one callout per request after the verification (`probe_callout`), the request
+    /// waiting for its answer: what a callout costs Envoy, by transport.
+    callout: Option<Callout>,
+}
+
+/// `{"kind": "grpc" | "grpc_put" | "http", "cluster": NAME}`: a read of one key of an etcd cluster,
+/// as a gRPC `etcdserverpb.KV/Range` call or as an HTTP `POST /v3/kv/range` to etcd's JSON gateway
+/// (HTTP/1.1 or HTTP/2, as the cluster speaks); `grpc_put` writes the key instead (`KV/Put`: the
+/// answer waits for etcd's log to reach the disk, as the fleet store's `Txn` does).
+struct Callout {
+    grpc: bool,
+    put: bool,
+    cluster: String,
 }
 
 struct Root {
@@ -139,6 +152,11 @@ impl RootContext for Root {
                                 .as_str()
                                 .and_then(Alg::parse)
                                 .unwrap_or(Alg::Ps256),
+                            callout: cfg["probe_callout"]["cluster"].as_str().map(|c| Callout {
+                                grpc: cfg["probe_callout"]["kind"] != "http",
+                                put: cfg["probe_callout"]["kind"] == "grpc_put",
+                                cluster: c.to_string(),
+                            }),
                         }));
                         true
                     }
@@ -167,7 +185,78 @@ struct Stream {
     keys: Option<Rc<Keys>>,
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_grpc_call_response(&mut self, _token: u32, _status: u32, size: usize) {
+        let _ = self.get_grpc_call_response_body(0, size);
+        self.resume_http_request();
+    }
+
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        size: usize,
+        _trailers: usize,
+    ) {
+        let _ = self.get_http_call_response_headers();
+        let _ = self.get_http_call_response_body(0, size);
+        self.resume_http_request();
+    }
+}
+
+impl Stream {
+    /// The probe callout, if configured: `Pause` until it is answered.
+    fn callout(&mut self, keys: &Keys) -> Action {
+        let Some(c) = &keys.callout else {
+            return Action::Continue;
+        };
+        let timeout = std::time::Duration::from_secs(5);
+        let sent = if c.grpc {
+            // GrpcService { envoy_grpc { cluster_name } }, as dcr-guard sends it.
+            let mut inner = vec![0x0a, c.cluster.len() as u8];
+            inner.extend_from_slice(c.cluster.as_bytes());
+            let mut service = vec![0x0a, inner.len() as u8];
+            service.extend_from_slice(&inner);
+            let service = String::from_utf8_lossy(&service).into_owned();
+            // RangeRequest { key: "bench", serializable: true } or PutRequest { key, value: "x" }
+            let (method, message): (&str, &[u8]) = if c.put {
+                ("Put", b"\x0a\x05bench\x12\x01x")
+            } else {
+                ("Range", b"\x0a\x05bench\x38\x01")
+            };
+            self.dispatch_grpc_call(
+                &service,
+                "etcdserverpb.KV",
+                method,
+                vec![],
+                Some(message),
+                timeout,
+            )
+            .is_ok()
+        } else {
+            let body = br#"{"key":"YmVuY2g=","serializable":true}"#;
+            self.dispatch_http_call(
+                &c.cluster,
+                vec![
+                    (":method", "POST"),
+                    (":path", "/v3/kv/range"),
+                    (":authority", "etcd"),
+                    ("content-type", "application/json"),
+                ],
+                Some(body),
+                vec![],
+                timeout,
+            )
+            .is_ok()
+        };
+        if sent {
+            Action::Pause
+        } else {
+            self.send_http_response(503, vec![], Some(b"bench-bare: callout"));
+            Action::Pause
+        }
+    }
+}
 
 fn verify_one(token: Option<String>, set: &JwkSet, alg: Alg) -> bool {
     let Some(token) = token else { return false };
@@ -211,12 +300,12 @@ impl HttpContext for Stream {
             return Action::Pause;
         }
         if keys.probe_only {
-            return Action::Continue;
+            return self.callout(&keys);
         }
         let ssa = self.get_http_request_header("x-ssa");
         let req = self.get_http_request_header("x-request-jwt");
         if verify_one(ssa, &keys.ssa, keys.alg) && verify_one(req, &keys.request, keys.alg) {
-            Action::Continue
+            self.callout(&keys)
         } else {
             self.send_http_response(401, vec![], Some(b"bench-bare: signature"));
             Action::Pause
